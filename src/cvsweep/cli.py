@@ -1,0 +1,194 @@
+"""Command line: the Hydra training entrypoint and the `cvsweep` helper commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from .config import register_schemas
+
+
+def conf_dir() -> Path:
+    """conf/ of the project: $CVSWEEP_CONF, the source checkout's, or ./conf."""
+    env = os.environ.get("CVSWEEP_CONF")
+    if env:
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parents[2] / "conf"
+    if (checkout / "train.yaml").is_file():
+        return checkout
+    return (Path.cwd() / "conf").resolve()
+
+
+def _context_from_hydra() -> Any:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from .job import JobContext
+
+    hc = HydraConfig.get()
+    output_dir = Path(hc.runtime.output_dir)
+    overrides = list(hc.overrides.task)
+    command = " ".join(shlex.quote(a) for a in ["python", "train.py", *_user_overrides(overrides)])
+    return JobContext(
+        output_dir=output_dir,
+        overrides=overrides,
+        choices={k: str(v) for k, v in hc.runtime.choices.items() if v is not None},
+        job_num=int(hc.job.num) if hc.mode == RunMode.MULTIRUN else 0,
+        multirun=hc.mode == RunMode.MULTIRUN,
+        config_dir=output_dir / hc.output_subdir if hc.output_subdir else None,
+        command=command,
+        launch_dir=Path(hc.runtime.cwd),
+    )
+
+
+def _user_overrides(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if not o.startswith("tracking.parent_run_id=")]
+
+
+def train_task(cfg: DictConfig) -> float | None:
+    """Hydra's task function: run the job and turn outcomes into exit codes."""
+    from .job import ERRORS_FOR_USER, JobOutcome, print_user_error, run_job
+
+    ctx = _context_from_hydra()
+    try:
+        outcome = run_job(cfg, ctx)
+    except ERRORS_FOR_USER as exc:
+        print_user_error(exc)
+        if ctx.multirun:
+            JobOutcome("FAILED", None, error=str(exc)).write(ctx.output_dir)
+            return None
+        raise SystemExit(2) from None
+    if outcome.status in ("FAILED", "KILLED") and not ctx.multirun:
+        raise SystemExit(1)
+    return outcome.final_test_acc
+
+
+def hydra_main() -> None:
+    import hydra
+
+    register_schemas()
+    main = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(
+        train_task
+    )
+    main()
+
+
+# --------------------------------------------------------------------------- cvsweep CLI
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    return serve(args, ui_only=True)
+
+
+def _cmd_server(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    return serve(args, ui_only=False)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare_cli import compare_main
+
+    return compare_main(args)
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from .rerun import rerun_main
+
+    return rerun_main(args)
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from .data import DataError
+    from .fetch import fetch
+
+    root = args.root or os.environ.get("CVSWEEP_DATA", "data")
+    names = [args.dataset] if args.dataset else ["mnist", "fashion_mnist"]
+    try:
+        for name in names:
+            folder = fetch(name, root)
+            print(f"{name}: verified in {folder}")
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .results import report_main
+
+    return report_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cvsweep",
+        description="Helpers around `python train.py`: browse, compare and rerun tracked runs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def store_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--tracking-uri",
+            default=None,
+            help="store URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)",
+        )
+
+    for name, helptext in (
+        ("ui", "start the MLflow UI on 127.0.0.1 for the store train.py writes"),
+        ("server", "start an MLflow tracking server (SQLite store + artifact root)"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        store_args(p)
+        p.add_argument("--port", type=int, default=5000)
+        p.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address to bind; anything but loopback needs --allow-remote",
+        )
+        p.add_argument("--allow-remote", action="store_true")
+        p.add_argument("--experiment", default="cvsweep", help="experiment whose link to print")
+        p.set_defaults(func=_cmd_ui if name == "ui" else _cmd_server)
+
+    p = sub.add_parser("compare", help="comparison report for a sweep, runs or an experiment")
+    store_args(p)
+    p.add_argument("target", help="parent run id, run ids (comma-separated) or experiment name")
+    p.add_argument("--by", default=None, help="keys to compare, e.g. optimizer,augment")
+    p.add_argument("--out", default=None, help="output folder (default: comparison-<target>)")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("rerun", help="train again from a logged run's config")
+    store_args(p)
+    p.add_argument("run_id")
+    p.add_argument("overrides", nargs="*", help="key=value overrides on top of the logged config")
+    p.add_argument("--check", action="store_true", help="exit 1 when metrics differ")
+    p.add_argument("--tolerance", type=float, default=0.0)
+    p.set_defaults(func=_cmd_rerun)
+
+    p = sub.add_parser("data", help="dataset files")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    f = data_sub.add_parser("fetch", help="download and verify a dataset")
+    f.add_argument("dataset", nargs="?", choices=["mnist", "fashion_mnist"])
+    f.add_argument("--root", default=None, help="data folder (default: $CVSWEEP_DATA or data/)")
+    f.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("report", help="write docs/results.md from the presets' runs")
+    store_args(p)
+    p.add_argument("--out", default="docs/results.md")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""Typed config schemas and the value checks that types alone cannot express.
+
+Hydra type-checks every group against these dataclasses (registered in the ConfigStore), so a
+wrong type or an unknown key fails at compose time with Hydra's own message. `validate` then
+catches values that are well-typed but meaningless (lr <= 0, batch_size < 1, ...) before any
+data is read or any tracking run exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value that makes no sense; the message names the key, the value and the rule."""
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    root: str = "data"
+    train_limit: int | None = None
+    mean: float = 0.0
+    std: float = 1.0
+
+
+@dataclass
+class LayerConfig:
+    name: str = MISSING
+    kind: str = MISSING  # conv | maxpool | linear
+    out: int = 0
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    activation: str | None = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    in_channels: int = 1
+    image_size: int = 28
+    num_classes: int = 10
+    layers: list[LayerConfig] = field(default_factory=list)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING
+    lr: float = MISSING
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    momentum: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    weight_decay: float = 0.01
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+
+
+OPTIMIZER_SCHEMAS: dict[str, type[OptimizerConfig]] = {
+    "sgd": SGDConfig,
+    "adam": AdamConfig,
+    "adamw": AdamWConfig,
+    "rmsprop": RMSpropConfig,
+}
+
+
+@dataclass
+class AugmentConfig:
+    name: str = MISSING
+    flip_p: float = 0.0
+    degrees: float = 0.0
+
+
+@dataclass
+class PhaseConfig:
+    epochs: int = MISSING
+    # Keys merged over the run's optimizer group; a different `name` switches optimizer type.
+    optimizer: dict[str, Any] | None = None
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = MISSING
+    scheduler: str = "constant"  # constant | step | cosine | onecycle
+    step_size: int = 1
+    gamma: float = 0.7
+    min_lr: float = 0.0
+    max_lr_factor: float = 4.0
+    pct_start: float = 0.25
+    phases: list[PhaseConfig] = field(default_factory=list)
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 3
+    batch_size: int = 64
+    log_every: int = 1000
+    eval_batch_size: int = 2000
+    device: str = "auto"
+    num_threads: int = 0
+    deterministic: bool = False
+    cuda_graphs: str = "auto"  # auto | on | off
+    channels_last: bool = False
+    progress: str = "auto"  # auto | on | off
+    checkpoint_every_epoch: bool = True
+    report_batch_size: int = 16
+    # Print and log the shape report, train nothing (the assignment's first question).
+    shapes_only: bool = False
+    # Raise an error at this global mini-batch: exercises the failure path of runs and sweeps.
+    fault_at_step: int | None = None
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "cvsweep"
+    skip_finished: bool = True
+    required: bool = True
+    parent_run_id: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    augment: AugmentConfig = MISSING
+    schedule: ScheduleConfig = MISSING
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+    # Free-form notes carried by experiment presets (shown in reports, never used in training).
+    experiment: dict[str, Any] | None = None
+
+
+def register_schemas() -> None:
+    """Put the schemas in Hydra's ConfigStore; conf/ files name them in their defaults lists."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    for name, schema in OPTIMIZER_SCHEMAS.items():
+        cs.store(group="optimizer", name=f"{name}_schema", node=schema)
+
+
+DEVICES = ("auto", "cpu", "cuda")
+SCHEDULERS = ("constant", "step", "cosine", "onecycle")
+LAYER_KINDS = ("conv", "maxpool", "linear")
+ACTIVATIONS = (None, "relu", "gelu", "tanh")
+TRI_STATE = ("auto", "on", "off")
+
+
+def _require(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"Invalid config value {key}={value!r}: {rule}.")
+
+
+def optimizer_config(base: DictConfig | dict, overrides: dict[str, Any] | None) -> DictConfig:
+    """The optimizer settings of one phase: phase keys over the run's group, type-checked.
+
+    A phase that names another optimizer starts from that optimizer's schema defaults rather
+    than inheriting hyper-parameters that belong to a different algorithm.
+    """
+    base_dict = OmegaConf.to_container(base, resolve=True) if isinstance(base, DictConfig) else base
+    over = dict(overrides or {})
+    name = over.get("name", base_dict["name"])
+    if name not in OPTIMIZER_SCHEMAS:
+        raise ConfigError(
+            f"Invalid config value optimizer.name={name!r}: "
+            f"allowed optimizers are {', '.join(OPTIMIZER_SCHEMAS)}."
+        )
+    schema = OmegaConf.structured(OPTIMIZER_SCHEMAS[name])
+    start = base_dict if name == base_dict["name"] else {"name": name}
+    try:
+        merged = OmegaConf.merge(schema, start, over)
+    except Exception as exc:  # omegaconf raises several types; all mean a bad key or type
+        raise ConfigError(f"Invalid optimizer settings {over!r} for {name}: {exc}") from None
+    return merged
+
+
+def _validate_optimizer(opt: DictConfig, prefix: str) -> None:
+    _require(opt.lr > 0, f"{prefix}.lr", opt.lr, "the learning rate must be > 0")
+    _require(opt.weight_decay >= 0, f"{prefix}.weight_decay", opt.weight_decay, "must be >= 0")
+    if "momentum" in opt:
+        _require(0 <= opt.momentum < 1, f"{prefix}.momentum", opt.momentum, "must be in [0, 1)")
+    if "betas" in opt:
+        betas = list(opt.betas)
+        _require(
+            len(betas) == 2 and all(0 <= b < 1 for b in betas),
+            f"{prefix}.betas",
+            betas,
+            "must be two numbers in [0, 1)",
+        )
+    if "eps" in opt:
+        _require(opt.eps > 0, f"{prefix}.eps", opt.eps, "must be > 0")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject meaningless values before any work; raises ConfigError naming key and rule."""
+    t = cfg.trainer
+    _require(t.epochs >= 1, "trainer.epochs", t.epochs, "must be an integer >= 1")
+    _require(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "must be an integer >= 1")
+    _require(t.log_every >= 1, "trainer.log_every", t.log_every, "must be an integer >= 1")
+    _require(t.eval_batch_size >= 1, "trainer.eval_batch_size", t.eval_batch_size, "must be >= 1")
+    _require(
+        t.report_batch_size >= 1, "trainer.report_batch_size", t.report_batch_size, "must be >= 1"
+    )
+    _require(t.device in DEVICES, "trainer.device", t.device, f"allowed: {', '.join(DEVICES)}")
+    _require(t.num_threads >= 0, "trainer.num_threads", t.num_threads, "0 (auto) or >= 1")
+    _require(
+        t.cuda_graphs in TRI_STATE, "trainer.cuda_graphs", t.cuda_graphs, "allowed: auto, on, off"
+    )
+    _require(t.progress in TRI_STATE, "trainer.progress", t.progress, "allowed: auto, on, off")
+    _require(cfg.seed >= 0, "seed", cfg.seed, "must be an integer >= 0")
+
+    d = cfg.dataset
+    _require(
+        d.name in ("mnist", "fashion_mnist"),
+        "dataset.name",
+        d.name,
+        "allowed: mnist, fashion_mnist",
+    )
+    _require(
+        d.train_limit is None or d.train_limit >= 1,
+        "dataset.train_limit",
+        d.train_limit,
+        "must be null (all images) or an integer >= 1",
+    )
+    _require(d.std > 0, "dataset.std", d.std, "must be > 0")
+
+    a = cfg.augment
+    _require(0 <= a.flip_p <= 1, "augment.flip_p", a.flip_p, "must be a probability in [0, 1]")
+    _require(0 <= a.degrees <= 180, "augment.degrees", a.degrees, "must be in 0..180")
+
+    m = cfg.model
+    _require(len(m.layers) >= 1, "model.layers", list(m.layers), "needs at least one layer")
+    for i, layer in enumerate(m.layers):
+        key = f"model.layers.{i}"
+        _require(
+            layer.kind in LAYER_KINDS, f"{key}.kind", layer.kind, "allowed: conv, maxpool, linear"
+        )
+        _require(layer.kernel >= 1, f"{key}.kernel", layer.kernel, "must be >= 1")
+        _require(layer.stride >= 1, f"{key}.stride", layer.stride, "must be >= 1")
+        _require(layer.padding >= 0, f"{key}.padding", layer.padding, "must be >= 0")
+        _require(
+            layer.activation in ACTIVATIONS,
+            f"{key}.activation",
+            layer.activation,
+            "allowed: null, relu, gelu, tanh",
+        )
+        if layer.kind != "maxpool":
+            _require(layer.out >= 1, f"{key}.out", layer.out, "must be >= 1")
+    last = m.layers[-1]
+    _require(
+        last.kind == "linear" and last.out == m.num_classes,
+        "model.layers",
+        f"last layer {last.name}",
+        f"the last layer must be linear with out = num_classes ({m.num_classes})",
+    )
+
+    _validate_optimizer(cfg.optimizer, "optimizer")
+    s = cfg.schedule
+    _require(
+        s.scheduler in SCHEDULERS,
+        "schedule.scheduler",
+        s.scheduler,
+        f"allowed: {', '.join(SCHEDULERS)}",
+    )
+    _require(s.step_size >= 1, "schedule.step_size", s.step_size, "must be >= 1")
+    _require(0 < s.gamma <= 1, "schedule.gamma", s.gamma, "must be in (0, 1]")
+    _require(s.max_lr_factor > 0, "schedule.max_lr_factor", s.max_lr_factor, "must be > 0")
+    _require(0 < s.pct_start < 1, "schedule.pct_start", s.pct_start, "must be in (0, 1)")
+    _require(s.min_lr >= 0, "schedule.min_lr", s.min_lr, "must be >= 0")
+    for i, phase in enumerate(s.phases):
+        _require(phase.epochs >= 1, f"schedule.phases.{i}.epochs", phase.epochs, "must be >= 1")
+        _validate_optimizer(
+            optimizer_config(cfg.optimizer, phase.optimizer), f"schedule.phases.{i}.optimizer"
+        )
+
+
+def total_epochs(cfg: DictConfig) -> int:
+    """Phases, when present, fix the length of the run; otherwise trainer.epochs does."""
+    if cfg.schedule.phases:
+        return int(sum(p.epochs for p in cfg.schedule.phases))
+    return int(cfg.trainer.epochs)

@@ -1,0 +1,217 @@
+"""Verified MNIST-style data, loaded once per process into tensors on the training device.
+
+The files are read in torchvision's folder layout, their decompressed bytes are checked against
+pinned SHA-256 sums, and the parsed arrays are kept in a per-process cache, so that a sweep of
+many jobs in one process (or one joblib worker) reads and verifies the files only once. Nothing
+is ever written next to the source files: data roots can be read-only.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class DataError(RuntimeError):
+    """A data file that is missing, truncated or corrupt; the message names the file."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    folder: str
+    train_count: int
+    test_count: int
+    sha256: dict[str, str]  # file stem -> sha256 of the decompressed IDX bytes
+
+
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        folder="MNIST",
+        train_count=60000,
+        test_count=10000,
+        sha256={
+            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+            "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        },
+    ),
+    "fashion_mnist": DatasetSpec(
+        folder="FashionMNIST",
+        train_count=60000,
+        test_count=10000,
+        sha256={
+            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        },
+    ),
+}
+
+IMAGE_MAGIC = 0x00000803
+LABEL_MAGIC = 0x00000801
+
+
+def raw_dir(root: str | os.PathLike, dataset: str) -> Path:
+    return Path(root) / DATASETS[dataset].folder / "raw"
+
+
+def locate(root: str | os.PathLike, dataset: str, stem: str) -> Path | None:
+    """The raw file if present, else its .gz; None when neither exists."""
+    base = raw_dir(root, dataset) / stem
+    for candidate in (base, base.with_name(stem + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def missing_files(root: str | os.PathLike, dataset: str) -> list[str]:
+    return [
+        stem
+        for files in SPLIT_FILES.values()
+        for stem in files
+        if locate(root, dataset, stem) is None
+    ]
+
+
+def read_verified(path: Path, expected_sha256: str) -> bytes:
+    """Decompressed bytes of one IDX file whose hash matches the pinned one."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                payload = fh.read()
+        else:
+            payload = path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raise DataError(
+            f"Data file {path} cannot be read ({type(exc).__name__}: {exc}); it is truncated "
+            "or corrupt. Delete it and run `cvsweep data fetch`, or copy a good file in its place."
+        ) from None
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != expected_sha256:
+        raise DataError(
+            f"Data file {path} is corrupt: the SHA-256 of its decompressed bytes is {digest}, "
+            f"expected {expected_sha256}. Delete it and run `cvsweep data fetch`, or copy a good "
+            "file in its place."
+        )
+    return payload
+
+
+def parse_idx(payload: bytes, path: Path, magic: int, count: int) -> np.ndarray:
+    """IDX bytes -> uint8 array, checking the header even though the hash already matched.
+
+    The hash proves integrity; the header checks make errors readable if pinned hashes are
+    ever changed for a dataset with another shape.
+    """
+    ndim = 3 if magic == IMAGE_MAGIC else 1
+    header_len = 4 + 4 * ndim
+    if len(payload) < header_len:
+        raise DataError(f"Data file {path} is truncated: {len(payload)} bytes, no full header.")
+    found_magic = int.from_bytes(payload[:4], "big")
+    if found_magic != magic:
+        raise DataError(
+            f"Data file {path} has magic number {found_magic:#010x}, expected {magic:#010x} "
+            "(wrong file or corrupt header)."
+        )
+    dims = [int.from_bytes(payload[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    if dims[0] != count:
+        raise DataError(f"Data file {path} holds {dims[0]} items, expected {count}.")
+    expected = header_len + int(np.prod(dims))
+    if len(payload) != expected:
+        raise DataError(
+            f"Data file {path} has {len(payload)} bytes, expected {expected} for shape {dims}."
+        )
+    return np.frombuffer(payload, dtype=np.uint8, offset=header_len).reshape(dims)
+
+
+@dataclass
+class RawSplit:
+    images: torch.Tensor  # uint8 (N, 28, 28)
+    labels: torch.Tensor  # int64 (N,)
+
+
+_RAW_CACHE: dict[tuple[str, str], dict[str, RawSplit]] = {}
+
+
+def load_raw(root: str | os.PathLike, dataset: str) -> dict[str, RawSplit]:
+    """Both splits as uint8/int64 CPU tensors, verified; cached per process."""
+    if dataset not in DATASETS:
+        raise DataError(f"Unknown dataset {dataset!r}; known: {', '.join(DATASETS)}.")
+    key = (str(Path(root).resolve()), dataset)
+    if key in _RAW_CACHE:
+        return _RAW_CACHE[key]
+    spec = DATASETS[dataset]
+    missing = missing_files(root, dataset)
+    if missing:
+        raise DataError(
+            f"Dataset {dataset} is incomplete in {raw_dir(root, dataset)}: missing "
+            f"{', '.join(missing)} (raw or .gz). Run `cvsweep data fetch {dataset}` or place the "
+            "files there by hand (see README, 'Data')."
+        )
+    splits: dict[str, RawSplit] = {}
+    for split, (img_stem, lbl_stem) in SPLIT_FILES.items():
+        count = spec.train_count if split == "train" else spec.test_count
+        img_path = locate(root, dataset, img_stem)
+        lbl_path = locate(root, dataset, lbl_stem)
+        if img_path is None or lbl_path is None:  # removed between the check and the read
+            raise DataError(f"Dataset {dataset} files vanished from {raw_dir(root, dataset)}.")
+        images = parse_idx(
+            read_verified(img_path, spec.sha256[img_stem]), img_path, IMAGE_MAGIC, count
+        )
+        labels = parse_idx(
+            read_verified(lbl_path, spec.sha256[lbl_stem]), lbl_path, LABEL_MAGIC, count
+        )
+        splits[split] = RawSplit(
+            images=torch.from_numpy(images.copy()),
+            labels=torch.from_numpy(labels.astype(np.int64)),
+        )
+    _RAW_CACHE[key] = splits
+    return splits
+
+
+@dataclass
+class DeviceData:
+    """Normalized float images and labels on the training device, ready to index per batch."""
+
+    train_x: torch.Tensor  # float32 (N, 1, 28, 28)
+    train_y: torch.Tensor  # int64 (N,)
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    fill: float  # the normalized value of a black pixel: what rotation pads with
+
+
+def to_device(
+    raw: dict[str, RawSplit],
+    mean: float,
+    std: float,
+    device: torch.device,
+    train_limit: int | None = None,
+) -> DeviceData:
+    """Normalize once, up front, so the hot loop only indexes tensors."""
+
+    def prep(images: torch.Tensor) -> torch.Tensor:
+        x = images.to(device=device, dtype=torch.float32).div_(255.0)
+        return x.sub_(mean).div_(std).unsqueeze(1).contiguous()
+
+    train = raw["train"]
+    n = len(train.labels) if train_limit is None else min(train_limit, len(train.labels))
+    return DeviceData(
+        train_x=prep(train.images[:n]),
+        train_y=train.labels[:n].to(device),
+        test_x=prep(raw["test"].images),
+        test_y=raw["test"].labels.to(device),
+        fill=(0.0 - mean) / std,
+    )

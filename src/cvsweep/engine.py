@@ -1,0 +1,524 @@
+"""The training loop: phases, batched steps on device tensors, evaluation, checkpoints.
+
+The engine gets a plain config, the data already on the device, a model and a tracker. It never
+imports Hydra or MLflow. Per-step work stays on the device: losses and correct counts are summed
+into device tensors and read once per log point, so the loop has no per-batch host sync except
+the non-finite check on CPU (where a read costs nothing). On CUDA the whole step -- augmentation,
+forward, backward, optimizer -- can be captured once in a CUDA graph and replayed.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from . import augment as aug
+from .checkpoint import CHECKPOINT_NAME, MODEL_NAME, atomic_save, restore_rng_state, rng_state
+from .data import DeviceData
+from .optim import Phase, build_optimizer, build_scheduler, current_lr, plan_phases
+from .tracker import Tracker
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN/inf loss; the step is in the message and in `.step`."""
+
+    def __init__(self, step: int, epoch: int, since: int | None = None) -> None:
+        where = f"mini-batch {step}" if since is None else f"mini-batches {since}..{step}"
+        super().__init__(
+            f"Non-finite loss at {where} (epoch {epoch}): training stopped. "
+            "The last good checkpoint and model.pth were kept. Lower the learning rate "
+            "(optimizer.lr) or check the data normalization."
+        )
+        self.step = step
+        self.epoch = epoch
+
+
+class Interrupted(RuntimeError):
+    """SIGTERM or Ctrl-C stopped training after a checkpoint of the exact state was written."""
+
+    def __init__(self, signum: int, checkpoint: Path) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"Interrupted by {name}; state saved to {checkpoint}.")
+        self.signum = signum
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class LogPoint:
+    epoch: int
+    batch: int
+    step: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    lr: float
+
+
+@dataclass
+class TrainResult:
+    history: list[LogPoint]
+    final_test_acc: float
+    best_test_acc: float
+    final_test_loss: float
+    final_train_loss: float
+    train_time_s: float
+    steps: int
+    epochs: int
+    model_path: Path
+    checkpoint_path: Path
+    epoch_times: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Accum:
+    """Device-side sums since the last log point (and since the epoch start)."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    batches: int = 0
+    samples: int = 0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> _Accum:
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.correct.zero_()
+        self.batches = 0
+        self.samples = 0
+
+
+class _StopFlag:
+    """Turns SIGTERM/SIGINT into a flag the loop checks between steps.
+
+    Stopping between steps (not inside one) is what makes the saved state exact: the optimizer
+    and the data order are never caught half-way. A second Ctrl-C stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    @contextmanager
+    def installed(self) -> Iterator[_StopFlag]:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        for s in previous:
+            signal.signal(s, self._handle)
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean loss, accuracy) as device scalars, so callers choose when to sync."""
+    was_training = model.training
+    model.eval()
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    with torch.no_grad():
+        for start in range(0, len(y), batch_size):
+            out = model(x[start : start + batch_size])
+            target = y[start : start + batch_size]
+            loss += F.cross_entropy(out, target, reduction="sum")
+            correct += (out.argmax(1) == target).sum()
+    model.train(was_training)
+    return loss / len(y), correct.float() / len(y)
+
+
+class Trainer:
+    """Runs one training job from a config; see the module docstring for the design."""
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        data: DeviceData,
+        model: nn.Module,
+        tracker: Tracker,
+        out_dir: Path,
+        device: torch.device,
+        console: Callable[[str], None] = print,
+    ) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.model = model
+        self.tracker = tracker
+        self.out_dir = Path(out_dir)
+        self.device = device
+        self.console = console
+        t = cfg.trainer
+        self.n_train = len(data.train_y)
+        self.batch_size = min(int(t.batch_size), self.n_train)
+        # Equal-size batches (the last partial one is dropped): the mean of batch means is then
+        # the true mean, and a CUDA graph sees one static shape.
+        self.steps_per_epoch = self.n_train // self.batch_size
+        self.log_every = int(t.log_every)
+        self.phases: list[Phase] = plan_phases(cfg)
+        self.total_epochs = sum(p.epochs for p in self.phases)
+        self.use_graphs = device.type == "cuda" and t.cuda_graphs in ("auto", "on")
+        self.augmenting = cfg.augment.flip_p > 0 or cfg.augment.degrees > 0
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(int(cfg.seed))
+        self.fault_at_step = t.get("fault_at_step")
+        self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
+        self.model_path = self.out_dir / MODEL_NAME
+
+    # ----------------------------------------------------------------- the step
+    def _make_step(
+        self, optimizer: torch.optim.Optimizer, acc: _Accum
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The eager step: index, augment, forward, backward, update, accumulate."""
+        data, model = self.data, self.model
+        flip_p, degrees, fill = self.cfg.augment.flip_p, self.cfg.augment.degrees, data.fill
+        channels_last = bool(self.cfg.trainer.channels_last)
+
+        def step(idx: torch.Tensor) -> torch.Tensor:
+            x = data.train_x[idx]
+            y = data.train_y[idx]
+            if self.augmenting:
+                x = aug.augment_batch(x, flip_p, degrees, fill)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            optimizer.zero_grad(set_to_none=not self.use_graphs)
+            loss.backward()
+            optimizer.step()
+            acc.loss += loss.detach()
+            acc.correct += (out.argmax(1) == y).sum()
+            return loss.detach()
+
+        return step
+
+    GRAPH_WARMUP = 3
+
+    def _warm_step(
+        self, step: Callable[[torch.Tensor], torch.Tensor], idx: torch.Tensor
+    ) -> torch.Tensor:
+        """An eager step on a side stream, as CUDA graph capture requires before capturing."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            loss = step(idx)
+        torch.cuda.current_stream().wait_stream(side)
+        return loss
+
+    def _capture(
+        self, step: Callable[[torch.Tensor], torch.Tensor], idx: torch.Tensor
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Record `step` once in a CUDA graph; replaying it trains on whatever idx holds.
+
+        Capture records kernels without running them, so the batch that triggers the capture
+        is trained by the first replay, like any other batch.
+        """
+        static_idx = idx.clone()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_loss = step(static_idx)
+
+        def replay(batch_idx: torch.Tensor) -> torch.Tensor:
+            static_idx.copy_(batch_idx)
+            graph.replay()
+            return static_loss
+
+        return replay
+
+    # ----------------------------------------------------------------- logging
+    def _log_point(
+        self, epoch: int, batch: int, step: int, acc: _Accum, lr: float, history: list[LogPoint]
+    ) -> LogPoint:
+        if self.device.type == "cuda" and not math.isfinite(float(acc.loss.item())):
+            raise NonFiniteLoss(step, epoch, since=step - acc.batches + 1)
+        test_loss, test_acc = evaluate(
+            self.model, self.data.test_x, self.data.test_y, int(self.cfg.trainer.eval_batch_size)
+        )
+        batches = max(acc.batches, 1)
+        point = LogPoint(
+            epoch=epoch,
+            batch=batch,
+            step=step,
+            train_loss=float(acc.loss.item()) / batches,
+            train_acc=float(acc.correct.item()) / max(acc.samples, 1),
+            test_loss=float(test_loss.item()),
+            test_acc=float(test_acc.item()),
+            lr=lr,
+        )
+        acc.reset()
+        history.append(point)
+        self.console(
+            f"epoch {epoch:>3}/{self.total_epochs}  batch {batch:>5}/{self.steps_per_epoch}"
+            f"  step {step:>6} | train loss {point.train_loss:.4f} acc {100 * point.train_acc:6.2f}%"
+            f" | test loss {point.test_loss:.4f} acc {100 * point.test_acc:6.2f}%"
+            f" | lr {point.lr:.3e}"
+        )
+        self.tracker.log_metrics(
+            {
+                "train_loss": point.train_loss,
+                "train_acc": point.train_acc,
+                "test_loss": point.test_loss,
+                "test_acc": point.test_acc,
+                "lr": point.lr,
+            },
+            step=step,
+        )
+        return point
+
+    def _progress(self, epoch: int, start: int) -> Any:
+        mode = self.cfg.trainer.progress
+        show = mode == "on" or (mode == "auto" and sys.stderr.isatty())
+        if not show:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=self.steps_per_epoch,
+            initial=start,
+            desc=f"epoch {epoch}/{self.total_epochs}",
+            leave=False,
+            unit="batch",
+            file=sys.stderr,
+        )
+
+    # ----------------------------------------------------------------- state
+    def _state(
+        self,
+        phase: int,
+        epoch_in_phase: int,
+        batch: int,
+        step: int,
+        perm: torch.Tensor | None,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        acc: _Accum,
+        history: list[LogPoint],
+        best: float,
+        elapsed: float,
+        epoch_times: list[float],
+    ) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "phase": phase,
+            "epoch_in_phase": epoch_in_phase,
+            "batch": batch,
+            "step": step,
+            "perm": None if perm is None else perm.cpu(),
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
+            "rng": rng_state(self.generator),
+            "acc": {
+                "loss": acc.loss.cpu(),
+                "correct": acc.correct.cpu(),
+                "batches": acc.batches,
+                "samples": acc.samples,
+            },
+            "history": [asdict(p) for p in history],
+            "best_test_acc": best,
+            "elapsed_s": elapsed,
+            "epoch_times": list(epoch_times),
+        }
+
+    def _save_model(self) -> None:
+        atomic_save(self.model.state_dict(), self.model_path)
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self, resume: dict[str, Any] | None = None) -> TrainResult:
+        device = self.device
+        acc = _Accum.zeros(device)
+        epoch_acc = _Accum.zeros(device)
+        history: list[LogPoint] = []
+        best = -math.inf
+        elapsed = 0.0
+        epoch_times: list[float] = []
+        start_phase, start_epoch, start_batch, step = 0, 0, 0, 0
+        resume_perm: torch.Tensor | None = None
+        if resume is not None:
+            self.model.load_state_dict(resume["model"])
+            start_phase, start_epoch = resume["phase"], resume["epoch_in_phase"]
+            start_batch, step = resume["batch"], resume["step"]
+            resume_perm = None if resume["perm"] is None else resume["perm"].to(device)
+            history = [LogPoint(**p) for p in resume["history"]]
+            best, elapsed = resume["best_test_acc"], resume["elapsed_s"]
+            epoch_times = list(resume["epoch_times"])
+            acc.loss.copy_(resume["acc"]["loss"])
+            acc.correct.copy_(resume["acc"]["correct"])
+            acc.batches, acc.samples = resume["acc"]["batches"], resume["acc"]["samples"]
+        self.model.train()
+        epoch = sum(p.epochs for p in self.phases[:start_phase]) + start_epoch
+        stop = _StopFlag()
+        with stop.installed():
+            for phase in self.phases[start_phase:]:
+                optimizer = build_optimizer(
+                    self.model.parameters(), phase.optimizer, graph_safe=self.use_graphs
+                )
+                scheduler, per_batch = build_scheduler(
+                    optimizer,
+                    self.cfg.schedule,
+                    float(phase.optimizer.lr),
+                    phase.epochs,
+                    self.steps_per_epoch,
+                )
+                first_epoch = 0
+                if resume is not None and phase.index == start_phase:
+                    optimizer.load_state_dict(resume["optimizer"])
+                    if scheduler is not None and resume["scheduler"] is not None:
+                        scheduler.load_state_dict(resume["scheduler"])
+                    restore_rng_state(resume["rng"], self.generator)
+                    first_epoch = start_epoch
+                step_fn = self._make_step(optimizer, acc)
+                graphed: Callable[[torch.Tensor], torch.Tensor] | None = None
+                eager_steps = 0
+                for e in range(first_epoch, phase.epochs):
+                    epoch += 1
+                    t0 = time.perf_counter()
+                    b0 = 0
+                    if resume_perm is not None:
+                        perm, b0, resume_perm = resume_perm, start_batch, None
+                    else:
+                        perm = torch.randperm(self.n_train, generator=self.generator, device=device)
+                    epoch_acc.reset()
+                    bar = self._progress(epoch, b0)
+                    bs = self.batch_size
+                    for b in range(b0, self.steps_per_epoch):
+                        idx = perm[b * bs : (b + 1) * bs]
+                        if not self.use_graphs:
+                            loss = step_fn(idx)
+                        elif graphed is None and eager_steps >= self.GRAPH_WARMUP:
+                            graphed = self._capture(step_fn, idx)
+                            loss = graphed(idx)
+                        elif graphed is None:
+                            loss = self._warm_step(step_fn, idx)
+                            eager_steps += 1
+                        else:
+                            loss = graphed(idx)
+                        step += 1
+                        acc.batches += 1
+                        acc.samples += bs
+                        self._after_step(loss, step, epoch, scheduler, per_batch)
+                        if bar is not None:
+                            bar.update(1)
+                        if step % self.log_every == 0:
+                            point = self._log_point(
+                                epoch, b + 1, step, acc, current_lr(optimizer), history
+                            )
+                            best = max(best, point.test_acc)
+                        if stop.signum is not None:
+                            if bar is not None:
+                                bar.close()
+                            elapsed += time.perf_counter() - t0
+                            state = self._state(
+                                phase.index,
+                                e,
+                                b + 1,
+                                step,
+                                perm,
+                                optimizer,
+                                scheduler,
+                                acc,
+                                history,
+                                best,
+                                elapsed,
+                                epoch_times,
+                            )
+                            atomic_save(state, self.checkpoint_path)
+                            raise Interrupted(stop.signum, self.checkpoint_path)
+                    if bar is not None:
+                        bar.close()
+                    if scheduler is not None and not per_batch:
+                        scheduler.step()
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    epoch_time = time.perf_counter() - t0
+                    elapsed += epoch_time
+                    epoch_times.append(epoch_time)
+                    if step % self.log_every != 0:
+                        point = self._log_point(
+                            epoch, self.steps_per_epoch, step, acc, current_lr(optimizer), history
+                        )
+                        best = max(best, point.test_acc)
+                    point = history[-1]
+                    self.tracker.log_metrics(
+                        {
+                            "epoch_test_acc": point.test_acc,
+                            "epoch_test_loss": point.test_loss,
+                            "epoch_time_s": epoch_time,
+                            "samples_per_s": self.steps_per_epoch * bs / max(epoch_time, 1e-9),
+                        },
+                        step=epoch,
+                    )
+                    if self.cfg.trainer.checkpoint_every_epoch or epoch == self.total_epochs:
+                        next_phase, next_epoch = phase.index, e + 1
+                        if next_epoch == phase.epochs:
+                            next_phase, next_epoch = phase.index + 1, 0
+                        state = self._state(
+                            next_phase,
+                            next_epoch,
+                            0,
+                            step,
+                            None,
+                            optimizer,
+                            scheduler,
+                            acc,
+                            history,
+                            best,
+                            elapsed,
+                            epoch_times,
+                        )
+                        atomic_save(state, self.checkpoint_path)
+                    self._save_model()
+                    self.on_epoch_end(epoch)
+        last = history[-1]
+        return TrainResult(
+            history=history,
+            final_test_acc=last.test_acc,
+            best_test_acc=best,
+            final_test_loss=last.test_loss,
+            final_train_loss=last.train_loss,
+            train_time_s=elapsed,
+            steps=step,
+            epochs=self.total_epochs,
+            model_path=self.model_path,
+            checkpoint_path=self.checkpoint_path,
+            epoch_times=epoch_times,
+        )
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Hook for callers (the job logs the checkpoint to the tracker here)."""
+
+    def _after_step(
+        self, loss: torch.Tensor, step: int, epoch: int, scheduler: Any, per_batch: bool
+    ) -> None:
+        # On CPU a read is free, so every step is checked; on CUDA a read would sync the
+        # device, so the summed loss is checked at each log point instead (see _log_point).
+        if self.device.type == "cpu" and not math.isfinite(float(loss)):
+            raise NonFiniteLoss(step, epoch)
+        if scheduler is not None and per_batch:
+            scheduler.step()
+        if self.fault_at_step is not None and step == self.fault_at_step:
+            raise RuntimeError(f"injected fault at mini-batch {step} (trainer.fault_at_step)")

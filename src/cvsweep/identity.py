@@ -1,0 +1,52 @@
+"""What makes two runs "the same": a stable hash of the settings that change results.
+
+The hash leaves out where files go, how the run is tracked and how it is displayed, so the same
+experiment hashes the same on any machine, in any folder, in any process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# Keys that do not change what a run computes.
+NON_RESULT_KEYS = (
+    "tracking",
+    "experiment",
+    "dataset.root",
+    "trainer.progress",
+    "trainer.checkpoint_every_epoch",
+    "trainer.report_batch_size",
+)
+
+
+def _drop(tree: dict[str, Any], dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if head not in tree:
+        return
+    if rest:
+        if isinstance(tree[head], dict):
+            _drop(tree[head], rest)
+    else:
+        del tree[head]
+
+
+def result_config(cfg: DictConfig | dict[str, Any], *, without_seed: bool = False) -> dict:
+    tree = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    tree = json.loads(json.dumps(tree))  # a deep copy of plain data
+    for key in NON_RESULT_KEYS:
+        _drop(tree, key)
+    if without_seed:
+        tree.pop("seed", None)
+    return tree
+
+
+def config_hash(cfg: DictConfig | dict[str, Any], *, without_seed: bool = False) -> str:
+    """16 hex digits of SHA-256 over the canonical JSON of the result-changing config."""
+    canonical = json.dumps(
+        result_config(cfg, without_seed=without_seed), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,433 @@
+"""One training job from start to end: validate, load, build, track, train, report.
+
+This is the only place where the engine, the data and the tracker meet. It always closes the
+tracking run -- FINISHED, FAILED (with reason and traceback) or KILLED -- so one failure never
+leaves a run hanging in the store or kills the other jobs of a sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import data as data_mod
+from .checkpoint import load_checkpoint
+from .config import ConfigError, validate
+from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
+from .identity import config_hash
+from .model import build_model
+from .report import shape_report
+from .runtime import (
+    configure_threads,
+    device_name,
+    resolve_device,
+    seed_everything,
+    set_deterministic,
+)
+from .tracker import NullTracker
+from .tracking import (
+    MlflowTracker,
+    TrackingError,
+    client_for,
+    ensure_experiment,
+    flatten,
+    mark_orphans,
+    resolve_uri,
+    with_retry,
+)
+
+GROUPS = ("dataset", "model", "optimizer", "augment", "schedule")
+RESULT_FILE = "job_result.json"
+
+
+@dataclass
+class JobContext:
+    """What the job needs to know about how it was launched (from Hydra, or from rerun)."""
+
+    output_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)
+    job_num: int = 0
+    multirun: bool = False
+    config_dir: Path | None = None  # Hydra's .hydra folder (config.yaml, overrides.yaml, ...)
+    command: str = ""
+    launch_dir: Path = field(default_factory=Path.cwd)
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class JobOutcome:
+    status: str  # FINISHED | FAILED | KILLED | SKIPPED
+    run_id: str | None
+    final_test_acc: float | None = None
+    error: str | None = None
+
+    def write(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RESULT_FILE).write_text(json.dumps(self.__dict__, indent=2))
+
+
+def run_name(overrides: list[str]) -> str:
+    """The overrides that define the job, readable: `optimizer=adam augment=rot_flip`."""
+    shown = [o for o in overrides if not o.lstrip("+~").startswith(("tracking.", "hydra"))]
+    return " ".join(shown) if shown else "defaults"
+
+
+def _git_info(root: Path) -> dict[str, str]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if commit.returncode != 0:
+        return {}
+    return {
+        "git_commit": commit.stdout.strip(),
+        "mlflow.source.git.commit": commit.stdout.strip(),
+        "git_dirty": str(bool(dirty.stdout.strip())).lower(),
+    }
+
+
+def reproduce_command(overrides: list[str]) -> str:
+    kept = [o for o in overrides if not o.startswith("tracking.parent_run_id")]
+    return " ".join(["python", "train.py", *(shlex.quote(o) for o in kept)])
+
+
+class _TrackedTrainer(Trainer):
+    """Uploads the checkpoint to the run at every epoch end, so a lost machine loses one epoch."""
+
+    def __init__(self, *args: Any, tracker_obj: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._mlflow = tracker_obj
+
+    def on_epoch_end(self, epoch: int) -> None:
+        if isinstance(self._mlflow, MlflowTracker):
+            self._mlflow.flush()
+            if self.checkpoint_path.exists():
+                self._mlflow.log_artifact(self.checkpoint_path, "checkpoint")
+                self._mlflow.set_tags({"cvsweep.checkpoint_epoch": str(epoch)})
+
+
+def _console(line: str) -> None:
+    print(line, flush=True)
+
+
+def _open_store(cfg: DictConfig, ctx: JobContext) -> tuple[Any, str, str] | None:
+    """(client, uri, experiment id), or None when tracking is off or optional and unavailable."""
+    if not cfg.tracking.enabled:
+        return None
+    uri = resolve_uri(cfg.tracking.uri, ctx.launch_dir)
+    try:
+        client = client_for(uri)
+        exp_id = ensure_experiment(client, uri, cfg.tracking.experiment)
+    except TrackingError as exc:
+        if cfg.tracking.required:
+            raise
+        _console(f"warning: {exc} Training without tracking (tracking.required=false).")
+        return None
+    return client, uri, exp_id
+
+
+def _find_previous(client: Any, exp_id: str, chash: str) -> tuple[Any | None, Any | None]:
+    """(a FINISHED run with this config hash, a resumable unfinished one with a checkpoint)."""
+    runs = with_retry(
+        lambda: client.search_runs(
+            [exp_id],
+            filter_string=f"tags.config_hash = '{chash}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=50,
+        )
+    )
+    finished = next((r for r in runs if r.info.status == "FINISHED"), None)
+    resumable = next(
+        (
+            r
+            for r in runs
+            if r.info.status in ("KILLED", "FAILED", "RUNNING")
+            and r.data.tags.get("cvsweep.checkpoint_epoch")
+            and r.data.tags.get("failure_reason") != "non_finite_loss"
+        ),
+        None,
+    )
+    return finished, resumable
+
+
+def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
+    """Run one job; raises only for errors that must stop the caller (bad config in a single run).
+
+    In a multirun, failures are recorded (FAILED run, job_result.json) and returned, so the
+    launcher goes on with the other jobs; the sweep callback turns them into a non-zero exit.
+    """
+    t_start = time.perf_counter()
+    out_dir = Path(ctx.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    validate(cfg)
+    device = resolve_device(cfg.trainer.device)
+    set_deterministic(bool(cfg.trainer.deterministic))
+    threads = configure_threads(int(cfg.trainer.num_threads))
+    chash = config_hash(cfg)
+    store = _open_store(cfg, ctx)
+    prepared: Prepared | None = None
+
+    tracker: MlflowTracker | NullTracker = NullTracker()
+    resume_state: dict[str, Any] | None = None
+    run_id: str | None = None
+    if store is not None:
+        client, uri, exp_id = store
+        mark_orphans(client, exp_id)
+        finished, resumable = _find_previous(client, exp_id, chash)
+        if finished is not None and cfg.tracking.skip_finished:
+            fid = finished.info.run_id
+            _console(f"skipped: identical to finished run {fid}")
+            outcome = JobOutcome(
+                "SKIPPED",
+                fid,
+                finished.data.metrics.get("final_test_acc"),
+            )
+            outcome.write(out_dir)
+            return outcome
+        if resumable is not None and cfg.tracking.skip_finished:
+            run_id = resumable.info.run_id
+            resume_state = _download_checkpoint(client, run_id)
+            if resume_state is not None:
+                with_retry(lambda: client.update_run(run_id, status="RUNNING"))
+                _console(
+                    f"resuming run {run_id} ({resumable.info.status}) from its checkpoint at "
+                    f"step {resume_state['step']}"
+                )
+            else:
+                run_id = None
+        prepared = _prepare(cfg, device, out_dir)
+        if run_id is None:
+            tags = {"config_hash": chash}
+            if cfg.tracking.parent_run_id:
+                tags["mlflow.parentRunId"] = str(cfg.tracking.parent_run_id)
+            run = with_retry(
+                lambda: client.create_run(exp_id, tags=tags, run_name=run_name(ctx.overrides))
+            )
+            run_id = run.info.run_id
+        tracker = MlflowTracker(client, run_id)
+
+    if prepared is None:
+        prepared = _prepare(cfg, device, out_dir)
+    status, error, result = "FAILED", None, None
+    try:
+        if isinstance(tracker, MlflowTracker):
+            _log_run_setup(tracker, cfg, ctx, chash, device, threads, resumed=resume_state)
+        if cfg.trainer.shapes_only:
+            tracker.log_artifact(prepared.report_md)
+            tracker.log_artifact(prepared.report_json)
+            _console(f"shape report: {prepared.report_md} (trainer.shapes_only=true: no training)")
+        else:
+            result = _train(cfg, prepared, device, tracker, out_dir, resume_state)
+        status = "FINISHED"
+    except Interrupted as exc:
+        status, error = "KILLED", str(exc)
+        tracker.set_tags({"failure_reason": "interrupted"})
+        _console(f"error: {exc}")
+    except KeyboardInterrupt:
+        status, error = "KILLED", "interrupted"
+        tracker.set_tags({"failure_reason": "interrupted"})
+    except NonFiniteLoss as exc:
+        error = str(exc)
+        tracker.set_tags({"failure_reason": "non_finite_loss", "failure_step": str(exc.step)})
+        _console(f"error: {exc}")
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        tb = traceback.format_exc()
+        (out_dir / "traceback.txt").write_text(tb)
+        tracker.set_tags({"failure_reason": error[:500]})
+        tracker.log_artifact(out_dir / "traceback.txt")
+        _console(tb.rstrip())
+    finally:
+        if isinstance(tracker, MlflowTracker):
+            if result is not None:
+                _log_results(tracker, result, out_dir)
+            tracker.finish(status)
+
+    outcome = JobOutcome(status, run_id, result.final_test_acc if result else None, error)
+    outcome.write(out_dir)
+    wall = time.perf_counter() - t_start
+    if result is not None:
+        _console(f"job folder: {out_dir}")
+        _console(f"checkpoint: {result.checkpoint_path}")
+        _console(f"model: {result.model_path}")
+        if run_id:
+            _console(f"mlflow run: {run_id}")
+        _console(
+            f"final test accuracy: {100 * result.final_test_acc:.2f}%  "
+            f"(best {100 * result.best_test_acc:.2f}%)  wall time: {wall:.1f} s"
+        )
+    if status == "KILLED" and not ctx.multirun:
+        raise SystemExit(128 + signal.SIGTERM)
+    return outcome
+
+
+def _download_checkpoint(client: Any, run_id: str) -> dict[str, Any] | None:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = with_retry(
+                lambda: client.download_artifacts(run_id, "checkpoint/checkpoint.pt", tmp)
+            )
+            return load_checkpoint(Path(path))
+        except Exception as exc:
+            _console(f"warning: cannot resume run {run_id}: {exc}; starting a new run")
+            return None
+
+
+def _log_run_setup(
+    tracker: MlflowTracker,
+    cfg: DictConfig,
+    ctx: JobContext,
+    chash: str,
+    device: torch.device,
+    threads: int,
+    resumed: dict[str, Any] | None,
+) -> None:
+    if resumed is None:
+        container = OmegaConf.to_container(cfg, resolve=True)
+        params = flatten(container)
+        for group in GROUPS:
+            params[group] = ctx.choices.get(group, cfg[group].get("name"))
+        if "experiment" in ctx.choices and ctx.choices["experiment"]:
+            params["experiment"] = ctx.choices["experiment"]
+        tracker.log_params(params)
+    tags = {
+        "overrides": " ".join(ctx.overrides),
+        "config_hash": chash,
+        "group_key": config_hash(cfg, without_seed=True),
+        "command": ctx.command or reproduce_command(ctx.overrides),
+        "job_num": str(ctx.job_num),
+        "device": device_name(device),
+        "num_threads": str(threads),
+        "output_dir": str(ctx.output_dir),
+        "cvsweep.host": socket.gethostname(),
+        "cvsweep.pid": str(os.getpid()),
+        "mlflow.source.name": "train.py",
+        **_git_info(Path(__file__).resolve().parents[2]),
+        **ctx.extra_tags,
+    }
+    tracker.set_tags(tags)
+    if ctx.config_dir is not None and ctx.config_dir.is_dir():
+        tracker.log_artifacts(ctx.config_dir, "config")
+
+
+@dataclass
+class Prepared:
+    data: data_mod.DeviceData
+    model: torch.nn.Module
+    report_md: Path
+    report_json: Path
+
+
+def _prepare(cfg: DictConfig, device: torch.device, out_dir: Path) -> Prepared:
+    """Data, model and shape report: everything that can fail on bad input, before tracking."""
+    seed_everything(int(cfg.seed))
+    root = cfg.dataset.root
+    if data_mod.missing_files(root, cfg.dataset.name):
+        from .fetch import fetch
+
+        _console(f"dataset {cfg.dataset.name} not found under {root}; fetching it")
+        fetch(cfg.dataset.name, root, log=_console)
+    raw = data_mod.load_raw(root, cfg.dataset.name)
+    data = data_mod.to_device(
+        raw, float(cfg.dataset.mean), float(cfg.dataset.std), device, cfg.dataset.train_limit
+    )
+    model = build_model(cfg.model).to(device)
+    if cfg.trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    report = shape_report(
+        model,
+        str(cfg.model.name),
+        (int(cfg.model.in_channels), int(cfg.model.image_size), int(cfg.model.image_size)),
+        int(cfg.trainer.report_batch_size),
+    )
+    _console(report.to_markdown())
+    md, js = out_dir / "shape_report.md", out_dir / "shape_report.json"
+    md.write_text(report.to_markdown())
+    js.write_text(report.to_json())
+    return Prepared(data, model, md, js)
+
+
+def _train(
+    cfg: DictConfig,
+    prepared: Prepared,
+    device: torch.device,
+    tracker: Any,
+    out_dir: Path,
+    resume_state: dict[str, Any] | None,
+) -> TrainResult:
+    tracker.log_artifact(prepared.report_md)
+    tracker.log_artifact(prepared.report_json)
+    data = prepared.data
+    _console(
+        f"training {cfg.model.name} on {cfg.dataset.name} ({len(data.train_y)} train / "
+        f"{len(data.test_y)} test images) on {device_name(device)}, "
+        f"optimizer {cfg.optimizer.name}, augment {cfg.augment.name}, "
+        f"schedule {cfg.schedule.name}, seed {cfg.seed}"
+    )
+    trainer = _TrackedTrainer(
+        cfg,
+        data,
+        prepared.model,
+        tracker,
+        out_dir,
+        device,
+        console=_console,
+        tracker_obj=tracker,
+    )
+    return trainer.fit(resume=resume_state)
+
+
+def _log_results(tracker: MlflowTracker, result: TrainResult, out_dir: Path) -> None:
+    from .plots import curves_figure
+
+    tracker.log_metrics(
+        {
+            "final_test_acc": result.final_test_acc,
+            "best_test_acc": result.best_test_acc,
+            "final_test_loss": result.final_test_loss,
+            "final_train_loss": result.final_train_loss,
+            "train_time_s": result.train_time_s,
+        },
+        step=result.steps,
+    )
+    tracker.flush()
+    curves = curves_figure(result.history, out_dir / "curves.png")
+    tracker.log_artifact(curves)
+    tracker.log_artifact(result.model_path)
+    tracker.log_artifact(result.checkpoint_path, "checkpoint")
+
+
+def describe_error(exc: BaseException) -> str:
+    """One paragraph for the user, no traceback, for errors that are the user's to fix."""
+    return str(exc)
+
+
+ERRORS_FOR_USER = (ConfigError, data_mod.DataError, TrackingError)
+
+
+def print_user_error(exc: BaseException) -> None:
+    print(f"error: {describe_error(exc)}", file=sys.stderr, flush=True)

@@ -1,0 +1,37 @@
+"""Figures: one run's curves, and a sweep's comparison per swept key.
+
+matplotlib's Agg backend is forced so plotting works on machines without a display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def curves_figure(history: Sequence[Any], path: Path) -> Path:
+    """Loss, accuracy and lr against mini-batches, train and test, in one figure."""
+    steps = [p.step for p in history]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+    axes[0].plot(steps, [p.train_loss for p in history], label="train")
+    axes[0].plot(steps, [p.test_loss for p in history], label="test")
+    axes[0].set_title("loss")
+    axes[1].plot(steps, [100 * p.train_acc for p in history], label="train")
+    axes[1].plot(steps, [100 * p.test_acc for p in history], label="test")
+    axes[1].set_title("accuracy (%)")
+    axes[2].plot(steps, [p.lr for p in history], color="tab:green")
+    axes[2].set_title("learning rate")
+    for ax in axes:
+        ax.set_xlabel("mini-batch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[1].legend()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

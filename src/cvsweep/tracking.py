@@ -1,0 +1,256 @@
+"""MLflow as the record of every run: store resolution, experiment setup, one tracker per run.
+
+Everything goes through `MlflowClient` with explicit run ids (no fluent "active run" state), so
+a sweep's parent and its children never get mixed up, and parallel jobs can share one store.
+SQLite answers "database is locked" when several processes write at once; every call here is
+retried with backoff so no point is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .tracker import Tracker
+
+T = TypeVar("T")
+
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; the message says which store and why."""
+
+
+def default_uri(launch_dir: Path | None = None) -> str:
+    """sqlite:///<launch folder>/mlflow.db, unless MLFLOW_TRACKING_URI says otherwise."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    base = Path(launch_dir or os.getcwd()).resolve()
+    return f"sqlite:///{base / 'mlflow.db'}"
+
+
+def resolve_uri(uri: str | None, launch_dir: Path | None = None) -> str:
+    """Make a store URI absolute so every job of a sweep, whatever its cwd, hits one store."""
+    if not uri:
+        return default_uri(launch_dir)
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        if not path.is_absolute():
+            path = (Path(launch_dir or os.getcwd()) / path).resolve()
+        return f"sqlite:///{path}"
+    if "://" not in uri:
+        raise TrackingError(
+            f"tracking.uri={uri!r} is not a store URI. Use sqlite:///path/to/mlflow.db or "
+            "http://127.0.0.1:PORT (a tracking server)."
+        )
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def _transient(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(
+        s in text
+        for s in (
+            "database is locked",
+            "database table is locked",
+            "busy",
+            "connection reset",
+            "temporarily unavailable",
+            "max retries exceeded",
+            "connection refused",
+        )
+    )
+
+
+def with_retry(fn: Callable[[], T], attempts: int = 8, base_delay: float = 0.1) -> T:
+    """Call fn, retrying transient store errors (locked SQLite, a busy server) with backoff."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == attempts - 1 or not _transient(exc):
+                raise
+            time.sleep(base_delay * (2**attempt) * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def client_for(uri: str) -> Any:
+    """An MlflowClient for uri, after checking the store can be reached at all."""
+    from mlflow import MlflowClient
+
+    db = sqlite_path(uri)
+    if db is not None:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            probe = db.parent / f".cvsweep-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise TrackingError(
+                f"Tracking store {uri} is not writable ({exc.strerror or exc}). Point "
+                "tracking.uri at a writable folder, or set tracking.enabled=false (or "
+                "tracking.required=false to train anyway and only warn)."
+            ) from None
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(client: Any, uri: str, name: str) -> str:
+    """Create (or find) the experiment once, before jobs start, and return its id."""
+
+    def get_or_create() -> str:
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                raise TrackingError(
+                    f"Experiment {name!r} in {uri} is deleted. Restore it in the MLflow UI or "
+                    "choose another tracking.experiment."
+                )
+            return exp.experiment_id
+        db = sqlite_path(uri)
+        location = (db.parent / "mlartifacts").resolve().as_uri() if db is not None else None
+        try:
+            return client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
+        except Exception as exc:  # another process created it first
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise exc from None
+            return exp.experiment_id
+
+    try:
+        return with_retry(get_or_create)
+    except TrackingError:
+        raise
+    except Exception as exc:
+        raise TrackingError(
+            f"Tracking store {uri} cannot be used: {type(exc).__name__}: {exc}. Check that the "
+            "server is running or the database path is right, or set tracking.required=false "
+            "to train without tracking."
+        ) from None
+
+
+def mark_orphans(client: Any, experiment_id: str) -> list[str]:
+    """Runs left RUNNING by a process on this host that no longer exists become KILLED."""
+    host = socket.gethostname()
+    runs = with_retry(
+        lambda: client.search_runs(
+            [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+        )
+    )
+    killed = []
+    for run in runs:
+        tags = run.data.tags
+        if tags.get("cvsweep.host") != host or not tags.get("cvsweep.pid", "").isdigit():
+            continue
+        if _pid_alive(int(tags["cvsweep.pid"])):
+            continue
+        with_retry(lambda r=run: client.set_tag(r.info.run_id, "cvsweep.orphaned", "true"))
+        with_retry(lambda r=run: client.set_terminated(r.info.run_id, "KILLED"))
+        killed.append(run.info.run_id)
+    return killed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts/lists -> dotted keys, the MLflow params contract (model.layers.0.out)."""
+    out: dict[str, Any] = {}
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+    elif isinstance(node, list | tuple) and any(isinstance(v, dict | list) for v in node):
+        for i, value in enumerate(node):
+            out.update(flatten(value, f"{prefix}{i}."))
+    else:
+        out[prefix[:-1]] = node
+    return out
+
+
+class MlflowTracker(Tracker):
+    """One MLflow run. Metrics are buffered and written in batches (few store round-trips)."""
+
+    FLUSH_POINTS = 200
+    FLUSH_SECONDS = 5.0
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self._buffer: list[Any] = []
+        self._last_flush = time.monotonic()
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._buffer.extend(Metric(k, float(v), now, int(step)) for k, v in metrics.items())
+        if (
+            len(self._buffer) >= self.FLUSH_POINTS
+            or time.monotonic() - self._last_flush > self.FLUSH_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        while self._buffer:
+            chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
+            with_retry(lambda c=chunk: self.client.log_batch(self.run_id, metrics=c))
+        self._last_flush = time.monotonic()
+
+    def log_params(self, params: dict[str, Any]) -> list[str]:
+        """Log params; returns the keys whose values were too long (they live in config/)."""
+        from mlflow.entities import Param
+        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+
+        items, skipped = [], []
+        for key, value in params.items():
+            text = "null" if value is None else str(value)
+            if len(text) > MAX_PARAM_VAL_LENGTH:
+                skipped.append(key)
+                continue
+            items.append(Param(key, text))
+        for i in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
+            chunk = items[i : i + MAX_PARAMS_TAGS_PER_BATCH]
+            with_retry(lambda c=chunk: self.client.log_batch(self.run_id, params=c))
+        return skipped
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+        from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+        items = [RunTag(k, str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()]
+        for i in range(0, len(items), 100):
+            chunk = items[i : i + 100]
+            with_retry(lambda c=chunk: self.client.log_batch(self.run_id, tags=c))
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        with_retry(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+
+    def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
+        with_retry(lambda: self.client.log_artifacts(self.run_id, str(folder), artifact_path))
+
+    def finish(self, status: str) -> None:
+        """Flush and close the run; tolerant of a store that went away, never raising."""
+        try:
+            self.flush()
+        finally:
+            with_retry(lambda: self.client.set_terminated(self.run_id, status))

@@ -1,0 +1,116 @@
+"""Bad configs and bad data stop the job early with a message that names the problem."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import pytest
+
+from .conftest import QUICK, db_uri, run_train
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("optimizer.lr=-1", "optimizer.lr"),
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("dataset.train_limit=0", "dataset.train_limit"),
+        ("trainer.device=tpu", "trainer.device"),
+        ("augment.degrees=200", "augment.degrees"),
+    ],
+)
+def test_out_of_range_values_name_the_key(tmp_path, data_dir, override, key):
+    proc = run_train([override, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert proc.returncode == 2
+    assert f"Invalid config value {key}=" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # rejected before any tracking
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer=nesterov", "Could not find 'optimizer/nesterov'"),
+        ("trainer.epochs=many", "trainer.epochs"),
+        ("trainer.unknown_key=1", "unknown_key"),
+        ("optimizer=adam", None),  # control: a valid option passes composition
+    ],
+)
+def test_hydra_rejects_unknown_options_types_and_keys(tmp_path, data_dir, override, message):
+    args = [override, "trainer.shapes_only=true", "tracking.enabled=false"]
+    proc = run_train(args, tmp_path, data_dir)
+    if message is None:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    else:
+        assert proc.returncode != 0
+        assert message in proc.stderr
+
+
+def test_momentum_is_not_an_adam_setting(tmp_path, data_dir):
+    proc = run_train(
+        ["optimizer=adam", "optimizer.momentum=0.9", "tracking.enabled=false"], tmp_path, data_dir
+    )
+    assert proc.returncode != 0
+    assert "momentum" in proc.stderr
+
+
+def _copy_data(src, dst):
+    shutil.copytree(src / "MNIST", dst / "MNIST")
+    return dst / "MNIST" / "raw"
+
+
+def _flip_byte(path):
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[5000] ^= 0xFF
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+
+def _truncate_gz(path):
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+
+
+def _truncated_raw(path):
+    raw = gzip.decompress(path.read_bytes())
+    path.unlink()
+    path.with_suffix("").write_bytes(raw[:-100])
+
+
+def _wrong_magic(path):
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[3] = 0x09
+    path.unlink()
+    path.with_suffix("").write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("damage", "expect"),
+    [
+        (_flip_byte, "is corrupt"),
+        (_truncate_gz, "truncated or corrupt"),
+        (_truncated_raw, "is corrupt"),
+        (_wrong_magic, "is corrupt"),
+    ],
+)
+@pytest.mark.parametrize("optimize", [False, True])
+def test_damaged_data_file_is_named(tmp_path, data_dir, damage, expect, optimize):
+    raw = _copy_data(data_dir, tmp_path / "data")
+    target = raw / "t10k-images-idx3-ubyte.gz"
+    damage(target)
+    env_data = tmp_path / "data"
+    args = [*QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    proc = run_train(
+        args, tmp_path, env_data, python_flags=("-O",) if optimize else ()
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "t10k-images-idx3-ubyte" in proc.stderr
+    assert expect in proc.stderr
+    assert "Traceback" not in proc.stderr
+    from mlflow import MlflowClient
+
+    if (tmp_path / "mlflow.db").exists():
+        client = MlflowClient(db_uri(tmp_path))
+        exps = client.search_experiments()
+        assert all(not client.search_runs([e.experiment_id]) for e in exps)

@@ -1,0 +1,93 @@
+"""`python train.py` end to end on real MNIST subsets, as a user runs it."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from omegaconf import OmegaConf
+
+from cvsweep.config import ModelConfig
+from cvsweep.model import build_model
+
+from .conftest import QUICK, REPO, run_train
+
+LOG_LINE = re.compile(
+    r"epoch +\d+/\d+ +batch +\d+/\d+ +step +\d+ \| train loss [\d.]+ acc +[\d.]+% "
+    r"\| test loss [\d.]+ acc +[\d.]+% \| lr [\d.e+-]+"
+)
+
+
+def test_single_run_prints_report_logs_and_saves_model(tmp_path, data_dir):
+    proc = run_train(
+        ["trainer.epochs=1", "dataset.train_limit=4096", "tracking.enabled=false",
+         "trainer.log_every=16", "trainer.progress=off"],
+        tmp_path,
+        data_dir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "31,898" in out
+    assert "| fc1 | Linear+ReLU | (16, 16, 5, 5) | (16, 64) | 25,664 |" in out
+    lines = LOG_LINE.findall(out)
+    assert len(lines) >= 4  # 64 batches, a line every 16
+    model_path = tmp_path / "run" / "model.pth"
+    assert f"model: {model_path}" in out
+    assert f"job folder: {tmp_path / 'run'}" in out
+    assert "checkpoint: " in out and (tmp_path / "run" / "checkpoint.pt").is_file()
+    final = re.search(r"final test accuracy: ([\d.]+)%", out)
+    assert final and float(final.group(1)) > 80.0
+    state = torch.load(model_path, weights_only=True)
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(ModelConfig), OmegaConf.load(REPO / "conf/model/cnn.yaml")
+    )
+    model = build_model(cfg)
+    model.load_state_dict(state)
+    assert sum(p.numel() for p in model.parameters()) == 31898
+    assert (tmp_path / "run" / "shape_report.md").read_text().count("31,898") == 1
+
+
+def test_cnn_c6_prints_its_total(tmp_path, data_dir):
+    proc = run_train(
+        ["model=cnn_c6", "trainer.shapes_only=true", "tracking.enabled=false"], tmp_path, data_dir
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "28,758" in proc.stdout
+    assert "| conv1 | Conv2d+ReLU | (16, 1, 28, 28) | (16, 6, 24, 24) | 156 |" in proc.stdout
+
+
+def test_same_config_twice_gives_identical_metrics_and_weights(tmp_path, data_dir):
+    args = [*QUICK, "augment=rot_flip", "tracking.enabled=false", "trainer.num_threads=2"]
+    a = run_train(args, tmp_path / "a", data_dir)
+    b = run_train(args, tmp_path / "b", data_dir)
+    assert a.returncode == 0 and b.returncode == 0, a.stderr[-2000:] + b.stderr[-2000:]
+    assert LOG_LINE.findall(a.stdout) == LOG_LINE.findall(b.stdout)
+    assert len(LOG_LINE.findall(a.stdout)) >= 2
+    wa = torch.load(tmp_path / "a/run/model.pth", weights_only=True)
+    wb = torch.load(tmp_path / "b/run/model.pth", weights_only=True)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_other_seed_gives_other_numbers(tmp_path, data_dir):
+    a = run_train([*QUICK, "tracking.enabled=false"], tmp_path / "a", data_dir)
+    b = run_train([*QUICK, "tracking.enabled=false", "seed=1"], tmp_path / "b", data_dir)
+    assert a.returncode == 0 and b.returncode == 0
+    assert LOG_LINE.findall(a.stdout) != LOG_LINE.findall(b.stdout)
+
+
+def test_two_phase_schedule_switches_optimizer(tmp_path, data_dir):
+    phases = (
+        "schedule.phases=[{epochs:1,optimizer:{name:sgd,lr:0.01,momentum:0.9}},"
+        "{epochs:1,optimizer:{name:adam,lr:0.001}}]"
+    )
+    proc = run_train(
+        ["schedule=sgd_then_adam", phases, "dataset=fashion_mnist", "dataset.train_limit=256",
+         "trainer.log_every=1000", "tracking.enabled=false", "trainer.progress=off"],
+        tmp_path,
+        data_dir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = LOG_LINE.findall(proc.stdout)
+    assert len(lines) == 2
+    assert "epoch   1/2" in lines[0] and "lr 1.000e-02" in lines[0]
+    assert "epoch   2/2" in lines[1] and "lr 1.000e-03" in lines[1]
