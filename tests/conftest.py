@@ -65,6 +65,7 @@ def db_uri(tmp: Path) -> str:
 QUICK = [
     "trainer.epochs=1",
     "dataset.train_limit=512",
+    "dataset.test_limit=1000",
     "trainer.log_every=4",
     "trainer.eval_batch_size=1000",
     "trainer.progress=off",

@@ -24,6 +24,8 @@ class DatasetConfig:
     name: str = MISSING
     root: str = "data"
     train_limit: int | None = None
+    # First N test images only: for quick looks and tests; reported accuracy then uses N images.
+    test_limit: int | None = None
     mean: float = 0.0
     std: float = 1.0
 
@@ -246,6 +248,12 @@ def validate(cfg: DictConfig) -> None:
         d.train_limit is None or d.train_limit >= 1,
         "dataset.train_limit",
         d.train_limit,
+        "must be null (all images) or an integer >= 1",
+    )
+    _require(
+        d.test_limit is None or d.test_limit >= 1,
+        "dataset.test_limit",
+        d.test_limit,
         "must be null (all images) or an integer >= 1",
     )
     _require(d.std > 0, "dataset.std", d.std, "must be > 0")

@@ -199,6 +199,7 @@ def to_device(
     std: float,
     device: torch.device,
     train_limit: int | None = None,
+    test_limit: int | None = None,
 ) -> DeviceData:
     """Normalize once, up front, so the hot loop only indexes tensors."""
 
@@ -206,12 +207,13 @@ def to_device(
         x = images.to(device=device, dtype=torch.float32).div_(255.0)
         return x.sub_(mean).div_(std).unsqueeze(1).contiguous()
 
-    train = raw["train"]
+    train, test = raw["train"], raw["test"]
     n = len(train.labels) if train_limit is None else min(train_limit, len(train.labels))
+    m = len(test.labels) if test_limit is None else min(test_limit, len(test.labels))
     return DeviceData(
         train_x=prep(train.images[:n]),
         train_y=train.labels[:n].to(device),
-        test_x=prep(raw["test"].images),
-        test_y=raw["test"].labels.to(device),
+        test_x=prep(test.images[:m]),
+        test_y=test.labels[:m].to(device),
         fill=(0.0 - mean) / std,
     )

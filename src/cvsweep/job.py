@@ -353,7 +353,12 @@ def _prepare(cfg: DictConfig, device: torch.device, out_dir: Path) -> Prepared:
         fetch(cfg.dataset.name, root, log=_console)
     raw = data_mod.load_raw(root, cfg.dataset.name)
     data = data_mod.to_device(
-        raw, float(cfg.dataset.mean), float(cfg.dataset.std), device, cfg.dataset.train_limit
+        raw,
+        float(cfg.dataset.mean),
+        float(cfg.dataset.std),
+        device,
+        cfg.dataset.train_limit,
+        cfg.dataset.test_limit,
     )
     model = build_model(cfg.model).to(device)
     if cfg.trainer.channels_last:

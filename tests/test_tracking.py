@@ -1,0 +1,185 @@
+"""What lands in MLflow for runs and sweeps, read back through MlflowClient only."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from .conftest import QUICK, REPO, cli_env, db_uri, run_train
+
+RUN_ARTIFACTS = {
+    "shape_report.md",
+    "shape_report.json",
+    "curves.png",
+    "model.pth",
+    "checkpoint/checkpoint.pt",
+    "config/config.yaml",
+    "config/overrides.yaml",
+    "config/hydra.yaml",
+}
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        if item.is_dir:
+            found |= _artifacts(client, run_id, item.path)
+        else:
+            found.add(item.path)
+    return found
+
+
+def _runs(client: MlflowClient) -> list:
+    exp = client.get_experiment_by_name("cvsweep")
+    return client.search_runs([exp.experiment_id], max_results=100)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, data_dir):
+    tmp = tmp_path_factory.mktemp("sweep")
+    proc = run_train(
+        ["-m", "optimizer=sgd,adam", "augment=none,rot_flip", *QUICK,
+         f"tracking.uri={db_uri(tmp)}"],
+        tmp,
+        data_dir,
+        timeout=600,
+    )
+    return tmp, proc
+
+
+def test_sweep_logs_parent_and_four_children(sweep):
+    tmp, proc = sweep
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(db_uri(tmp))
+    exp = client.get_experiment_by_name("cvsweep")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = _runs(client)
+    parents = [r for r in runs if r.data.tags.get("cvsweep.sweep") == "true"]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name.startswith("sweep: optimizer=sgd,adam augment=none,rot_flip")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 4
+    assert {r.info.status for r in children} == {"FINISHED"}
+    combos = {(r.data.params["optimizer"], r.data.params["augment"]) for r in children}
+    assert combos == {("sgd", "none"), ("sgd", "rot_flip"), ("adam", "none"), ("adam", "rot_flip")}
+    for r in children:
+        p, t, m = r.data.params, r.data.tags, r.data.metrics
+        assert p["dataset"] == "mnist" and p["model"] == "cnn" and p["schedule"] == "onecycle"
+        assert p["trainer.batch_size"] == "64" and p["model.layers.0.out"] == "16"
+        assert r.info.run_name == f"optimizer={p['optimizer']} augment={p['augment']} " + " ".join(
+            QUICK
+        )
+        for tag in ("config_hash", "group_key", "command", "job_num", "device", "git_commit"):
+            assert t.get(tag), tag
+        assert t["device"] == "cpu"
+        assert t["command"].startswith("python train.py optimizer=")
+        for key in ("test_acc", "lr", "train_acc", "train_loss", "test_loss"):
+            history = client.get_metric_history(r.info.run_id, key)
+            assert len(history) >= 2, key
+            assert sorted(h.step for h in history) == [4, 8]
+        for key in ("final_test_acc", "best_test_acc", "train_time_s", "epoch_time_s",
+                    "samples_per_s"):
+            assert key in m, key
+        assert RUN_ARTIFACTS <= _artifacts(client, r.info.run_id)
+    parent_files = _artifacts(client, parent.info.run_id)
+    assert {"comparison.md", "comparison.csv", "comparison_optimizer.png",
+            "comparison_augment.png"} <= parent_files
+
+
+def test_sweep_folder_holds_jobs_and_report(sweep):
+    tmp, proc = sweep
+    folder = tmp / "multirun"
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    for job in "0123":
+        assert (folder / job / "model.pth").is_file()
+    csv_text = (folder / "comparison.csv").read_text()
+    assert csv_text.count("FINISHED") == 4
+    assert "batches_to_90" in csv_text.splitlines()[0]
+    assert "| sweep: optimizer=sgd,adam" not in proc.stdout  # title is a heading, not a row
+    assert "# sweep: optimizer=sgd,adam augment=none,rot_flip" in proc.stdout
+
+
+def test_injected_failure_marks_run_failed_with_traceback(tmp_path, data_dir):
+    proc = run_train(
+        [*QUICK, "trainer.fault_at_step=3", f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir
+    )
+    assert proc.returncode == 1
+    assert "injected fault at mini-batch 3" in proc.stdout + proc.stderr
+    client = MlflowClient(db_uri(tmp_path))
+    (run,) = _runs(client)
+    assert run.info.status == "FAILED"
+    assert "injected fault" in run.data.tags["failure_reason"]
+    assert "traceback.txt" in _artifacts(client, run.info.run_id)
+
+
+def test_non_finite_loss_fails_with_reason_and_keeps_no_nan_weights(tmp_path, data_dir):
+    proc = run_train(
+        [*QUICK, "optimizer=sgd", "optimizer.lr=1e6", "schedule=constant", f"tracking.uri={db_uri(tmp_path)}"],
+        tmp_path,
+        data_dir,
+    )
+    assert proc.returncode == 1
+    assert "Non-finite loss at mini-batch" in proc.stdout
+    client = MlflowClient(db_uri(tmp_path))
+    (run,) = _runs(client)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == "non_finite_loss"
+    assert int(run.data.tags["failure_step"]) >= 1
+    assert not (tmp_path / "run" / "model.pth").exists()
+
+
+def test_one_failing_child_does_not_stop_the_sweep(tmp_path, data_dir):
+    proc = run_train(
+        ["-m", "optimizer=sgd,adam", "trainer.fault_at_step=null,3", *QUICK,
+         f"tracking.uri={db_uri(tmp_path)}"],
+        tmp_path,
+        data_dir,
+        timeout=600,
+    )
+    assert proc.returncode == 1
+    assert "2 of 4 jobs did not finish" in proc.stderr
+    client = MlflowClient(db_uri(tmp_path))
+    children = [r for r in _runs(client) if r.data.tags.get("mlflow.parentRunId")]
+    status = {r.data.params["trainer.fault_at_step"]: set() for r in children}
+    for r in children:
+        status[r.data.params["trainer.fault_at_step"]].add(r.info.status)
+    assert status == {"null": {"FINISHED"}, "3": {"FAILED"}}
+    report = (tmp_path / "multirun" / "comparison.md").read_text()
+    assert "**2 run(s) did not finish:**" in report
+    assert report.count("FAILED (RuntimeError: injected fault") == 2
+
+
+def test_sigterm_marks_run_killed_and_saves_state(tmp_path, data_dir):
+    args = [
+        sys.executable, str(REPO / "train.py"), "trainer.epochs=50", "dataset.train_limit=2048",
+        "dataset.test_limit=500", "trainer.log_every=8", "trainer.progress=off",
+        f"tracking.uri={db_uri(tmp_path)}", f"hydra.run.dir={tmp_path}/run",
+    ]
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=cli_env(data_dir), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    seen = []
+    deadline = time.time() + 180
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if "step     16 |" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(seen) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    assert "Interrupted by SIGTERM" in output
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    client = MlflowClient(db_uri(tmp_path))
+    (run,) = _runs(client)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["failure_reason"] == "interrupted"
