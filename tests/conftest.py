@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# MLflow decides about telemetry at import time; tests never send any.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -27,7 +30,9 @@ def data_dir() -> Path:
 
 def cli_env(data: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(CVSWEEP_DATA=str(data), PYTHONUNBUFFERED="1", **extra)
+    env.update(
+        CVSWEEP_DATA=str(data), PYTHONUNBUFFERED="1", MLFLOW_DISABLE_TELEMETRY="true", **extra
+    )
     env.pop("CVSWEEP_NUM_THREADS", None)
     return env
 
@@ -43,9 +48,7 @@ def run_train(
 ) -> subprocess.CompletedProcess[str]:
     """`python train.py ARGS` with outputs under tmp; returns the finished process."""
     multirun = "-m" in args or "--multirun" in args
-    where = (
-        [f"hydra.sweep.dir={tmp}/multirun"] if multirun else [f"hydra.run.dir={tmp}/run"]
-    )
+    where = [f"hydra.sweep.dir={tmp}/multirun"] if multirun else [f"hydra.run.dir={tmp}/run"]
     tmp.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, *python_flags, str(REPO / "train.py"), *args, *where]
     return subprocess.run(

@@ -258,9 +258,12 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
         error = f"{type(exc).__name__}: {exc}"
         tb = traceback.format_exc()
         (out_dir / "traceback.txt").write_text(tb)
-        tracker.set_tags({"failure_reason": error[:500]})
-        tracker.log_artifact(out_dir / "traceback.txt")
         _console(tb.rstrip())
+        try:
+            tracker.set_tags({"failure_reason": error[:500]})
+            tracker.log_artifact(out_dir / "traceback.txt")
+        except Exception as log_exc:  # the store itself may be what failed
+            _console(f"warning: could not log the failure to the tracking store: {log_exc}")
     finally:
         if isinstance(tracker, MlflowTracker):
             if result is not None:

@@ -108,12 +108,16 @@ def build_scheduler(
             True,
         )
     if kind == "onecycle":
+        if total < 3:  # too short for a warm-up and a decay: keep the lr constant
+            return None, False
+        # torch needs at least one step in each of its two phases.
+        pct = min(max(float(schedule.pct_start), 1.5 / total), (total - 1.5) / total)
         return (
             torch.optim.lr_scheduler.OneCycleLR(
                 optimizer,
                 max_lr=base_lr * float(schedule.max_lr_factor),
                 total_steps=total,
-                pct_start=float(schedule.pct_start),
+                pct_start=pct,
             ),
             True,
         )

@@ -117,6 +117,13 @@ def ensure_experiment(client: Any, uri: str, name: str) -> str:
                     f"Experiment {name!r} in {uri} is deleted. Restore it in the MLflow UI or "
                     "choose another tracking.experiment."
                 )
+            if sqlite_path(uri) and str(exp.artifact_location).startswith("mlflow-artifacts:"):
+                raise TrackingError(
+                    f"Experiment {name!r} in {uri} was created through a tracking server (its "
+                    f"artifacts live at {exp.artifact_location}), so its runs can only be logged "
+                    "through that server: start `cvsweep server` and use "
+                    "tracking.uri=http://127.0.0.1:PORT, or choose another tracking.experiment."
+                )
             return exp.experiment_id
         db = sqlite_path(uri)
         location = (db.parent / "mlartifacts").resolve().as_uri() if db is not None else None

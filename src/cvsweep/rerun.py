@@ -1,0 +1,177 @@
+"""`cvsweep rerun RUN_ID`: train again from a run's logged config and compare the numbers.
+
+It uses the logged config (not today's defaults), so a run can be reproduced after the code's
+defaults have moved. The id is checked before anything is downloaded or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig
+from .job import ERRORS_FOR_USER, JobContext, print_user_error, run_job
+from .tracking import TrackingError, resolve_uri, with_retry
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{40}$")
+GROUP_NAMES = ("dataset", "model", "optimizer", "augment", "schedule", "tracking", "experiment")
+COMPARED = ("final_test_acc", "best_test_acc", "final_test_loss", "final_train_loss")
+
+
+class RerunError(ValueError):
+    """A run id or override that cannot be rerun; exit code 2."""
+
+
+def check_run_id(run_id: str) -> str:
+    """Only plain hex ids: nothing that could name a path outside the store."""
+    if not RUN_ID.match(run_id):
+        raise RerunError(
+            f"{run_id!r} is not an MLflow run id: expected 32 (or 40) lowercase hex digits, as "
+            "shown in the MLflow UI or printed as `mlflow run:` at the end of a job."
+        )
+    return run_id
+
+
+def typed_config(raw: dict[str, Any]) -> DictConfig:
+    """The logged config under today's schemas, with the optimizer's own schema."""
+    schema = OmegaConf.structured(TrainConfig)
+    name = raw.get("optimizer", {}).get("name")
+    if name in OPTIMIZER_SCHEMAS:
+        schema.optimizer = OmegaConf.structured(OPTIMIZER_SCHEMAS[name])
+    try:
+        return OmegaConf.merge(schema, raw)
+    except Exception as exc:
+        raise RerunError(f"The logged config no longer fits today's schema: {exc}") from None
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or key.lstrip("+~") in GROUP_NAMES:
+            raise RerunError(
+                f"Override {item!r}: rerun takes key=value overrides of the logged config "
+                "(e.g. trainer.epochs=5 or optimizer.lr=0.01). To switch a config group, run "
+                "`python train.py` with the run's `command` tag and your change."
+            )
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    except Exception as exc:
+        raise RerunError(f"Overrides {overrides} do not fit the logged config: {exc}") from None
+
+
+def _load_logged(client: Any, run_id: str, into: Path) -> tuple[dict, list[str], dict[str, str]]:
+    try:
+        local = Path(with_retry(lambda: client.download_artifacts(run_id, "config", str(into))))
+    except Exception as exc:
+        raise RerunError(
+            f"Run {run_id} has no logged config/ artifacts to rerun from ({exc})."
+        ) from None
+    cfg = yaml.safe_load((local / "config.yaml").read_text())
+    overrides_file = local / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
+    choices: dict[str, str] = {}
+    hydra_file = local / "hydra.yaml"
+    if hydra_file.exists():
+        hydra_cfg = yaml.safe_load(hydra_file.read_text()) or {}
+        found = hydra_cfg.get("hydra", {}).get("runtime", {}).get("choices", {}) or {}
+        choices = {k: str(v) for k, v in found.items() if v is not None}
+    return cfg, list(overrides or []), choices
+
+
+def _write_config_dir(folder: Path, cfg: DictConfig, overrides: list[str], source: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    (folder / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if (source / "hydra.yaml").exists():
+        (folder / "hydra.yaml").write_text((source / "hydra.yaml").read_text())
+
+
+def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], float]:
+    """A side-by-side table and the largest absolute difference over compared numbers."""
+    rerun = client.get_run(rerun_id)
+    lines = [f"{'metric':<22}{'original':>14}{'rerun':>14}{'difference':>14}"]
+    largest = 0.0
+    for key in COMPARED:
+        a, b = original.data.metrics.get(key), rerun.data.metrics.get(key)
+        if a is None or b is None:
+            lines.append(f"{key:<22}{a!s:>14}{b!s:>14}{'n/a':>14}")
+            continue
+        largest = max(largest, abs(a - b))
+        lines.append(f"{key:<22}{a:>14.6f}{b:>14.6f}{b - a:>14.2e}")
+    hist_a = {m.step: m.value for m in client.get_metric_history(original.info.run_id, "test_acc")}
+    hist_b = {m.step: m.value for m in client.get_metric_history(rerun_id, "test_acc")}
+    common = sorted(set(hist_a) & set(hist_b))
+    diff = max((abs(hist_a[s] - hist_b[s]) for s in common), default=0.0)
+    if set(hist_a) != set(hist_b):
+        diff = float("inf")
+    largest = max(largest, diff)
+    lines.append(
+        f"test_acc history: {len(common)} common log points, largest difference {diff:.2e}"
+    )
+    return lines, largest
+
+
+def rerun_main(args: argparse.Namespace) -> int:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run_id = check_run_id(args.run_id)
+        uri = resolve_uri(args.tracking_uri)
+        db = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else None
+        if db is not None and not Path(db).is_file():
+            raise RerunError(f"No tracking store at {db}; pass --tracking-uri.")
+        client = MlflowClient(tracking_uri=uri)
+        try:
+            original = client.get_run(run_id)
+        except MlflowException:
+            raise RerunError(f"Run {run_id} does not exist in the store {uri}.") from None
+        with tempfile.TemporaryDirectory() as tmp:
+            raw, logged_overrides, choices = _load_logged(client, run_id, Path(tmp))
+            cfg = apply_overrides(typed_config(raw), list(args.overrides))
+            with_tracking = {"uri": uri, "parent_run_id": None, "skip_finished": False}
+            cfg = OmegaConf.merge(cfg, {"tracking": with_tracking})
+            out_dir = Path("outputs") / "rerun" / f"{run_id[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
+            overrides = [
+                o for o in logged_overrides if not o.startswith("tracking.parent_run_id=")
+            ] + list(args.overrides)
+            _write_config_dir(out_dir / ".hydra", cfg, overrides, Path(tmp) / "config")
+        ctx = JobContext(
+            output_dir=out_dir.resolve(),
+            overrides=overrides,
+            choices=choices,
+            config_dir=(out_dir / ".hydra").resolve(),
+            command=" ".join(shlex.quote(a) for a in ["cvsweep", "rerun", run_id, *args.overrides]),
+            extra_tags={"rerun_of": run_id},
+        )
+        outcome = run_job(cfg, ctx)
+    except (RerunError, ConfigError, TrackingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ERRORS_FOR_USER as exc:
+        print_user_error(exc)
+        return 2
+    if outcome.status != "FINISHED" or outcome.run_id is None:
+        print(f"error: the rerun ended {outcome.status}: {outcome.error}", file=sys.stderr)
+        return 1
+    lines, largest = compare_runs(client, original, outcome.run_id)
+    print(f"\nrerun of {run_id} -> {outcome.run_id}")
+    print("\n".join(lines))
+    if args.check:
+        if largest > args.tolerance:
+            print(
+                f"check failed: largest difference {largest:.3e} > tolerance {args.tolerance}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"check passed: largest difference {largest:.3e} <= tolerance {args.tolerance}")
+    return 0

@@ -1,0 +1,152 @@
+"""Rerun a logged run, skip finished runs, resume an interrupted one: exactly the same numbers."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from .conftest import QUICK, REPO, cli_env, db_uri, run_train
+
+
+def _cvsweep(args, tmp, data, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "cvsweep.cli", *args],
+        cwd=tmp,
+        env=cli_env(data),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _runs(client):
+    exp = client.get_experiment_by_name("cvsweep")
+    return client.search_runs([exp.experiment_id], max_results=100)
+
+
+def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
+    first = run_train(
+        [*QUICK, "augment=rot_flip", f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    client = MlflowClient(db_uri(tmp_path))
+    (original,) = _runs(client)
+    proc = _cvsweep(
+        ["rerun", original.info.run_id, "--check", "--tracking-uri", db_uri(tmp_path)],
+        tmp_path,
+        data_dir,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "check passed: largest difference 0.000e+00" in proc.stdout
+    assert "final_test_acc" in proc.stdout and "original" in proc.stdout
+    reruns = [r for r in _runs(client) if r.data.tags.get("rerun_of") == original.info.run_id]
+    assert len(reruns) == 1 and reruns[0].info.status == "FINISHED"
+    assert reruns[0].data.params["augment"] == "rot_flip"
+    # An override changes the numbers, and --check says so.
+    changed = _cvsweep(
+        ["rerun", original.info.run_id, "seed=1", "--check", "--tracking-uri", db_uri(tmp_path)],
+        tmp_path,
+        data_dir,
+    )
+    assert changed.returncode == 1
+    assert "check failed" in changed.stderr
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["../../etc", "/tmp/x", "%2e%2e", "a" * 40, "ABC", "0123456789abcdef" * 2 + "/.."]
+)
+def test_bad_run_ids_are_rejected_before_anything_is_written(tmp_path, data_dir, bad_id):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "mlflow.db").touch() if bad_id == "a" * 40 else None
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    if bad_id == "a" * 40:
+        first = run_train(
+            [*QUICK, "trainer.shapes_only=true", f"tracking.uri={uri}"], tmp_path / "seed", data_dir
+        )
+        assert first.returncode == 0
+        before = sorted(p.name for p in tmp_path.rglob("*"))
+    proc = _cvsweep(["rerun", bad_id, "--tracking-uri", uri], tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr
+    assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+    assert ("does not exist" if bad_id == "a" * 40 else "is not an MLflow run id") in proc.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_relaunched_sweep_skips_finished_runs_and_still_reports_them(tmp_path, data_dir):
+    args = ["-m", "optimizer=sgd,adam", *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    first = run_train(args, tmp_path / "a", data_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_train(args, tmp_path / "b", data_dir)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.count("skipped: identical to finished run ") == 2
+    assert "training cnn" not in second.stdout
+    report = (tmp_path / "b" / "multirun" / "comparison.csv").read_text()
+    client = MlflowClient(db_uri(tmp_path))
+    finished = [r for r in _runs(client) if r.data.tags.get("config_hash")]
+    assert len(finished) == 2  # nothing trained twice
+    for run in finished:
+        assert run.info.run_id in report
+    forced = run_train([*args, "tracking.skip_finished=false"], tmp_path / "c", data_dir)
+    assert forced.returncode == 0
+    assert "skipped:" not in forced.stdout
+
+
+@pytest.mark.slow
+def test_run_killed_after_first_epoch_resumes_to_identical_result(tmp_path, data_dir):
+    args = [
+        "trainer.epochs=3",
+        "dataset.train_limit=512",
+        "dataset.test_limit=1000",
+        "trainer.log_every=4",
+        "trainer.progress=off",
+        "augment=rot_flip",
+        "trainer.num_threads=2",
+    ]
+    reference = run_train(args + ["tracking.enabled=false"], tmp_path / "ref", data_dir)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    uri = f"tracking.uri={db_uri(tmp_path)}"
+    cmd = [sys.executable, str(REPO / "train.py"), *args, uri, f"hydra.run.dir={tmp_path}/k"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=cli_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.time() + 240
+    for line in proc.stdout:
+        # Step 12 is in epoch 2: epoch 1's checkpoint has been written and logged.
+        if "step     12 |" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    client = MlflowClient(db_uri(tmp_path))
+    (killed,) = _runs(client)
+    assert killed.info.status == "RUNNING"  # SIGKILL leaves no chance to close it
+
+    resumed = run_train(args + [uri], tmp_path / "resumed", data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming run {killed.info.run_id}" in resumed.stdout
+    (run,) = _runs(client)  # still one run: the killed one, now finished
+    assert run.info.run_id == killed.info.run_id
+    assert run.info.status == "FINISHED"
+    ref_acc = [line for line in reference.stdout.splitlines() if "step     24 |" in line]
+    got_acc = [line for line in resumed.stdout.splitlines() if "step     24 |" in line]
+    assert ref_acc and ref_acc == got_acc
+    w_ref = torch.load(tmp_path / "ref/run/model.pth", weights_only=True)
+    w_res = torch.load(tmp_path / "resumed/run/model.pth", weights_only=True)
+    assert all(torch.equal(w_ref[k], w_res[k]) for k in w_ref)
+    history = client.get_metric_history(run.info.run_id, "test_acc")
+    final = [h.value for h in history if h.step == 24]
+    assert final and final[-1] == run.data.metrics["final_test_acc"]

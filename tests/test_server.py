@@ -1,0 +1,181 @@
+"""`cvsweep server`: a real job logs through it, and it refuses foreign Host headers.
+
+The server runs as a real `cvsweep server` subprocess on a free loopback port with a fresh SQLite
+store; the job is the real `python train.py` with `tracking.uri=http://127.0.0.1:PORT`, so its
+experiment gets MLflow's proxied `mlflow-artifacts:` location and every artifact goes through the
+server -- what a job on another machine needs. Nothing here talks to anything but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cvsweep.server import free_port, remote_security, server_command
+from tests.test_ui import DATA, RUN_NAME, CliProcess, child_env, port_open, train
+
+# Before this process imports mlflow (MlflowClient below): MLflow decides on telemetry at import.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+ARTIFACTS = ("model.pth", "curves.png", "config/config.yaml")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A running `cvsweep server` on a fresh store: its folder, port, printed tracking URI."""
+    if not (DATA / "MNIST" / "raw").is_dir():
+        pytest.skip(f"real data not found at {DATA} (set CVSWEEP_DATA)")
+    tmp = tmp_path_factory.mktemp("server_store")
+    port = free_port()
+    cli = CliProcess(
+        ["server", "--port", str(port), "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}"],
+        cwd=tmp,
+    )
+    try:
+        uri = cli.wait_for(r"(?m)^tracking\.uri=(\S+)$").group(1)
+        yield {"tmp": tmp, "port": port, "uri": uri, "cli": cli}
+    finally:
+        code = cli.stop()
+    assert code == 0, f"cvsweep server exited with {code} on SIGTERM:\n{cli.output}"
+    assert not port_open(port), "the MLflow server still listens after cvsweep server stopped"
+
+
+@pytest.fixture(scope="module")
+def job_run_id(server: dict[str, Any]) -> str:
+    """Run id of one real training job logged through the server."""
+    proc = train(server["tmp"], server["uri"])
+    return re.search(r"mlflow run: (\w+)", proc.stdout).group(1)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MlflowClient uses requests, which honours proxy variables; keep it on 127.0.0.1."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.mark.slow
+def test_server_prints_the_uri_to_paste(server: dict[str, Any]) -> None:
+    assert server["uri"] == f"http://127.0.0.1:{server['port']}"
+    # a fresh store has no experiment yet: no link, and the banner says so
+    assert "experiment 'cvsweep' does not exist in this store yet" in server["cli"].output
+    assert "(new: nothing was logged here before)" in server["cli"].output
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("loopback_only")
+def test_job_logs_through_the_server(
+    server: dict[str, Any], job_run_id: str, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=server["uri"])
+    exp = client.get_experiment_by_name("cvsweep")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.run_id for r in runs] == [job_run_id]
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == RUN_NAME
+
+    history = client.get_metric_history(job_run_id, "test_acc")
+    steps = [m.step for m in history]
+    assert len(history) >= 3 and steps == sorted(steps) and steps[-1] == 8  # 256 / 32 batches
+    assert all(0.0 <= m.value <= 1.0 for m in history)
+
+    # proxied artifacts: uploaded through the server into <store>/mlartifacts
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
+    names = {a.path for a in client.list_artifacts(job_run_id)}
+    assert {"model.pth", "curves.png", "config"} <= names
+    stored = server["tmp"] / "mlartifacts" / exp.experiment_id / job_run_id / "artifacts"
+    local = {}
+    for path in ARTIFACTS:
+        local[path] = Path(client.download_artifacts(job_run_id, path, str(tmp_path / path)))
+        assert local[path].stat().st_size > 0
+        assert local[path].read_bytes() == (stored / path).read_bytes()
+    assert local["curves.png"].read_bytes().startswith(b"\x89PNG")
+    assert "trainer:" in local["config/config.yaml"].read_text()
+
+    # the UI's own download link answers too
+    status, body = get(server["port"], f"/get-artifact?path=model.pth&run_uuid={job_run_id}")
+    assert status == 200 and body == local["model.pth"].read_bytes()
+
+
+def get(port: int, path: str, host: str | None = None) -> tuple[int, bytes]:
+    """GET from the loopback server with an explicit Host header (default: 127.0.0.1:port)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Host": host or f"127.0.0.1:{port}"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_foreign_host_header_is_refused(server: dict[str, Any]) -> None:
+    """MLflow's DNS-rebinding protection: a page on evil.example.com must not reach the API."""
+    port = server["port"]
+    api = "/api/2.0/mlflow/experiments/search?max_results=5"
+    assert get(port, api, host="evil.example.com")[0] == 403
+    assert get(port, "/", host=f"evil.example.com:{port}")[0] == 403
+    assert get(port, api)[0] == 200
+    assert get(port, api, host=f"localhost:{port}")[0] == 200
+
+
+def test_remote_bind_keeps_host_protection() -> None:
+    """--allow-remote passes explicit --allowed-hosts: this machine's name in, foreign names out."""
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    hosts, origins = remote_security("0.0.0.0", 5000)
+    allowed = hosts.split(",")
+    name = socket.gethostname()
+    assert is_allowed_host_header(allowed, f"{name}:5000")
+    assert is_allowed_host_header(allowed, "127.0.0.1:5000")
+    assert is_allowed_host_header(allowed, "192.168.1.20:5000")
+    assert not is_allowed_host_header(allowed, "evil.example.com")
+    assert not is_allowed_host_header(allowed, "evil.example.com:5000")
+    assert "*" not in allowed
+    assert origins and all(re.fullmatch(r"http://[^*,]+:5000", o) for o in origins.split(","))
+    cmd = server_command("sqlite:////x/mlflow.db", "0.0.0.0", 5000, allowed_hosts=hosts)
+    assert cmd[cmd.index("--allowed-hosts") + 1] == hosts
+    assert cmd[cmd.index("--artifacts-destination") + 1] == "file:///x/mlartifacts"
+
+
+def test_remote_host_without_allow_remote_exits_2(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cvsweep.cli", "server", "--host", "0.0.0.0"],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "--allow-remote" in proc.stderr
+
+
+def test_allow_remote_warns_and_names_basic_auth(tmp_path: Path) -> None:
+    """The --allow-remote path up to the bind; 203.0.113.5 (TEST-NET-3) is not ours to bind."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "cvsweep.cli", "server", "--host", "203.0.113.5", "--allow-remote"],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "WARNING: binding 203.0.113.5:5000 without authentication" in proc.stderr
+    assert "--app-name basic-auth" in proc.stderr and "--allowed-hosts" in proc.stderr
+    assert "cannot listen on 203.0.113.5:5000" in proc.stderr
+    assert "address of this machine" in proc.stderr
