@@ -101,9 +101,7 @@ def test_damaged_data_file_is_named(tmp_path, data_dir, damage, expect, optimize
     damage(target)
     env_data = tmp_path / "data"
     args = [*QUICK, f"tracking.uri={db_uri(tmp_path)}"]
-    proc = run_train(
-        args, tmp_path, env_data, python_flags=("-O",) if optimize else ()
-    )
+    proc = run_train(args, tmp_path, env_data, python_flags=("-O",) if optimize else ())
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "t10k-images-idx3-ubyte" in proc.stderr
     assert expect in proc.stderr

@@ -20,8 +20,13 @@ LOG_LINE = re.compile(
 
 def test_single_run_prints_report_logs_and_saves_model(tmp_path, data_dir):
     proc = run_train(
-        ["trainer.epochs=1", "dataset.train_limit=4096", "tracking.enabled=false",
-         "trainer.log_every=16", "trainer.progress=off"],
+        [
+            "trainer.epochs=1",
+            "dataset.train_limit=4096",
+            "tracking.enabled=false",
+            "trainer.log_every=16",
+            "trainer.progress=off",
+        ],
         tmp_path,
         data_dir,
     )
@@ -81,8 +86,15 @@ def test_two_phase_schedule_switches_optimizer(tmp_path, data_dir):
         "{epochs:1,optimizer:{name:adam,lr:0.001}}]"
     )
     proc = run_train(
-        ["schedule=sgd_then_adam", phases, "dataset=fashion_mnist", "dataset.train_limit=256",
-         "trainer.log_every=1000", "tracking.enabled=false", "trainer.progress=off"],
+        [
+            "schedule=sgd_then_adam",
+            phases,
+            "dataset=fashion_mnist",
+            "dataset.train_limit=256",
+            "trainer.log_every=1000",
+            "tracking.enabled=false",
+            "trainer.progress=off",
+        ],
         tmp_path,
         data_dir,
     )
