@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
 from .compare import summarize, write_report
+from .config import ConfigError, validate
 from .job import RESULT_FILE
 from .tracking import (
     TrackingError,
@@ -45,6 +46,32 @@ def _split_threads(cfg: DictConfig) -> None:
         os.environ["CVSWEEP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(n_jobs)))
 
 
+def job_overrides(config: DictConfig) -> list[list[str]]:
+    """Each job's overrides, expanded the way Hydra's basic sweeper will expand them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()]
+    arguments += [str(o) for o in config.hydra.overrides.task]
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def validate_jobs(config: DictConfig, config_name: str | None) -> None:
+    """Check every job's values before the parent run exists, so a bad sweep leaves no runs."""
+    if "BasicSweeper" not in str(config.hydra.sweeper.get("_target_", "")):
+        return  # other sweepers choose jobs as they go; each job still validates itself
+    from hydra import compose
+
+    for i, overrides in enumerate(job_overrides(config)):
+        try:
+            validate(compose(config_name=config_name or "train", overrides=overrides))
+        except ConfigError as exc:
+            print(f"error: job #{i} ({' '.join(overrides)}): {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent_id: str | None = None
@@ -54,6 +81,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         _split_threads(config)
+        validate_jobs(config, kwargs.get("config_name"))
         if not config.tracking.enabled:
             return
         overrides = list(config.hydra.overrides.task)
@@ -132,7 +160,8 @@ class MlflowSweepCallback(Callback):
         ]
         runs = [summarize(client, r) for r in [*children, *extra]]
         runs.sort(key=lambda r: r.name)
-        assert self.sweep_dir is not None
+        if self.sweep_dir is None:
+            return
         name = client.get_run(parent).info.run_name
         paths = write_report(runs, self.sweep_dir, title=name)
         for path in paths:

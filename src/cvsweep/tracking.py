@@ -103,7 +103,26 @@ def client_for(uri: str) -> Any:
                 "tracking.uri at a writable folder, or set tracking.enabled=false (or "
                 "tracking.required=false to train anyway and only warn)."
             ) from None
+    if uri.startswith(("http://", "https://")):
+        _probe_server(uri)
     return MlflowClient(tracking_uri=uri)
+
+
+def _probe_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when the server is down."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            resp.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"Tracking server {uri} is not answering ({reason}). Start it with `cvsweep server "
+            "--port PORT`, fix tracking.uri, or set tracking.required=false to train anyway."
+        ) from None
 
 
 def ensure_experiment(client: Any, uri: str, name: str) -> str:

@@ -1,0 +1,95 @@
+"""Hydra's joblib and submitit launchers and a tracking server run the same sweeps, losslessly."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from cvsweep.server import free_port, start_server, stop_server, wait_ready
+
+from .conftest import QUICK, db_uri, run_train
+
+pytestmark = pytest.mark.slow
+
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")
+
+
+def _check_sweep(uri: str, n_children: int, steps: list[int]) -> None:
+    """One parent, n FINISHED children under it, every metric point of every child present."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("cvsweep")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    (parent,) = [r for r in runs if r.data.tags.get("cvsweep.sweep") == "true"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == n_children
+    assert {r.info.status for r in children} == {"FINISHED"}
+    for run in children:
+        for key in METRICS:
+            got = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+            assert got == steps, (run.info.run_name, key, got)
+    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"comparison.md", "comparison.csv"} <= names
+
+
+def test_joblib_four_parallel_writers_lose_nothing(tmp_path, data_dir):
+    proc = run_train(
+        [
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=4",
+            "optimizer=sgd,adam",
+            "augment=none,rot_flip",
+            *QUICK,
+            "trainer.log_every=1",
+            f"tracking.uri={db_uri(tmp_path)}",
+        ],
+        tmp_path,
+        data_dir,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_sweep(db_uri(tmp_path), 4, list(range(1, 9)))
+
+
+def test_submitit_local_launcher(tmp_path, data_dir):
+    proc = run_train(
+        [
+            "-m",
+            "hydra/launcher=submitit_local",
+            "optimizer=sgd,adam",
+            *QUICK,
+            f"tracking.uri={db_uri(tmp_path)}",
+        ],
+        tmp_path,
+        data_dir,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_sweep(db_uri(tmp_path), 2, [4, 8])
+
+
+def test_four_parallel_writers_through_a_tracking_server(tmp_path, data_dir):
+    port = free_port()
+    server = start_server(f"sqlite:///{tmp_path / 'srv' / 'mlflow.db'}", port=port)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", timeout=120, proc=server)
+        uri = f"http://127.0.0.1:{port}"
+        proc = run_train(
+            [
+                "-m",
+                "hydra/launcher=joblib",
+                "hydra.launcher.n_jobs=4",
+                "optimizer=sgd,adam",
+                "augment=none,rot_flip",
+                *QUICK,
+                "trainer.log_every=1",
+                f"tracking.uri={uri}",
+            ],
+            tmp_path,
+            data_dir,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        _check_sweep(uri, 4, list(range(1, 9)))
+    finally:
+        stop_server(server)
