@@ -218,3 +218,30 @@ def test_sigterm_marks_run_killed_and_saves_state(tmp_path, data_dir):
     (run,) = _runs(client)
     assert run.info.status == "KILLED"
     assert run.data.tags["failure_reason"] == "interrupted"
+
+
+def test_compare_rebuilds_the_report_from_the_store(sweep, data_dir):
+    tmp, proc = sweep
+    client = MlflowClient(db_uri(tmp))
+    (parent,) = [r for r in _runs(client) if r.data.tags.get("cvsweep.sweep") == "true"]
+
+    def compare(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "cvsweep.cli", "compare", *args, "--tracking-uri", db_uri(tmp)],
+            cwd=tmp,
+            env=cli_env(data_dir),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    by_parent = compare(parent.info.run_id, "--by", "augment", "--out", str(tmp / "cmp1"))
+    assert by_parent.returncode == 0, by_parent.stderr
+    assert (tmp / "cmp1" / "comparison_augment.png").is_file()
+    assert not (tmp / "cmp1" / "comparison_optimizer.png").exists()
+    assert (tmp / "cmp1" / "comparison.csv").read_text().count("FINISHED") == 4
+    by_experiment = compare("cvsweep", "--out", str(tmp / "cmp2"))
+    assert by_experiment.returncode == 0, by_experiment.stderr
+    assert "4 runs" in by_experiment.stdout
+    unknown = compare("no-such-experiment")
+    assert unknown.returncode == 2 and "neither a run id" in unknown.stderr

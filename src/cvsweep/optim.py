@@ -118,6 +118,9 @@ def build_scheduler(
                 max_lr=base_lr * float(schedule.max_lr_factor),
                 total_steps=total,
                 pct_start=pct,
+                # Momentum/betas stay fixed: a CUDA graph bakes them in, and the eager and graph
+                # paths must train the same way.
+                cycle_momentum=False,
             ),
             True,
         )
