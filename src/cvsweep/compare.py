@@ -189,6 +189,7 @@ def plot_by_key(runs: list[RunSummary], key: str, path: Path) -> Path:
         if r.test_acc:
             by_value[value_of(r, key)].append(r)
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    lowest = math.inf
     for value, members in sorted(by_value.items()):
         steps = sorted({s for m in members for s, _ in m.test_acc})
         curves = [dict(m.test_acc) for m in members]
@@ -200,6 +201,7 @@ def plot_by_key(runs: list[RunSummary], key: str, path: Path) -> Path:
             mean.append(mu)
             lo.append(mu - sd)
             hi.append(mu + sd)
+        lowest = min([lowest, *(v for v in lo if math.isfinite(v))])
         (line,) = ax.plot(steps, mean, label=f"{key}={value} (n={len(members)})")
         if len(members) > 1:
             ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
@@ -209,9 +211,8 @@ def plot_by_key(runs: list[RunSummary], key: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     if by_value:
         ax.legend()
-        finite = [v for m in by_value.values() for _, v in m[0].test_acc if math.isfinite(v)]
-        if finite:
-            ax.set_ylim(max(0.0, 100 * min(finite) - 2), 100.5)
+        if math.isfinite(lowest):
+            ax.set_ylim(max(0.0, lowest - 2), 100.5)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
