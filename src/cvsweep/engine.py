@@ -102,6 +102,42 @@ class _Accum:
         self.samples = 0
 
 
+@dataclass
+class _Progress:
+    """Everything about how far a run has come, saved in and restored from checkpoints."""
+
+    acc: _Accum
+    step: int = 0
+    history: list[LogPoint] = field(default_factory=list)
+    best: float = -math.inf
+    elapsed: float = 0.0
+    epoch_times: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "acc": {
+                "loss": self.acc.loss.cpu(),
+                "correct": self.acc.correct.cpu(),
+                "batches": self.acc.batches,
+                "samples": self.acc.samples,
+            },
+            "history": [asdict(p) for p in self.history],
+            "best_test_acc": self.best,
+            "elapsed_s": self.elapsed,
+            "epoch_times": list(self.epoch_times),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.step = state["step"]
+        self.acc.loss.copy_(state["acc"]["loss"])
+        self.acc.correct.copy_(state["acc"]["correct"])
+        self.acc.batches, self.acc.samples = state["acc"]["batches"], state["acc"]["samples"]
+        self.history = [LogPoint(**p) for p in state["history"]]
+        self.best, self.elapsed = state["best_test_acc"], state["elapsed_s"]
+        self.epoch_times = list(state["epoch_times"])
+
+
 class _StopFlag:
     """Turns SIGTERM/SIGINT into a flag the loop checks between steps.
 
@@ -250,9 +286,9 @@ class Trainer:
         return replay
 
     # ----------------------------------------------------------------- logging
-    def _log_point(
-        self, epoch: int, batch: int, step: int, acc: _Accum, lr: float, history: list[LogPoint]
-    ) -> LogPoint:
+    def _log_point(self, epoch: int, batch: int, run: _Progress, lr: float) -> LogPoint:
+        """Evaluate, print one line, log the metrics, and reset the interval sums."""
+        acc, step = run.acc, run.step
         if self.device.type == "cuda" and not math.isfinite(float(acc.loss.item())):
             raise NonFiniteLoss(step, epoch, since=step - acc.batches + 1)
         test_loss, test_acc = evaluate(
@@ -270,7 +306,8 @@ class Trainer:
             lr=lr,
         )
         acc.reset()
-        history.append(point)
+        run.history.append(point)
+        run.best = max(run.best, point.test_acc)
         self.console(
             f"epoch {epoch:>3}/{self.total_epochs}  batch {batch:>5}/{self.steps_per_epoch}"
             f"  step {step:>6} | train loss {point.train_loss:.4f} acc {100 * point.train_acc:6.2f}%"
@@ -311,37 +348,23 @@ class Trainer:
         phase: int,
         epoch_in_phase: int,
         batch: int,
-        step: int,
         perm: torch.Tensor | None,
         optimizer: torch.optim.Optimizer,
         scheduler: Any,
-        acc: _Accum,
-        history: list[LogPoint],
-        best: float,
-        elapsed: float,
-        epoch_times: list[float],
+        progress: _Progress,
     ) -> dict[str, Any]:
+        """The exact training state: resuming from it continues as if never stopped."""
         return {
             "format": 1,
             "phase": phase,
             "epoch_in_phase": epoch_in_phase,
             "batch": batch,
-            "step": step,
             "perm": None if perm is None else perm.cpu(),
             "model": self.model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": None if scheduler is None else scheduler.state_dict(),
             "rng": rng_state(self.generator),
-            "acc": {
-                "loss": acc.loss.cpu(),
-                "correct": acc.correct.cpu(),
-                "batches": acc.batches,
-                "samples": acc.samples,
-            },
-            "history": [asdict(p) for p in history],
-            "best_test_acc": best,
-            "elapsed_s": elapsed,
-            "epoch_times": list(epoch_times),
+            **progress.to_dict(),
         }
 
     def _save_model(self) -> None:
@@ -351,26 +374,18 @@ class Trainer:
     def fit(self, resume: dict[str, Any] | None = None) -> TrainResult:
         device = self.device
         acc = _Accum.zeros(device)
-        epoch_acc = _Accum.zeros(device)
-        history: list[LogPoint] = []
-        best = -math.inf
-        elapsed = 0.0
-        epoch_times: list[float] = []
-        start_phase, start_epoch, start_batch, step = 0, 0, 0, 0
+        run = _Progress(acc)
+        start_phase, start_epoch, start_batch = 0, 0, 0
         resume_perm: torch.Tensor | None = None
         if resume is not None:
             self.model.load_state_dict(resume["model"])
+            run.load(resume)
             start_phase, start_epoch = resume["phase"], resume["epoch_in_phase"]
-            start_batch, step = resume["batch"], resume["step"]
+            start_batch = resume["batch"]
             resume_perm = None if resume["perm"] is None else resume["perm"].to(device)
-            history = [LogPoint(**p) for p in resume["history"]]
-            best, elapsed = resume["best_test_acc"], resume["elapsed_s"]
-            epoch_times = list(resume["epoch_times"])
-            acc.loss.copy_(resume["acc"]["loss"])
-            acc.correct.copy_(resume["acc"]["correct"])
-            acc.batches, acc.samples = resume["acc"]["batches"], resume["acc"]["samples"]
         self.model.train()
         epoch = sum(p.epochs for p in self.phases[:start_phase]) + start_epoch
+        bs = self.batch_size
         stop = _StopFlag()
         with stop.installed():
             for phase in self.phases[start_phase:]:
@@ -402,9 +417,7 @@ class Trainer:
                         perm, b0, resume_perm = resume_perm, start_batch, None
                     else:
                         perm = torch.randperm(self.n_train, generator=self.generator, device=device)
-                    epoch_acc.reset()
                     bar = self._progress(epoch, b0)
-                    bs = self.batch_size
                     for b in range(b0, self.steps_per_epoch):
                         idx = perm[b * bs : (b + 1) * bs]
                         if not self.use_graphs:
@@ -417,34 +430,20 @@ class Trainer:
                             eager_steps += 1
                         else:
                             loss = graphed(idx)
-                        step += 1
+                        run.step += 1
                         acc.batches += 1
                         acc.samples += bs
-                        self._after_step(loss, step, epoch, scheduler, per_batch)
+                        self._after_step(loss, run.step, epoch, scheduler, per_batch)
                         if bar is not None:
                             bar.update(1)
-                        if step % self.log_every == 0:
-                            point = self._log_point(
-                                epoch, b + 1, step, acc, current_lr(optimizer), history
-                            )
-                            best = max(best, point.test_acc)
+                        if run.step % self.log_every == 0:
+                            self._log_point(epoch, b + 1, run, current_lr(optimizer))
                         if stop.signum is not None:
                             if bar is not None:
                                 bar.close()
-                            elapsed += time.perf_counter() - t0
+                            run.elapsed += time.perf_counter() - t0
                             state = self._state(
-                                phase.index,
-                                e,
-                                b + 1,
-                                step,
-                                perm,
-                                optimizer,
-                                scheduler,
-                                acc,
-                                history,
-                                best,
-                                elapsed,
-                                epoch_times,
+                                phase.index, e, b + 1, perm, optimizer, scheduler, run
                             )
                             atomic_save(state, self.checkpoint_path)
                             raise Interrupted(stop.signum, self.checkpoint_path)
@@ -455,14 +454,11 @@ class Trainer:
                     if self.device.type == "cuda":
                         torch.cuda.synchronize()
                     epoch_time = time.perf_counter() - t0
-                    elapsed += epoch_time
-                    epoch_times.append(epoch_time)
-                    if step % self.log_every != 0:
-                        point = self._log_point(
-                            epoch, self.steps_per_epoch, step, acc, current_lr(optimizer), history
-                        )
-                        best = max(best, point.test_acc)
-                    point = history[-1]
+                    run.elapsed += epoch_time
+                    run.epoch_times.append(epoch_time)
+                    if run.step % self.log_every != 0:
+                        self._log_point(epoch, self.steps_per_epoch, run, current_lr(optimizer))
+                    point = run.history[-1]
                     self.tracker.log_metrics(
                         {
                             "epoch_test_acc": point.test_acc,
@@ -477,35 +473,24 @@ class Trainer:
                         if next_epoch == phase.epochs:
                             next_phase, next_epoch = phase.index + 1, 0
                         state = self._state(
-                            next_phase,
-                            next_epoch,
-                            0,
-                            step,
-                            None,
-                            optimizer,
-                            scheduler,
-                            acc,
-                            history,
-                            best,
-                            elapsed,
-                            epoch_times,
+                            next_phase, next_epoch, 0, None, optimizer, scheduler, run
                         )
                         atomic_save(state, self.checkpoint_path)
                     self._save_model()
                     self.on_epoch_end(epoch)
-        last = history[-1]
+        last = run.history[-1]
         return TrainResult(
-            history=history,
+            history=run.history,
             final_test_acc=last.test_acc,
-            best_test_acc=best,
+            best_test_acc=run.best,
             final_test_loss=last.test_loss,
             final_train_loss=last.train_loss,
-            train_time_s=elapsed,
-            steps=step,
+            train_time_s=run.elapsed,
+            steps=run.step,
             epochs=self.total_epochs,
             model_path=self.model_path,
             checkpoint_path=self.checkpoint_path,
-            epoch_times=epoch_times,
+            epoch_times=run.epoch_times,
         )
 
     def on_epoch_end(self, epoch: int) -> None:
