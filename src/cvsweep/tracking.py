@@ -8,6 +8,7 @@ retried with backoff so no point is lost.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -88,8 +89,6 @@ def with_retry(fn: Callable[[], T], attempts: int = 8, base_delay: float = 0.1) 
 
 def client_for(uri: str) -> Any:
     """An MlflowClient for uri, after checking the store can be reached at all."""
-    from mlflow import MlflowClient
-
     db = sqlite_path(uri)
     if db is not None:
         try:
@@ -105,6 +104,14 @@ def client_for(uri: str) -> Any:
             ) from None
     if uri.startswith(("http://", "https://")):
         _probe_server(uri)
+    return _cached_client(uri)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_client(uri: str) -> Any:
+    """One client (and one database engine) per store per process: a sweep's jobs share it."""
+    from mlflow import MlflowClient
+
     return MlflowClient(tracking_uri=uri)
 
 
