@@ -31,22 +31,22 @@ def _check_sweep(uri: str, n_children: int, steps: list[int]) -> None:
     assert {"comparison.md", "comparison.csv"} <= names
 
 
+def _parallel_sweep(uri: str) -> list[str]:
+    """A 2x2 sweep as four joblib workers, logging every mini-batch: many concurrent writes."""
+    return [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        "optimizer=sgd,adam",
+        "augment=none,rot_flip",
+        *QUICK,
+        "trainer.log_every=1",
+        f"tracking.uri={uri}",
+    ]
+
+
 def test_joblib_four_parallel_writers_lose_nothing(tmp_path, data_dir):
-    proc = run_train(
-        [
-            "-m",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=4",
-            "optimizer=sgd,adam",
-            "augment=none,rot_flip",
-            *QUICK,
-            "trainer.log_every=1",
-            f"tracking.uri={db_uri(tmp_path)}",
-        ],
-        tmp_path,
-        data_dir,
-        timeout=900,
-    )
+    proc = run_train(_parallel_sweep(db_uri(tmp_path)), tmp_path, data_dir, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_sweep(db_uri(tmp_path), 4, list(range(1, 9)))
 
@@ -74,21 +74,7 @@ def test_four_parallel_writers_through_a_tracking_server(tmp_path, data_dir):
     try:
         wait_ready(f"http://127.0.0.1:{port}", timeout=120, proc=server)
         uri = f"http://127.0.0.1:{port}"
-        proc = run_train(
-            [
-                "-m",
-                "hydra/launcher=joblib",
-                "hydra.launcher.n_jobs=4",
-                "optimizer=sgd,adam",
-                "augment=none,rot_flip",
-                *QUICK,
-                "trainer.log_every=1",
-                f"tracking.uri={uri}",
-            ],
-            tmp_path,
-            data_dir,
-            timeout=900,
-        )
+        proc = run_train(_parallel_sweep(uri), tmp_path, data_dir, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         _check_sweep(uri, 4, list(range(1, 9)))
     finally:

@@ -18,21 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from cvsweep.results import PRESETS
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[1]
 DATA = Path(os.environ.get("CVSWEEP_DATA") or ROOT.parent / "shared" / "data")
-PRESETS = (
-    "shapes",
-    "optimizers",
-    "optimizers_tuned",
-    "target99",
-    "fashion_two_phase",
-    "fashion_better",
-    "augmentation",
-    "augmentation_long",
-    "speedrun",
-)
 # A few mini-batches per job; evaluation on 500 test images. skip_finished=false because the
 # shrunk presets can coincide (e.g. augmentation and augmentation_long at one epoch), and a
 # skipped job would be counted under the other preset.
