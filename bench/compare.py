@@ -15,6 +15,11 @@ Fairness rules, so the ratio means something:
   init is unsafe) and peak memory is ``torch.cuda.max_memory_allocated``.
 - The same seed, model (cvsweep's builder), optimizer settings, batch size, epochs and training
   images on both sides; round r uses seed ``--seed + r`` on both, so accuracies show noise.
+- Every CPU run also records "other load", the CPU share other processes took meanwhile: on a
+  shared 2-vCPU machine that, not the code, can swing an epoch 10-20x.
+- Fixed costs run first; the rounds then get what is left of ``--time-budget`` (a case that
+  would end past it is skipped, and the skip is printed); only the case running at the deadline
+  can overrun it, so even a busy machine finishes the default run in about 8-9 minutes.
 - The seconds of an epoch cover training only. cvsweep runs with ``schedule=constant`` (the
   reference has no scheduler) and a ``trainer.log_every`` beyond the epoch, so no evaluation
   falls inside the timed epoch; evaluation is timed on its own under "fixed costs".
@@ -93,6 +98,7 @@ class RunResult:
     test_acc: float = float("nan")
     peak_mem_mib: float = float("nan")
     worker_mem_mib: float = float("nan")  # largest DataLoader worker (reference, CPU)
+    other_load: float = float("nan")  # CPU share other processes took during the run (CPU)
     error: str | None = None
 
 
@@ -112,6 +118,24 @@ def _child_main(conn: Any, fn: Callable[..., dict[str, Any]], kwargs: dict[str, 
     conn.close()
 
 
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat; (0, 0) where absent."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    total = sum(fields)
+    return total - fields[3] - fields[4], total  # idle and iowait are not busy
+
+
+def cpu_idle(window: float = 1.0) -> float:
+    """Fraction of all CPUs idle over `window` seconds (1.0 on a quiet machine)."""
+    b0, t0 = _cpu_jiffies()
+    time.sleep(window)
+    b1, t1 = _cpu_jiffies()
+    return 1.0 - (b1 - b0) / (t1 - t0) if t1 > t0 else math.nan
+
+
 def run_isolated(fn: Callable[..., dict[str, Any]], where: str, **kwargs: Any) -> dict[str, Any]:
     """Run fn in a forked child on CPU (clean state, own peak RSS) or in-process on CUDA."""
     if where == "cuda":
@@ -126,6 +150,9 @@ def run_isolated(fn: Callable[..., dict[str, Any]], where: str, **kwargs: Any) -
         out["peak_mem_mib"] = torch.cuda.max_memory_allocated() / 2**20
         return out
     ctx = mp.get_context("fork")
+    busy0, _ = _cpu_jiffies()
+    own0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall0 = time.perf_counter()
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(child, fn, kwargs))
     proc.start()
@@ -137,6 +164,14 @@ def run_isolated(fn: Callable[..., dict[str, Any]], where: str, **kwargs: Any) -
     proc.join()
     if proc.exitcode not in (0, None) and "error" not in out:
         out["error"] = f"benchmark child exited with {proc.exitcode}"
+    # CPU the rest of the machine used meanwhile: all busy time minus this run's own (the
+    # child and its DataLoader workers), as a fraction of the run's wall time on all CPUs.
+    busy1, _ = _cpu_jiffies()
+    own1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (own1.ru_utime - own0.ru_utime) + (own1.ru_stime - own0.ru_stime)
+    busy = (busy1 - busy0) / os.sysconf("SC_CLK_TCK")
+    capacity = (time.perf_counter() - wall0) * (os.cpu_count() or 1)
+    out["other_load"] = max(busy - own, 0.0) / capacity if capacity > 0 else math.nan
     return out
 
 
@@ -237,6 +272,11 @@ def _fmt_mem(values: Sequence[float]) -> str:
     return f"{max(vals):.0f}" if vals else "n/a"
 
 
+def _fmt_load(runs: Sequence[RunResult]) -> str:
+    vals = [r.other_load for r in runs if not math.isnan(r.other_load)]
+    return f"{100 * max(vals):.0f}" if vals else "n/a"
+
+
 def comparison_table(results: list[RunResult], cases: list[Case], s: Settings) -> str:
     """Markdown table: one row per case; per-epoch seconds pooled over all rounds and epochs.
 
@@ -247,9 +287,10 @@ def comparison_table(results: list[RunResult], cases: list[Case], s: Settings) -
     head = (
         "| batch | augment | reference s/epoch med [min–max] | cvsweep s/epoch med [min–max] "
         "| ref/cvsweep (medians) | (mins) | ref s per 60k | cvsweep s per 60k | cvsweep ms/step "
-        "| test acc % ref | test acc % cvsweep | peak MiB ref (+worker) | peak MiB cvsweep |"
+        "| test acc % ref | test acc % cvsweep | peak MiB ref (+worker) | peak MiB cvsweep "
+        "| other load % (max) |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 14]
     for case in cases:
         by_side = {
             side: [r for r in results if r.case == case and r.side == side and r.error is None]
@@ -273,7 +314,8 @@ def comparison_table(results: list[RunResult], cases: list[Case], s: Settings) -
             f"| {rm * scale:.1f} | {cm * scale:.1f} | {ms_step:.1f} "
             f"| {_mean_std([r.test_acc for r in by_side['reference']])} "
             f"| {_mean_std([r.test_acc for r in by_side['cvsweep']])} "
-            f"| {ref_mem} | {_fmt_mem([r.peak_mem_mib for r in by_side['cvsweep']])} |"
+            f"| {ref_mem} | {_fmt_mem([r.peak_mem_mib for r in by_side['cvsweep']])} "
+            f"| {_fmt_load(by_side['reference'] + by_side['cvsweep'])} |"
         )
     return "\n".join(lines)
 
@@ -450,7 +492,7 @@ def _run_one(s: Settings, side: str, case: Case, r: int, root: Path) -> RunResul
             run_cvsweep, s.device, overrides=cvsweep_overrides(s, case, seed, s.device)
         )
     res = RunResult(side=side, case=case, round=r + 1, seed=seed)
-    for key in ("epoch_times", "steps_per_epoch", "test_acc", "peak_mem_mib"):
+    for key in ("epoch_times", "steps_per_epoch", "test_acc", "peak_mem_mib", "other_load"):
         if key in out:
             setattr(res, key, out[key])
     if s.device == "cpu" and side == "reference":
@@ -493,6 +535,11 @@ def compare_device(
                 log(
                     f"  round {r + 1} {case.label:<14} {side:<9} s/epoch {times}  "
                     f"acc {100 * res.test_acc:.2f}%  peak {res.peak_mem_mib:.0f} MiB"
+                    + (
+                        f"  other load {100 * res.other_load:.0f}%"
+                        if not math.isnan(res.other_load)
+                        else ""
+                    )
                 )
             case_cost[case] = time.perf_counter() - t0
     return results
@@ -698,14 +745,13 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"machine": _machine(), "devices": {}}
     deadline = t_start + args.time_budget if args.time_budget > 0 else math.inf
     log(f"# bench.compare — {report['machine']}")
-    load = _loadavg()
-    log(f"load average at start: {load}")
-    with contextlib.suppress(ValueError):
-        if float(load.split()[0]) > 0.5 * (os.cpu_count() or 1):
-            log(
-                "warning: the machine is busy (load average above half the CPUs); absolute "
-                "times are inflated, the interleaved ratios less so"
-            )
+    idle = cpu_idle()
+    log(f"load average at start: {_loadavg()}; CPU idle over 1 s: {100 * idle:.0f}%")
+    if idle < 0.7:
+        log(
+            "warning: the machine is busy; absolute times are inflated, the interleaved ratios "
+            "less so. Each run prints the CPU share other processes took while it ran."
+        )
     with tempfile.TemporaryDirectory(prefix="cvsweep-compare-") as tmp_name:
         tmp = Path(tmp_name)
         root = prepare_root(args.dataset, tmp / "torchvision")
@@ -749,7 +795,8 @@ def main(argv: list[str] | None = None) -> int:
                 explain_default_run(results, fixed, s, log)
             report["devices"][device] = entry
     log(
-        f"\nload average at end: {_loadavg()}; benchmark wall time "
+        f"\nload average at end: {_loadavg()}; CPU idle over 1 s: {100 * cpu_idle():.0f}%; "
+        "benchmark wall time "
         f"{time.perf_counter() - t_start:.0f} s"
     )
     report["log"] = lines
