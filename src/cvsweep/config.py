@@ -120,12 +120,13 @@ class TrainerConfig:
     epochs: int = 3
     batch_size: int = 64
     log_every: int = 1000
-    eval_batch_size: int = 2000
+    eval_batch_size: int = 500
     device: str = "auto"
     num_threads: int = 0
     deterministic: bool = False
     cuda_graphs: str = "auto"  # auto | on | off
-    channels_last: bool = False
+    channels_last: str = "auto"  # auto (on for CPU) | on | off
+    precision: str = "auto"  # auto (bf16 where the CPU has it natively, else fp32) | fp32 | bf16
     progress: str = "auto"  # auto | on | off
     checkpoint_every_epoch: bool = True
     report_batch_size: int = 16
@@ -233,6 +234,18 @@ def validate(cfg: DictConfig) -> None:
     _require(t.num_threads >= 0, "trainer.num_threads", t.num_threads, "0 (auto) or >= 1")
     _require(
         t.cuda_graphs in TRI_STATE, "trainer.cuda_graphs", t.cuda_graphs, "allowed: auto, on, off"
+    )
+    _require(
+        str(t.channels_last).lower() in (*TRI_STATE, "true", "false"),
+        "trainer.channels_last",
+        t.channels_last,
+        "allowed: auto, on, off",
+    )
+    _require(
+        t.precision in ("auto", "fp32", "bf16"),
+        "trainer.precision",
+        t.precision,
+        "allowed: auto, fp32, bf16",
     )
     _require(t.progress in TRI_STATE, "trainer.progress", t.progress, "allowed: auto, on, off")
     _require(cfg.seed >= 0, "seed", cfg.seed, "must be an integer >= 0")

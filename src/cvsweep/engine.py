@@ -28,6 +28,7 @@ from . import augment as aug
 from .checkpoint import CHECKPOINT_NAME, MODEL_NAME, atomic_save, restore_rng_state, rng_state
 from .data import DeviceData
 from .optim import Phase, build_optimizer, build_scheduler, current_lr, plan_phases
+from .runtime import speed_settings
 from .tracker import Tracker
 
 
@@ -171,16 +172,29 @@ class _StopFlag:
 
 
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    *,
+    channels_last: bool = False,
+    bf16: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean loss, accuracy) as device scalars, so callers choose when to sync."""
+    """(mean loss, accuracy) as device scalars, so callers choose when to sync.
+
+    Evaluation uses the training step's layout and precision; the loss is summed in fp32.
+    """
     was_training = model.training
     model.eval()
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(y), batch_size):
-            out = model(x[start : start + batch_size])
+            batch = x[start : start + batch_size]
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = model(batch).float()
             target = y[start : start + batch_size]
             loss += F.cross_entropy(out, target, reduction="sum")
             correct += (out.argmax(1) == target).sum()
@@ -222,6 +236,9 @@ class Trainer:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(int(cfg.seed))
         self.fault_at_step = t.get("fault_at_step")
+        self.speed = speed_settings(t, device)
+        if self.speed.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
         self.model_path = self.out_dir / MODEL_NAME
 
@@ -232,7 +249,8 @@ class Trainer:
         """The eager step: index, augment, forward, backward, update, accumulate."""
         data, model = self.data, self.model
         flip_p, degrees, fill = self.cfg.augment.flip_p, self.cfg.augment.degrees, data.fill
-        channels_last = bool(self.cfg.trainer.channels_last)
+        channels_last, bf16 = self.speed.channels_last, self.speed.bf16
+        device_type = self.device.type
 
         def step(idx: torch.Tensor) -> torch.Tensor:
             x = data.train_x[idx]
@@ -241,8 +259,9 @@ class Trainer:
                 x = aug.augment_batch(x, flip_p, degrees, fill)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            out = model(x)
-            loss = F.cross_entropy(out, y)
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+                out = model(x)
+                loss = F.cross_entropy(out, y)
             optimizer.zero_grad(set_to_none=not self.use_graphs)
             loss.backward()
             optimizer.step()
@@ -292,7 +311,12 @@ class Trainer:
         if self.device.type == "cuda" and not math.isfinite(float(acc.loss.item())):
             raise NonFiniteLoss(step, epoch, since=step - acc.batches + 1)
         test_loss, test_acc = evaluate(
-            self.model, self.data.test_x, self.data.test_y, int(self.cfg.trainer.eval_batch_size)
+            self.model,
+            self.data.test_x,
+            self.data.test_y,
+            int(self.cfg.trainer.eval_batch_size),
+            channels_last=self.speed.channels_last,
+            bf16=self.speed.bf16,
         )
         batches = max(acc.batches, 1)
         point = LogPoint(
@@ -390,7 +414,10 @@ class Trainer:
         with stop.installed():
             for phase in self.phases[start_phase:]:
                 optimizer = build_optimizer(
-                    self.model.parameters(), phase.optimizer, graph_safe=self.use_graphs
+                    self.model.parameters(),
+                    phase.optimizer,
+                    graph_safe=self.use_graphs,
+                    fused=self.speed.fused_optimizer,
                 )
                 scheduler, per_batch = build_scheduler(
                     optimizer,

@@ -364,8 +364,6 @@ def _prepare(cfg: DictConfig, device: torch.device, out_dir: Path) -> Prepared:
         cfg.dataset.test_limit,
     )
     model = build_model(cfg.model).to(device)
-    if cfg.trainer.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     report = shape_report(
         model,
         str(cfg.model.name),

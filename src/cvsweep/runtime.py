@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +51,33 @@ def set_deterministic(enabled: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """How the step runs on this device; results differ only by float rounding."""
+
+    channels_last: bool
+    bf16: bool
+    fused_optimizer: bool
+
+
+def speed_settings(trainer: Any, device: torch.device) -> SpeedSettings:
+    """Resolve the `auto` choices: measured wins on CPU (docs/performance.md), none on CUDA.
+
+    On CUDA the step is already a replayed graph; its eager and graph paths are verified in
+    fp32, so the GPU keeps fp32 and the default layout unless asked otherwise.
+    """
+    cpu = device.type == "cpu"
+    layout = {"true": "on", "false": "off"}.get(
+        str(trainer.channels_last).lower(), str(trainer.channels_last).lower()
+    )
+    channels_last = layout == "on" or (layout == "auto" and cpu)
+    if trainer.precision == "auto":
+        bf16 = cpu and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    else:
+        bf16 = trainer.precision == "bf16"
+    return SpeedSettings(channels_last=channels_last, bf16=bf16, fused_optimizer=cpu)
 
 
 def device_name(device: torch.device) -> str:
