@@ -427,13 +427,9 @@ def _log_results(tracker: MlflowTracker, result: TrainResult, out_dir: Path) -> 
     tracker.log_artifact(result.checkpoint_path, "checkpoint")
 
 
-def describe_error(exc: BaseException) -> str:
-    """One paragraph for the user, no traceback, for errors that are the user's to fix."""
-    return str(exc)
-
-
 ERRORS_FOR_USER = (ConfigError, data_mod.DataError, TrackingError)
 
 
 def print_user_error(exc: BaseException) -> None:
-    print(f"error: {describe_error(exc)}", file=sys.stderr, flush=True)
+    """One paragraph for the user, no traceback: these errors are the user's to fix."""
+    print(f"error: {exc}", file=sys.stderr, flush=True)

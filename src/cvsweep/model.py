@@ -8,10 +8,8 @@ flatten before the first linear layer is part of that layer's block.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -63,14 +61,3 @@ def build_model(model_cfg: Any) -> nn.Sequential:
 
 def trainable_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def layer_names(model: nn.Sequential) -> Sequence[str]:
-    return [name for name, _ in model.named_children()]
-
-
-def load_weights(model: nn.Module, path: str) -> nn.Module:
-    """Load a saved model.pth safely (weights only, no pickled code)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, open_dict
 
 from .compare import summarize, write_report
 from .config import ConfigError, validate
-from .job import RESULT_FILE
+from .job import RESULT_FILE, run_name
 from .tracking import (
     TrackingError,
     client_for,
@@ -32,8 +32,8 @@ from .tracking import (
 
 
 def sweep_name(overrides: list[str]) -> str:
-    shown = [o for o in overrides if not o.lstrip("+~").startswith(("tracking.", "hydra"))]
-    return "sweep: " + (" ".join(shown) if shown else "defaults")
+    """What a person sees first in the UI: the parent run says what was swept."""
+    return "sweep: " + run_name(overrides)
 
 
 def _split_threads(cfg: DictConfig) -> None:
