@@ -61,6 +61,20 @@ def run_train(
     )
 
 
+def run_cvsweep(
+    args: list[str], cwd: Path, env: dict[str, str], *, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`cvsweep ARGS` in a subprocess, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "cvsweep.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def db_uri(tmp: Path) -> str:
     return f"sqlite:///{tmp / 'mlflow.db'}"
 

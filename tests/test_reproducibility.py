@@ -11,18 +11,11 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from .conftest import QUICK, REPO, cli_env, db_uri, run_train
+from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train
 
 
 def _cvsweep(args, tmp, data, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "cvsweep.cli", *args],
-        cwd=tmp,
-        env=cli_env(data),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cvsweep(args, tmp, cli_env(data), timeout=timeout)
 
 
 def _runs(client):

@@ -12,8 +12,6 @@ import http.client
 import os
 import re
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import pytest
 
 from cvsweep.server import free_port, remote_security, server_command
+from tests.conftest import run_cvsweep
 from tests.test_ui import DATA, RUN_NAME, CliProcess, child_env, port_open, train
 
 # Before this process imports mlflow (MlflowClient below): MLflow decides on telemetry at import.
@@ -153,26 +152,14 @@ def test_remote_bind_keeps_host_protection() -> None:
 
 
 def test_remote_host_without_allow_remote_exits_2(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "cvsweep.cli", "server", "--host", "0.0.0.0"],
-        cwd=tmp_path,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_cvsweep(["server", "--host", "0.0.0.0"], tmp_path, child_env(), timeout=60)
     assert proc.returncode == 2 and "--allow-remote" in proc.stderr
 
 
 def test_allow_remote_warns_and_names_basic_auth(tmp_path: Path) -> None:
     """The --allow-remote path up to the bind; 203.0.113.5 (TEST-NET-3) is not ours to bind."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "cvsweep.cli", "server", "--host", "203.0.113.5", "--allow-remote"],
-        cwd=tmp_path,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = run_cvsweep(
+        ["server", "--host", "203.0.113.5", "--allow-remote"], tmp_path, child_env(), timeout=60
     )
     assert proc.returncode == 1, proc.stderr
     assert "WARNING: binding 203.0.113.5:5000 without authentication" in proc.stderr

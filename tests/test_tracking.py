@@ -10,7 +10,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from .conftest import QUICK, REPO, cli_env, db_uri, run_train
+from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train
 
 RUN_ARTIFACTS = {
     "shape_report.md",
@@ -226,13 +226,8 @@ def test_compare_rebuilds_the_report_from_the_store(sweep, data_dir):
     (parent,) = [r for r in _runs(client) if r.data.tags.get("cvsweep.sweep") == "true"]
 
     def compare(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "cvsweep.cli", "compare", *args, "--tracking-uri", db_uri(tmp)],
-            cwd=tmp,
-            env=cli_env(data_dir),
-            capture_output=True,
-            text=True,
-            timeout=120,
+        return run_cvsweep(
+            ["compare", *args, "--tracking-uri", db_uri(tmp)], tmp, cli_env(data_dir), timeout=120
         )
 
     by_parent = compare(parent.info.run_id, "--by", "augment", "--out", str(tmp / "cmp1"))

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from cvsweep.server import free_port
+from tests.conftest import run_cvsweep
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CVSWEEP_DATA") or REPO.parent / "shared" / "data")
@@ -246,13 +247,8 @@ def test_browser_shows_the_run_in_the_runs_table(ui: dict[str, Any]) -> None:
 
 def test_remote_host_needs_allow_remote(tmp_path: Path) -> None:
     t0 = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "cvsweep.cli", "ui", "--host", "0.0.0.0", "--port", "1"],
-        cwd=tmp_path,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = run_cvsweep(
+        ["ui", "--host", "0.0.0.0", "--port", "1"], tmp_path, child_env(), timeout=60
     )
     assert proc.returncode == 2, proc.stderr
     assert "--allow-remote" in proc.stderr
@@ -265,14 +261,7 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run(
-            [sys.executable, "-m", "cvsweep.cli", "ui", "--port", str(port)],
-            cwd=tmp_path,
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = run_cvsweep(["ui", "--port", str(port)], tmp_path, child_env(), timeout=60)
     assert proc.returncode == 1, proc.stderr
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in proc.stderr
     assert "--port" in proc.stderr

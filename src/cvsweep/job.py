@@ -118,16 +118,12 @@ def reproduce_command(overrides: list[str]) -> str:
 class _TrackedTrainer(Trainer):
     """Uploads the checkpoint to the run at every epoch end, so a lost machine loses one epoch."""
 
-    def __init__(self, *args: Any, tracker_obj: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._mlflow = tracker_obj
-
     def on_epoch_end(self, epoch: int) -> None:
-        if isinstance(self._mlflow, MlflowTracker):
-            self._mlflow.flush()
+        if isinstance(self.tracker, MlflowTracker):
+            self.tracker.flush()
             if self.checkpoint_path.exists():
-                self._mlflow.log_artifact(self.checkpoint_path, "checkpoint")
-                self._mlflow.set_tags({"cvsweep.checkpoint_epoch": str(epoch)})
+                self.tracker.log_artifact(self.checkpoint_path, "checkpoint")
+                self.tracker.set_tags({"cvsweep.checkpoint_epoch": str(epoch)})
 
 
 def _console(line: str) -> None:
@@ -402,7 +398,6 @@ def _train(
         out_dir,
         device,
         console=_console,
-        tracker_obj=tracker,
     )
     return trainer.fit(resume=resume_state)
 
