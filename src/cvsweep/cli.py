@@ -53,6 +53,13 @@ def _user_overrides(overrides: list[str]) -> list[str]:
 
 def train_task(cfg: DictConfig) -> float | None:
     """Hydra's task function: run the job and turn outcomes into exit codes."""
+    from . import store_proxy
+
+    if cfg.tracking.enabled:
+        # Started (if not yet) before torch is imported: MLflow loads on another core meanwhile.
+        store_proxy.shared_proxy()
+    else:
+        store_proxy.discard_unused()
     from .job import ERRORS_FOR_USER, JobOutcome, print_user_error, run_job
 
     ctx = _context_from_hydra()
@@ -70,6 +77,9 @@ def train_task(cfg: DictConfig) -> float | None:
 
 
 def hydra_main() -> None:
+    from .store_proxy import start_early
+
+    start_early(sys.argv[1:])
     import hydra
 
     register_schemas()

@@ -216,3 +216,34 @@ def plot_by_key(runs: list[RunSummary], key: str, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def sweep_report(client: Any, parent: str, sweep_dir: Path, results: list[dict[str, Any]]) -> str:
+    """The sweep's report from its children in the store, logged to the parent, which it closes.
+
+    `results` are the jobs' `job_result.json` contents: a job skipped because an identical run
+    had finished is not a child of this parent, but its run belongs in the report all the same.
+    Returns the markdown, for the console.
+    """
+    children = with_retry(
+        lambda: client.search_runs(
+            [client.get_run(parent).info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent}'",
+            max_results=5000,
+        )
+    )
+    ids = {r.info.run_id for r in children}
+    extra = [
+        with_retry(lambda rid=r["run_id"]: client.get_run(rid))
+        for r in results
+        if r.get("run_id") and r["run_id"] not in ids
+    ]
+    runs = sorted((summarize(client, r) for r in [*children, *extra]), key=lambda r: r.name)
+    name = client.get_run(parent).info.run_name
+    paths = write_report(runs, sweep_dir, title=name)
+    for path in paths:
+        with_retry(lambda p=path: client.log_artifact(parent, str(p)))
+    no_run = [r for r in results if not r.get("run_id")]
+    bad = any(r.status != "FINISHED" for r in runs) or bool(no_run)
+    with_retry(lambda: client.set_terminated(parent, "FAILED" if bad else "FINISHED"))
+    return (sweep_dir / "comparison.md").read_text()

@@ -50,3 +50,12 @@ def config_hash(cfg: DictConfig | dict[str, Any], *, without_seed: bool = False)
         result_config(cfg, without_seed=without_seed), sort_keys=True, separators=(",", ":")
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+RESULT_FILE = "job_result.json"  # each job's outcome, in its folder, for the sweep report
+
+
+def run_name(overrides: list[str]) -> str:
+    """The overrides that define the job, readable: `optimizer=adam augment=rot_flip`."""
+    shown = [o for o in overrides if not o.lstrip("+~").startswith(("tracking.", "hydra"))]
+    return " ".join(shown) if shown else "defaults"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,10 +26,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import data as data_mod
-from .checkpoint import load_checkpoint
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .config import ConfigError, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
-from .identity import config_hash
+from .identity import RESULT_FILE, config_hash, run_name
 from .model import build_model
 from .report import shape_report
 from .runtime import (
@@ -38,20 +39,11 @@ from .runtime import (
     seed_everything,
     set_deterministic,
 )
+from .store_proxy import ProxyTracker, shared_proxy
 from .tracker import NullTracker
-from .tracking import (
-    MlflowTracker,
-    TrackingError,
-    client_for,
-    ensure_experiment,
-    flatten,
-    mark_orphans,
-    resolve_uri,
-    with_retry,
-)
+from .tracking import TrackingError, flatten, resolve_uri
 
 GROUPS = ("dataset", "model", "optimizer", "augment", "schedule")
-RESULT_FILE = "job_result.json"
 
 
 @dataclass
@@ -79,12 +71,6 @@ class JobOutcome:
     def write(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / RESULT_FILE).write_text(json.dumps(self.__dict__, indent=2))
-
-
-def run_name(overrides: list[str]) -> str:
-    """The overrides that define the job, readable: `optimizer=adam augment=rot_flip`."""
-    shown = [o for o in overrides if not o.lstrip("+~").startswith(("tracking.", "hydra"))]
-    return " ".join(shown) if shown else "defaults"
 
 
 def _git_info(root: Path) -> dict[str, str]:
@@ -116,58 +102,58 @@ def reproduce_command(overrides: list[str]) -> str:
 
 
 class _TrackedTrainer(Trainer):
-    """Uploads the checkpoint to the run at every epoch end, so a lost machine loses one epoch."""
+    """Uploads the checkpoint at every epoch end, so a lost machine loses one epoch at most.
+
+    The upload reads a hard-linked snapshot, so the next epoch's checkpoint can replace the
+    file while the tracking process is still copying this one.
+    """
 
     def on_epoch_end(self, epoch: int) -> None:
-        if isinstance(self.tracker, MlflowTracker):
-            self.tracker.flush()
-            if self.checkpoint_path.exists():
-                self.tracker.log_artifact(self.checkpoint_path, "checkpoint")
-                self.tracker.set_tags({"cvsweep.checkpoint_epoch": str(epoch)})
+        if not isinstance(self.tracker, ProxyTracker) or not self.checkpoint_path.exists():
+            return
+        snapshot = self.out_dir / f".checkpoint-epoch{epoch}" / self.checkpoint_path.name
+        snapshot.parent.mkdir(exist_ok=True)
+        try:
+            os.link(self.checkpoint_path, snapshot)
+        except OSError:
+            shutil.copyfile(self.checkpoint_path, snapshot)
+        self.tracker.log_artifact(snapshot, "checkpoint", remove=True)
+        self.tracker.set_tags({"cvsweep.checkpoint_epoch": str(epoch)})
 
 
 def _console(line: str) -> None:
     print(line, flush=True)
 
 
-def _open_store(cfg: DictConfig, ctx: JobContext) -> tuple[Any, str, str] | None:
-    """(client, uri, experiment id), or None when tracking is off or optional and unavailable."""
-    if not cfg.tracking.enabled:
-        return None
-    uri = resolve_uri(cfg.tracking.uri, ctx.launch_dir)
-    try:
-        client = client_for(uri)
-        exp_id = ensure_experiment(client, uri, cfg.tracking.experiment)
-    except TrackingError as exc:
-        if cfg.tracking.required:
-            raise
-        _console(f"warning: {exc} Training without tracking (tracking.required=false).")
-        return None
-    return client, uri, exp_id
+class _Store:
+    """The tracking store as one job sees it: asked early, answered when the job needs it."""
 
-
-def _find_previous(client: Any, exp_id: str, chash: str) -> tuple[Any | None, Any | None]:
-    """(a FINISHED run with this config hash, a resumable unfinished one with a checkpoint)."""
-    runs = with_retry(
-        lambda: client.search_runs(
-            [exp_id],
-            filter_string=f"tags.config_hash = '{chash}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=50,
+    def __init__(self, cfg: DictConfig, ctx: JobContext, chash: str) -> None:
+        self.cfg = cfg
+        self.uri = resolve_uri(cfg.tracking.uri, ctx.launch_dir)
+        self.proxy = shared_proxy()
+        look_up = chash if cfg.tracking.skip_finished else None
+        self._pending = self.proxy.request(
+            "open_job", self.uri, str(cfg.tracking.experiment), look_up
         )
-    )
-    finished = next((r for r in runs if r.info.status == "FINISHED"), None)
-    resumable = next(
-        (
-            r
-            for r in runs
-            if r.info.status in ("KILLED", "FAILED", "RUNNING")
-            and r.data.tags.get("cvsweep.checkpoint_epoch")
-            and r.data.tags.get("failure_reason") != "non_finite_loss"
-        ),
-        None,
-    )
-    return finished, resumable
+        self._answer: dict[str, Any] | None = None
+        self._answered = False
+
+    def answer(self) -> dict[str, Any] | None:
+        """Experiment id and previous runs; None when tracking is optional and unavailable."""
+        if not self._answered:
+            self._answered = True
+            try:
+                self._answer = self._pending.result()
+            except TrackingError:
+                if self.cfg.tracking.required:
+                    raise
+                self._answer = None
+                _console(
+                    f"warning: {sys.exc_info()[1]} Training without tracking "
+                    "(tracking.required=false)."
+                )
+        return self._answer
 
 
 def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
@@ -184,53 +170,50 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     set_deterministic(bool(cfg.trainer.deterministic))
     threads = configure_threads(int(cfg.trainer.num_threads))
     chash = config_hash(cfg)
-    store = _open_store(cfg, ctx)
-    prepared: Prepared | None = None
+    # The store is asked now and answers while the data loads (see store_proxy); only a
+    # download waits for it first, so a broken store is reported before minutes of fetching.
+    store = _Store(cfg, ctx, chash) if cfg.tracking.enabled else None
+    if store is not None and data_mod.missing_files(cfg.dataset.root, cfg.dataset.name):
+        store.answer()
+    prepared = _prepare(cfg, device, out_dir)
+    found = store.answer() if store is not None else None
 
-    tracker: MlflowTracker | NullTracker = NullTracker()
+    tracker: ProxyTracker | NullTracker = NullTracker()
     resume_state: dict[str, Any] | None = None
     run_id: str | None = None
-    if store is not None:
-        client, uri, exp_id = store
-        mark_orphans(client, exp_id)
-        finished, resumable = _find_previous(client, exp_id, chash)
-        if finished is not None and cfg.tracking.skip_finished:
-            fid = finished.info.run_id
+    if store is not None and found is not None:
+        if found["finished"] is not None:
+            fid = found["finished"]["run_id"]
             _console(f"skipped: identical to finished run {fid}")
-            outcome = JobOutcome(
-                "SKIPPED",
-                fid,
-                finished.data.metrics.get("final_test_acc"),
-            )
+            outcome = JobOutcome("SKIPPED", fid, found["finished"]["final_test_acc"])
             outcome.write(out_dir)
             return outcome
-        if resumable is not None and cfg.tracking.skip_finished:
-            run_id = resumable.info.run_id
-            resume_state = _download_checkpoint(client, run_id)
+        if found["resumable"] is not None:
+            rid = found["resumable"]["run_id"]
+            resume_state = _download_checkpoint(store, rid)
             if resume_state is not None:
-                with_retry(lambda: client.update_run(run_id, status="RUNNING"))
+                store.proxy.post("update_status", store.uri, rid, "RUNNING")
+                run_id = rid
                 _console(
-                    f"resuming run {run_id} ({resumable.info.status}) from its checkpoint at "
-                    f"step {resume_state['step']}"
+                    f"resuming run {rid} ({found['resumable']['status']}) from its checkpoint "
+                    f"at step {resume_state['step']}"
                 )
-            else:
-                run_id = None
-        prepared = _prepare(cfg, device, out_dir)
+    _console(prepared.report_md.read_text().rstrip())
+    if store is not None and found is not None:
         if run_id is None:
             tags = {"config_hash": chash}
             if cfg.tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = str(cfg.tracking.parent_run_id)
-            run = with_retry(
-                lambda: client.create_run(exp_id, tags=tags, run_name=run_name(ctx.overrides))
+            run_id = store.proxy.call(
+                "create_run", store.uri, found["experiment_id"], run_name(ctx.overrides), tags
             )
-            run_id = run.info.run_id
-        tracker = MlflowTracker(client, run_id)
+        tracker = ProxyTracker(store.proxy, store.uri, run_id)
 
-    if prepared is None:
-        prepared = _prepare(cfg, device, out_dir)
     status, error, result = "FAILED", None, None
+    t_train = time.perf_counter()
+    t_trained = t_train
     try:
-        if isinstance(tracker, MlflowTracker):
+        if isinstance(tracker, ProxyTracker):
             _log_run_setup(tracker, cfg, ctx, chash, device, threads, resumed=resume_state)
         if cfg.trainer.shapes_only:
             tracker.log_artifact(prepared.report_md)
@@ -255,20 +238,17 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
         tb = traceback.format_exc()
         (out_dir / "traceback.txt").write_text(tb)
         _console(tb.rstrip())
-        try:
-            tracker.set_tags({"failure_reason": error[:500]})
-            tracker.log_artifact(out_dir / "traceback.txt")
-        except Exception as log_exc:  # the store itself may be what failed
-            _console(f"warning: could not log the failure to the tracking store: {log_exc}")
+        tracker.set_tags({"failure_reason": error[:500]})
+        tracker.log_artifact(out_dir / "traceback.txt")
     finally:
-        if isinstance(tracker, MlflowTracker):
-            if result is not None:
-                _log_results(tracker, result, out_dir)
-            tracker.finish(status)
+        t_trained = time.perf_counter()
+        if isinstance(tracker, ProxyTracker):
+            for failure in _finish_run(tracker, status, result, out_dir):
+                _console(f"warning: tracking: {failure}")
 
     outcome = JobOutcome(status, run_id, result.final_test_acc if result else None, error)
     outcome.write(out_dir)
-    wall = time.perf_counter() - t_start
+    t_end = time.perf_counter()
     if result is not None:
         _console(f"job folder: {out_dir}")
         _console(f"checkpoint: {result.checkpoint_path}")
@@ -277,18 +257,43 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             _console(f"mlflow run: {run_id}")
         _console(
             f"final test accuracy: {100 * result.final_test_acc:.2f}%  "
-            f"(best {100 * result.best_test_acc:.2f}%)  wall time: {wall:.1f} s"
+            f"(best {100 * result.best_test_acc:.2f}%)  wall time: {t_end - t_start:.1f} s "
+            f"(setup {t_train - t_start:.1f} s, training {t_trained - t_train:.1f} s, "
+            f"finishing {t_end - t_trained:.1f} s)"
         )
     if status == "KILLED" and not ctx.multirun:
         raise SystemExit(128 + signal.SIGTERM)
     return outcome
 
 
-def _download_checkpoint(client: Any, run_id: str) -> dict[str, Any] | None:
+def _finish_run(
+    tracker: ProxyTracker, status: str, result: TrainResult | None, out_dir: Path
+) -> list[str]:
+    """Close the run; in a basic-launcher sweep without waiting (the next job overlaps it)."""
+    if result is None:
+        return tracker.finish(status, wait=not tracker.proxy.defer_finish)
+    return tracker.finish(
+        status,
+        metrics={
+            "final_test_acc": result.final_test_acc,
+            "best_test_acc": result.best_test_acc,
+            "final_test_loss": result.final_test_loss,
+            "final_train_loss": result.final_train_loss,
+            "train_time_s": result.train_time_s,
+        },
+        step=result.steps,
+        history=result.history,
+        curves_path=out_dir / "curves.png",
+        artifacts=[(result.model_path, None), (result.checkpoint_path, "checkpoint")],
+        wait=not tracker.proxy.defer_finish,
+    )
+
+
+def _download_checkpoint(store: _Store, run_id: str) -> dict[str, Any] | None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = with_retry(
-                lambda: client.download_artifacts(run_id, "checkpoint/checkpoint.pt", tmp)
+            path = store.proxy.call(
+                "download", store.uri, run_id, "checkpoint/" + CHECKPOINT_NAME, tmp
             )
             return load_checkpoint(Path(path))
         except Exception as exc:
@@ -297,7 +302,7 @@ def _download_checkpoint(client: Any, run_id: str) -> dict[str, Any] | None:
 
 
 def _log_run_setup(
-    tracker: MlflowTracker,
+    tracker: ProxyTracker,
     cfg: DictConfig,
     ctx: JobContext,
     chash: str,
@@ -342,7 +347,10 @@ class Prepared:
 
 
 def _prepare(cfg: DictConfig, device: torch.device, out_dir: Path) -> Prepared:
-    """Data, model and shape report: everything that can fail on bad input, before tracking."""
+    """Data, model and shape report: everything that can fail on bad input, before a run exists.
+
+    The report is written, not printed: the job prints it once it knows it will train.
+    """
     seed_everything(int(cfg.seed))
     root = cfg.dataset.root
     if data_mod.missing_files(root, cfg.dataset.name):
@@ -366,7 +374,6 @@ def _prepare(cfg: DictConfig, device: torch.device, out_dir: Path) -> Prepared:
         (int(cfg.model.in_channels), int(cfg.model.image_size), int(cfg.model.image_size)),
         int(cfg.trainer.report_batch_size),
     )
-    _console(report.to_markdown())
     md, js = out_dir / "shape_report.md", out_dir / "shape_report.json"
     md.write_text(report.to_markdown())
     js.write_text(report.to_json())
@@ -400,26 +407,6 @@ def _train(
         console=_console,
     )
     return trainer.fit(resume=resume_state)
-
-
-def _log_results(tracker: MlflowTracker, result: TrainResult, out_dir: Path) -> None:
-    from .plots import curves_figure
-
-    tracker.log_metrics(
-        {
-            "final_test_acc": result.final_test_acc,
-            "best_test_acc": result.best_test_acc,
-            "final_test_loss": result.final_test_loss,
-            "final_train_loss": result.final_train_loss,
-            "train_time_s": result.train_time_s,
-        },
-        step=result.steps,
-    )
-    tracker.flush()
-    curves = curves_figure(result.history, out_dir / "curves.png")
-    tracker.log_artifact(curves)
-    tracker.log_artifact(result.model_path)
-    tracker.log_artifact(result.checkpoint_path, "checkpoint")
 
 
 ERRORS_FOR_USER = (ConfigError, data_mod.DataError, TrackingError)

@@ -18,17 +18,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
-from .compare import summarize, write_report
 from .config import ConfigError, validate
-from .job import RESULT_FILE, run_name
-from .tracking import (
-    TrackingError,
-    client_for,
-    ensure_experiment,
-    mark_orphans,
-    resolve_uri,
-    with_retry,
-)
+from .identity import RESULT_FILE, run_name
+from .store_proxy import discard_unused, shared_proxy
+from .tracking import TrackingError, resolve_uri
 
 
 def sweep_name(overrides: list[str]) -> str:
@@ -72,10 +65,16 @@ def validate_jobs(config: DictConfig, config_name: str | None) -> None:
             raise SystemExit(2) from None
 
 
+def _runs_jobs_here(config: DictConfig) -> bool:
+    """Does the launching process run the jobs itself (Hydra's basic launcher)?"""
+    return "BasicLauncher" in str(config.hydra.launcher.get("_target_", ""))
+
+
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
+        # Plain values only: launchers such as joblib pickle the callbacks into their workers.
         self.parent_id: str | None = None
-        self.client: Any = None
+        self.uri: str = ""
         self.sweep_dir: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -83,38 +82,43 @@ class MlflowSweepCallback(Callback):
         _split_threads(config)
         validate_jobs(config, kwargs.get("config_name"))
         if not config.tracking.enabled:
+            discard_unused()
             return
         overrides = list(config.hydra.overrides.task)
-        uri = resolve_uri(config.tracking.uri, Path.cwd())
-        try:
-            self.client = client_for(uri)
-            exp_id = ensure_experiment(self.client, uri, config.tracking.experiment)
-        except TrackingError as exc:
-            if config.tracking.required:
-                print(f"error: {exc}", file=sys.stderr, flush=True)
-                raise SystemExit(2) from None
-            print(f"warning: {exc} Sweeping without tracking.", flush=True)
-            return
-        mark_orphans(self.client, exp_id)
         command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
-        run = with_retry(
-            lambda: self.client.create_run(
-                exp_id,
-                run_name=sweep_name(overrides),
-                tags={
+        try:
+            self.uri = resolve_uri(config.tracking.uri, Path.cwd())
+            proxy = shared_proxy()
+            pending = proxy.request(
+                "start_sweep",
+                self.uri,
+                str(config.tracking.experiment),
+                sweep_name(overrides),
+                {
                     "cvsweep.sweep": "true",
                     "sweep_dir": str(self.sweep_dir),
                     "command": command,
                     "overrides": " ".join(overrides),
                 },
             )
-        )
-        self.parent_id = run.info.run_id
+            if _runs_jobs_here(config):
+                # The jobs will run in this process: import torch while the store opens, and
+                # let each job's last uploads overlap the next job.
+                proxy.defer_finish = True
+                import cvsweep.job  # noqa: F401
+            started = pending.result()
+        except TrackingError as exc:
+            if config.tracking.required:
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+            print(f"warning: {exc} Sweeping without tracking.", flush=True)
+            return
+        self.parent_id = started["run_id"]
         with open_dict(config):
             config.hydra.overrides.task.append(f"tracking.parent_run_id={self.parent_id}")
         # Make the store URI absolute for every job, wherever the launcher runs it.
         if not any(o.startswith("tracking.uri=") for o in overrides):
-            config.hydra.overrides.task.append(f"tracking.uri={uri}")
+            config.hydra.overrides.task.append(f"tracking.uri={self.uri}")
         print(f"sweep parent run: {self.parent_id} ({sweep_name(overrides)})", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -144,30 +148,16 @@ class MlflowSweepCallback(Callback):
         return found
 
     def _report(self, results: list[dict[str, Any]]) -> None:
-        client, parent = self.client, self.parent_id
-        children = with_retry(
-            lambda: client.search_runs(
-                [client.get_run(parent).info.experiment_id],
-                filter_string=f"tags.mlflow.parentRunId = '{parent}'",
-                max_results=5000,
+        """The comparison report, built in the tracking process after the jobs' last writes."""
+        assert self.sweep_dir is not None
+        proxy = shared_proxy()
+        try:
+            text = proxy.call(
+                "sweep_report", self.uri, self.parent_id, str(self.sweep_dir), results
             )
-        )
-        ids = {r.info.run_id for r in children}
-        extra = [
-            with_retry(lambda rid=r["run_id"]: client.get_run(rid))
-            for r in results
-            if r.get("run_id") and r["run_id"] not in ids
-        ]
-        runs = [summarize(client, r) for r in [*children, *extra]]
-        runs.sort(key=lambda r: r.name)
-        if self.sweep_dir is None:
-            return
-        name = client.get_run(parent).info.run_name
-        paths = write_report(runs, self.sweep_dir, title=name)
-        for path in paths:
-            with_retry(lambda p=path: client.log_artifact(parent, str(p)))
-        print((self.sweep_dir / "comparison.md").read_text(), flush=True)
-        no_run = [r for r in results if not r.get("run_id")]
-        bad = any(r.status != "FINISHED" for r in runs) or bool(no_run)
-        with_retry(lambda: client.set_terminated(parent, "FAILED" if bad else "FINISHED"))
-        print(f"comparison report: {self.sweep_dir / 'comparison.md'}", flush=True)
+            print(text, flush=True)
+            print(f"comparison report: {self.sweep_dir / 'comparison.md'}", flush=True)
+        except TrackingError as exc:
+            print(f"warning: the comparison report could not be made: {exc}", flush=True)
+        for failure in proxy.failures():
+            print(f"warning: tracking: {failure}", file=sys.stderr, flush=True)

@@ -233,10 +233,14 @@ class MlflowTracker(Tracker):
         self._last_flush = time.monotonic()
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self.add_metrics([(k, v, now, step) for k, v in metrics.items()])
+
+    def add_metrics(self, points: list[tuple[str, float, int, int]]) -> None:
+        """Buffer (key, value, timestamp ms, step) points; written in batches."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        self._buffer.extend(Metric(k, float(v), now, int(step)) for k, v in metrics.items())
+        self._buffer.extend(Metric(k, float(v), int(t), int(s)) for k, v, t, s in points)
         if (
             len(self._buffer) >= self.FLUSH_POINTS
             or time.monotonic() - self._last_flush > self.FLUSH_SECONDS

@@ -1,0 +1,307 @@
+"""The tracking process: owns the MLflow client and does every store write for one trainer.
+
+Importing MLflow, opening a SQLite store and drawing `curves.png` cost seconds of CPU that a
+training run should not wait for. `store_proxy` starts this process as soon as a job knows it
+will track; it imports MLflow on another core while the trainer imports torch and loads data,
+then takes the run's metrics, tags and artifacts as messages and writes them in batches while
+training goes on. Messages are handled strictly in order, so a tag written after an artifact
+upload is never seen before it.
+
+Protocol (pickled over two pipes): the trainer sends ``(id, op, args, kwargs, wants_reply)``;
+the answer is ``(id, "ok", result)`` or ``(id, "err", kind, message)``. Ops without a reply
+record their failures, which the trainer collects with the ``failures`` op. End of input means
+the trainer is gone: what was received is still written, then the process exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from .tracking import (
+    MlflowTracker,
+    TrackingError,
+    client_for,
+    ensure_experiment,
+    mark_orphans,
+    with_retry,
+)
+
+
+class StoreSession:
+    """The store-side state of one trainer process: clients, open runs, failures."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, MlflowTracker] = {}
+        self.failures: list[str] = []
+        self.idle_work: list[str] = []
+
+    # ------------------------------------------------------------ helpers
+    def _run(self, uri: str, run_id: str) -> MlflowTracker:
+        run = self.runs.get(run_id)
+        if run is None:
+            run = self.runs[run_id] = MlflowTracker(client_for(uri), run_id)
+        return run
+
+    def flush_all(self) -> None:
+        for run in self.runs.values():
+            try:
+                run.flush()
+            except Exception as exc:
+                self.failures.append(f"metrics of run {run.run_id}: {_describe(exc)}")
+                run._buffer.clear()
+
+    def pending_metrics(self) -> bool:
+        return any(run._buffer for run in self.runs.values())
+
+    def do_idle_work(self) -> None:
+        """Imports the end of a run will need, done while nothing else is asked for."""
+        while self.idle_work:
+            if self.idle_work.pop() == "plots":
+                from . import plots  # noqa: F401  (matplotlib: ~0.5 s, paid off the clock)
+
+    # ------------------------------------------------------------ ops
+    def op_warm(self) -> None:
+        """The imports every store needs, before anyone asks (about 2 s of one core)."""
+        from mlflow import MlflowClient  # noqa: F401
+        from mlflow.store.tracking import sqlalchemy_store  # noqa: F401
+
+    def op_open_job(self, uri: str, experiment: str, config_hash: str | None) -> dict[str, Any]:
+        """Experiment id, orphans marked, and the previous runs with this config (if asked)."""
+        client = client_for(uri)
+        exp_id = ensure_experiment(client, uri, experiment)
+        mark_orphans(client, exp_id)
+        found: dict[str, Any] = {"experiment_id": exp_id, "finished": None, "resumable": None}
+        if config_hash is None:
+            return found
+        runs = with_retry(
+            lambda: client.search_runs(
+                [exp_id],
+                filter_string=f"tags.config_hash = '{config_hash}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=50,
+            )
+        )
+        for r in runs:
+            tags = r.data.tags
+            if r.info.status == "FINISHED" and found["finished"] is None:
+                found["finished"] = {
+                    "run_id": r.info.run_id,
+                    "final_test_acc": r.data.metrics.get("final_test_acc"),
+                }
+            if (
+                found["resumable"] is None
+                and r.info.status in ("KILLED", "FAILED", "RUNNING")
+                and tags.get("cvsweep.checkpoint_epoch")
+                and tags.get("failure_reason") != "non_finite_loss"
+            ):
+                found["resumable"] = {"run_id": r.info.run_id, "status": r.info.status}
+        return found
+
+    def op_download(self, uri: str, run_id: str, artifact: str, dest: str) -> str:
+        client = client_for(uri)
+        return str(with_retry(lambda: client.download_artifacts(run_id, artifact, dest)))
+
+    def op_update_status(self, uri: str, run_id: str, status: str) -> None:
+        client = client_for(uri)
+        with_retry(lambda: client.update_run(run_id, status=status))
+
+    def op_create_run(self, uri: str, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+        client = client_for(uri)
+        run = with_retry(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
+        self.idle_work.append("plots")
+        return str(run.info.run_id)
+
+    def op_metrics(self, uri: str, run_id: str, points: list[tuple[str, float, int, int]]) -> None:
+        run = self._run(uri, run_id)
+        run.add_metrics(points)
+
+    def op_params(self, uri: str, run_id: str, params: dict[str, Any]) -> None:
+        self._run(uri, run_id).log_params(params)
+
+    def op_tags(self, uri: str, run_id: str, tags: dict[str, str]) -> None:
+        self._run(uri, run_id).set_tags(tags)
+
+    def op_artifact(
+        self, uri: str, run_id: str, path: str, artifact_path: str | None, remove: bool
+    ) -> None:
+        try:
+            self._run(uri, run_id).log_artifact(Path(path), artifact_path)
+        finally:
+            if remove:
+                _remove_snapshot(Path(path))
+
+    def op_artifacts(self, uri: str, run_id: str, folder: str, artifact_path: str | None) -> None:
+        self._run(uri, run_id).log_artifacts(Path(folder), artifact_path)
+
+    def op_finish_run(
+        self,
+        uri: str,
+        run_id: str,
+        status: str,
+        metrics: dict[str, float],
+        step: int,
+        history: list[dict[str, Any]],
+        curves_path: str | None,
+        artifacts: list[tuple[str, str | None]],
+        claim: bool = False,
+    ) -> list[str]:
+        """Final metrics, curves.png, the last artifacts, then the status; each part on its own.
+
+        One part failing (a full disk, a store that went away) never keeps the others, and
+        least of all the status, from being written. Returns this run's failures.
+        """
+        run = self._run(uri, run_id)
+        before = len(self.failures)
+        now = int(time.time() * 1000)
+        steps = [
+            (
+                "final metrics",
+                lambda: run.add_metrics([(k, v, now, step) for k, v in metrics.items()]),
+            ),
+            ("metrics", run.flush),
+        ]
+        if history and curves_path:
+            steps.append(("curves.png", lambda: self._curves(run, history, Path(curves_path))))
+        for path, artifact_path in artifacts:
+            steps.append(
+                (Path(path).name, lambda p=path, a=artifact_path: run.log_artifact(Path(p), a))
+            )
+        for what, fn in steps:
+            try:
+                fn()
+            except Exception as exc:
+                self.failures.append(f"{what} of run {run_id}: {_describe(exc)}")
+        try:
+            run.finish(status)
+        except Exception as exc:
+            self.failures.append(f"status {status} of run {run_id}: {_describe(exc)}")
+        self.runs.pop(run_id, None)
+        found = self.failures[before:]
+        if claim:  # the trainer waits for this answer and reports these itself
+            del self.failures[before:]
+        return found
+
+    @staticmethod
+    def _curves(run: MlflowTracker, history: list[dict[str, Any]], path: Path) -> None:
+        from .plots import curves_figure
+
+        points = [SimpleNamespace(**p) for p in history]
+        run.log_artifact(curves_figure(points, path))
+
+    def op_start_sweep(
+        self, uri: str, experiment: str, name: str, tags: dict[str, str]
+    ) -> dict[str, str]:
+        client = client_for(uri)
+        exp_id = ensure_experiment(client, uri, experiment)
+        mark_orphans(client, exp_id)
+        run = with_retry(lambda: client.create_run(exp_id, run_name=name, tags=tags))
+        self.idle_work.append("plots")
+        return {"experiment_id": exp_id, "run_id": str(run.info.run_id)}
+
+    def op_sweep_report(
+        self, uri: str, parent_id: str, sweep_dir: str, results: list[dict[str, Any]]
+    ) -> str:
+        from .compare import sweep_report
+
+        self.flush_all()
+        return sweep_report(client_for(uri), parent_id, Path(sweep_dir), results)
+
+    def op_failures(self) -> list[str]:
+        """Everything that failed since the last call; also a barrier (all earlier ops ran)."""
+        self.flush_all()
+        found, self.failures = self.failures, []
+        return found
+
+
+def _remove_snapshot(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TrackingError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def serve(inbox_conn: Connection, outbox_conn: Connection) -> None:
+    """Handle messages until the trainer says close or goes away."""
+    inbox: queue.Queue[Any] = queue.Queue()
+
+    def read() -> None:
+        # A reader thread keeps the pipe drained, so the trainer never blocks on a send while
+        # this process is busy with a slow write.
+        while True:
+            try:
+                inbox.put(inbox_conn.recv())
+            except (EOFError, OSError):
+                inbox.put(None)
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    session = StoreSession()
+    while True:
+        if session.idle_work and inbox.empty():
+            session.do_idle_work()
+            continue
+        try:
+            timeout = MlflowTracker.FLUSH_SECONDS if session.pending_metrics() else None
+            msg = inbox.get(timeout=timeout)
+        except queue.Empty:
+            session.flush_all()
+            continue
+        if msg is None:  # the trainer is gone: write what we have and stop
+            session.flush_all()
+            return
+        msg_id, op, args, kwargs, wants_reply = msg
+        if op == "close":
+            session.flush_all()
+            _reply(outbox_conn, (msg_id, "ok", session.failures))
+            # Everything is written and committed; skip the second of interpreter teardown
+            # (MLflow, SQLAlchemy, matplotlib) that the trainer would otherwise wait for.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        try:
+            result = getattr(session, f"op_{op}")(*args, **kwargs)
+        except Exception as exc:
+            if wants_reply:
+                _reply(outbox_conn, (msg_id, "err", type(exc).__name__, str(exc)))
+            else:
+                session.failures.append(f"{op}: {_describe(exc)}")
+            continue
+        if wants_reply:
+            _reply(outbox_conn, (msg_id, "ok", result))
+
+
+def _reply(conn: Connection, message: tuple[Any, ...]) -> None:
+    with contextlib.suppress(OSError):
+        conn.send(message)
+
+
+def main(argv: list[str]) -> int:
+    # The trainer decides when a run ends: Ctrl-C or SIGTERM sent to the whole process group
+    # must not stop this process before the trainer has recorded the run as KILLED.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(5)  # training comes first when both want the same core
+    read_fd, write_fd = int(argv[0]), int(argv[1])
+    serve(Connection(read_fd, writable=False), Connection(write_fd, readable=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
