@@ -35,7 +35,6 @@ import math
 import multiprocessing as mp
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -413,42 +412,13 @@ def in_process_costs(s: Settings, device: str, batch_size: int) -> dict[str, Any
 def tracking_costs(s: Settings, rounds: int, tmp: Path) -> list[dict[str, Any]]:
     """``python train.py`` on a tiny config with tracking off and on, interleaved.
 
-    All rounds share one SQLite store (round 1 creates it, as a user's first run does) with
-    ``tracking.skip_finished=false`` so later rounds train instead of being skipped.
+    The same measurement as ``python -m bench.tracking`` (which also times a 1-epoch run and
+    the cost per log point), on this benchmark's dataset.
     """
-    env = _clean_env(s)
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    base = [
-        sys.executable,
-        str(REPO / "train.py"),
-        f"dataset={s.dataset}",
-        "trainer.epochs=1",
-        "dataset.train_limit=640",
-        "trainer.progress=off",
-        "trainer.device=cpu",
-    ]
-    rows = []
-    for r in range(rounds):
-        for enabled in (False, True) if r % 2 == 0 else (True, False):
-            extra = [f"hydra.run.dir={tmp}/run-{r}-{int(enabled)}"]
-            if enabled:
-                extra += ["tracking.enabled=true", f"tracking.uri={uri}"]
-                extra += ["tracking.skip_finished=false"]
-            else:
-                extra += ["tracking.enabled=false"]
-            wall, out, rc = _subprocess_wall(base + extra, env, tmp)
-            job = re.search(r"wall time: ([0-9.]+) s", out)
-            rows.append(
-                {
-                    "round": r + 1,
-                    "tracking": enabled,
-                    "wall_s": wall if rc == 0 else math.nan,
-                    "job_s": float(job.group(1)) if job else math.nan,
-                    "rc": rc,
-                    "tail": "" if rc == 0 else out.strip()[-400:],
-                }
-            )
-    return rows
+    from bench.tracking import per_run
+
+    tiny = [f"dataset={s.dataset}", "trainer.epochs=1", "dataset.train_limit=640"]
+    return per_run(rounds, tmp, str(s.data), {"tiny": tiny})
 
 
 # --------------------------------------------------------------------------- the driver

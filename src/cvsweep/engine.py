@@ -202,6 +202,20 @@ def evaluate(
     return loss / len(y), correct.float() / len(y)
 
 
+class _GraphedStep:
+    """A captured step: copy the batch's indices in, replay, read the (static) loss."""
+
+    def __init__(self, graph: Any, static_idx: torch.Tensor, static_loss: torch.Tensor) -> None:
+        self.graph = graph
+        self.static_idx = static_idx
+        self.static_loss = static_loss
+
+    def __call__(self, batch_idx: torch.Tensor) -> torch.Tensor:
+        self.static_idx.copy_(batch_idx)
+        self.graph.replay()
+        return self.static_loss
+
+
 class Trainer:
     """Runs one training job from a config; see the module docstring for the design."""
 
@@ -296,13 +310,7 @@ class Trainer:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             static_loss = step(static_idx)
-
-        def replay(batch_idx: torch.Tensor) -> torch.Tensor:
-            static_idx.copy_(batch_idx)
-            graph.replay()
-            return static_loss
-
-        return replay
+        return _GraphedStep(graph, static_idx, static_loss)
 
     # ----------------------------------------------------------------- logging
     def _log_point(self, epoch: int, batch: int, run: _Progress, lr: float) -> LogPoint:
