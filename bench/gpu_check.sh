@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # GPU check for one H100/H200 machine that has torch but not hydra/mlflow: installs the wheels
-# from .whl/, then runs the gpu-marked tests, a short bench.compare on CUDA, the 2x2 sweep and
-# the speedrun preset. Every step logs to $OUT/<step>.log and its exit code and
-# duration to $OUT/summary.txt; a failing step never stops the ones after it.
-# Budget: about 7 minutes in all (each step has its own timeout below).
+# from .whl/, then runs the gpu-marked tests, where a step's time goes (bench.gpu_step), the
+# 2x2 sweep, the speedrun preset and a short bench.compare on CUDA. Every step logs to
+# $WORK/logs/<step>.log and its exit code and duration to the summary; a failing step never
+# stops the ones after it. What comes back is small: $OUT/report.txt (the summary and the
+# tail of every log) and $OUT/gpu_step.json. Budget: about 5 minutes.
 #
 #   bash bench/gpu_check.sh            # from the repository root; OUT defaults to /tmp/gpu_check
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-/tmp/gpu_check}"
-mkdir -p "$OUT"
-SUMMARY="$OUT/summary.txt"
+WORK="${WORK:-/tmp/gpu_check_work}"  # stores, sweep folders, logs: many files, kept out of $OUT
+mkdir -p "$OUT" "$WORK/logs"
+SUMMARY="$WORK/logs/00_summary.txt"
 : >"$SUMMARY"
 PY="${PYTHON:-python3}"
 T_START=$(date +%s)
@@ -21,16 +23,33 @@ step() {
     local name="$1" limit="$2"
     shift 2
     local t0 rc
-    t0=$(date +%s)
-    echo "### $name: $*" | tee -a "$SUMMARY"
-    timeout -k 10 "$limit" "$@" >"$OUT/$name.log" 2>&1
+    t0=$(date +%s%N)
+    echo "### $name: $*" >>"$SUMMARY"
+    timeout -k 10 "$limit" "$@" >"$WORK/logs/$name.log" 2>&1
     rc=$?
-    local secs=$(($(date +%s) - t0))
+    local ms=$((($(date +%s%N) - t0) / 1000000))
     [ "$rc" -eq 124 ] && echo "    (timed out after ${limit}s)" >>"$SUMMARY"
-    echo "    rc=$rc  ${secs}s  (elapsed $(($(date +%s) - T_START))s)" | tee -a "$SUMMARY"
-    tail -n 5 "$OUT/$name.log" | sed 's/^/    | /' >>"$SUMMARY"
+    echo "    rc=$rc  $((ms / 1000)).$(printf %03d $((ms % 1000)))s  (elapsed $(($(date +%s) - T_START))s)" >>"$SUMMARY"
     return 0
 }
+
+finish() {
+    {
+        cat "$SUMMARY"
+        echo
+        grep -H -E "wall time|sweep:|Elapsed|Maximum resident|passed|failed|rror|import |ratio|\*\*" \
+            "$WORK"/logs/*.log | sed "s#$WORK/logs/##"
+        for f in "$WORK"/logs/*.log; do
+            echo
+            echo "======== $(basename "$f") (last 80 lines)"
+            grep -v "^| \|^Shape report\|^$" "$f" | tail -n 80
+        done
+    } >"$OUT/report.txt"
+    "$PY" -c 'import json, pathlib, sys; print(json.dumps({p.stem: json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json"))}, indent=1))' \
+        "$WORK" >"$OUT/gpu_step.json" 2>/dev/null || true
+}
+trap finish EXIT
+trap 'exit 143' TERM INT
 
 # 0. Machine facts.
 {
@@ -40,7 +59,7 @@ step() {
       "available", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' || true
     nproc
-} >"$OUT/machine.log" 2>&1
+} >"$WORK/logs/machine.log" 2>&1
 
 # 1. Dependencies from the wheels carried in .whl/ (no index, no network), byte-compiled as a
 #    normal install would be (so the timed runs below do not pay for compiling MLflow).
@@ -51,45 +70,48 @@ export PYTHONPATH="/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export CVSWEEP_DATA="$PWD/.devdata"
 export PYTHONUNBUFFERED=1
 export MLFLOW_DISABLE_TELEMETRY=true
-echo "PYTHONPATH=$PYTHONPATH CVSWEEP_DATA=$CVSWEEP_DATA" >>"$SUMMARY"
-ls -R "$CVSWEEP_DATA" >>"$OUT/machine.log" 2>&1 || true
 
-# /usr/bin/time -v adds peak RSS and CPU seconds to the logs where it exists.
 TIMER=()
 [ -x /usr/bin/time ] && TIMER=(/usr/bin/time -v)
 
-# 2. Start-up pieces: interpreter + torch, + CUDA context, MLflow, Hydra.
+# 2. The gpu-marked tests (graph vs eager).
+step pytest_gpu 150 "$PY" -m pytest -m gpu -q -p no:cacheprovider -x
+
+# 3. Start-up pieces: interpreter + torch, CUDA context, first convolution, MLflow.
 step import_torch 60 "$PY" -c 'import time; t=time.time(); import torch; a=time.time(); torch.zeros(1, device="cuda"); b=time.time(); torch.nn.functional.conv2d(torch.zeros(1,1,8,8,device="cuda"), torch.zeros(1,1,3,3,device="cuda")); torch.cuda.synchronize(); print(f"import torch {a-t:.2f} s, CUDA context {b-a:.2f} s, first conv {time.time()-b:.2f} s")'
 step import_mlflow 60 "$PY" -c 'import time; t=time.time(); import mlflow.store.tracking.sqlalchemy_store; print(f"import mlflow + sqlalchemy store {time.time()-t:.2f} s")'
 
-# 3. Where a step's time goes (graph alone, host work, kernels, the engine's loop).
-for case in "optimizer=adam augment=none" "optimizer=sgd augment=none" "optimizer=adam augment=rot_flip"; do
-    name="gpu_step_$(echo "$case" | tr ' =' '__')"
-    # shellcheck disable=SC2086
-    step "$name" 60 "$PY" -m bench.gpu_step --device cuda $(printf -- '--override %s ' $case) \
-        --json "$OUT/$name.json"
-done
+# 4. Where a step's time goes (graph alone, host work, kernels, the engine's loop).
+gpu_step() {
+    local name="$1"
+    shift
+    step "gpu_step_$name" 60 "$PY" -m bench.gpu_step --device cuda "$@" --json "$WORK/gpu_step_$name.json"
+}
+gpu_step adam_none --override optimizer=adam
+gpu_step adam_none_no_benchmark --override optimizer=adam --override trainer.cudnn_benchmark=off
+gpu_step adam_none_channels_last --override optimizer=adam --override trainer.channels_last=on
+gpu_step sgd_none --override optimizer=sgd
+gpu_step adam_rot_flip --override optimizer=adam --override augment=rot_flip
 
-# 4. The 2x2 sweep, 10 epochs each, timed: first against a fresh store (a user's first sweep),
-#    then again against the same store (tracking.skip_finished=false so the jobs train again).
-step sweep_2x2_fresh_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" train.py -m optimizer=sgd,adam \
-    augment=none,rot_flip trainer.epochs=10 trainer.progress=off \
-    "tracking.uri=sqlite:///$OUT/mlflow.db" "hydra.sweep.dir=$OUT/multirun1"
-step sweep_2x2_same_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" train.py -m optimizer=sgd,adam \
-    augment=none,rot_flip trainer.epochs=10 trainer.progress=off tracking.skip_finished=false \
-    "tracking.uri=sqlite:///$OUT/mlflow.db" "hydra.sweep.dir=$OUT/multirun2"
-grep -h "wall time" "$OUT"/sweep_2x2_*.log >>"$SUMMARY" 2>/dev/null || true
-
-# 5. The gpu-marked tests (graph vs eager).
-step pytest_gpu 120 "$PY" -m pytest -m gpu -q -p no:cacheprovider
+# 5. The 2x2 sweep, 10 epochs each, timed: against a fresh store (a user's first sweep), then
+#    against the same store (tracking.skip_finished=false so the jobs train again).
+SWEEP=(train.py -m optimizer=sgd,adam augment=none,rot_flip trainer.epochs=10 trainer.progress=off)
+step sweep_2x2_fresh_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
+    "tracking.uri=sqlite:///$WORK/mlflow.db" "hydra.sweep.dir=$WORK/multirun1"
+step sweep_2x2_same_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
+    tracking.skip_finished=false "tracking.uri=sqlite:///$WORK/mlflow.db" \
+    "hydra.sweep.dir=$WORK/multirun2"
+step sweep_2x2_channels_last 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
+    trainer.channels_last=on "tracking.uri=sqlite:///$WORK/mlflow.db" \
+    "hydra.sweep.dir=$WORK/multirun3"
 
 # 6. The speedrun preset.
 step speedrun 60 ${TIMER[@]+"${TIMER[@]}"} "$PY" train.py experiment=speedrun trainer.progress=off \
-    "tracking.uri=sqlite:///$OUT/mlflow.db" "hydra.sweep.dir=$OUT/speedrun"
+    "tracking.uri=sqlite:///$WORK/mlflow.db" "hydra.sweep.dir=$WORK/speedrun"
 
 # 7. Reference vs cvsweep on CUDA, full epochs at batch 64.
 step bench_compare_cuda 150 "$PY" -m bench.compare --device cuda --rounds 2 --epochs 1 \
     --train-limit 0 --batch-sizes 64 --augment none,rot_flip --num-workers 8 \
-    --no-fixed-costs --json "$OUT/bench_compare_cuda.json"
+    --no-fixed-costs --json "$WORK/bench_compare_cuda.json"
 
-echo "total ${SECONDS}s" | tee -a "$SUMMARY"
+echo "total $(($(date +%s) - T_START))s" >>"$SUMMARY"

@@ -61,11 +61,12 @@ def measure(overrides: list[str], steps: int) -> dict[str, Any]:
     from cvsweep.engine import Trainer, _Accum
     from cvsweep.model import build_model
     from cvsweep.optim import build_optimizer, build_scheduler, plan_phases
-    from cvsweep.runtime import device_name, resolve_device
+    from cvsweep.runtime import configure_cudnn, device_name, resolve_device
     from cvsweep.tracker import NullTracker
 
     cfg = compose_config(["tracking.enabled=false", "trainer.progress=off", *overrides])
     device = resolve_device(cfg.trainer.device)
+    configure_cudnn(cfg.trainer, device)
     raw = data_mod.load_raw(cfg.dataset.root, cfg.dataset.name)
     data = data_mod.to_device(
         raw, float(cfg.dataset.mean), float(cfg.dataset.std), device, None, None

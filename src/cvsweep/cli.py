@@ -76,7 +76,14 @@ def train_task(cfg: DictConfig) -> float | None:
     return outcome.final_test_acc
 
 
+STARTED: float | None = None  # perf_counter() when hydra_main began, for the sweep's timing
+
+
 def hydra_main() -> None:
+    global STARTED
+    import time
+
+    STARTED = time.perf_counter()
     from .store_proxy import start_early
 
     start_early(sys.argv[1:])

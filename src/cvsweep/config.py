@@ -127,6 +127,7 @@ class TrainerConfig:
     cuda_graphs: str = "auto"  # auto | on | off
     channels_last: str = "auto"  # auto (on for CPU) | on | off
     precision: str = "auto"  # auto (bf16 where the CPU has it natively, else fp32) | fp32 | bf16
+    cudnn_benchmark: str = "auto"  # auto (on for CUDA unless deterministic) | on | off
     progress: str = "auto"  # auto | on | off
     checkpoint_every_epoch: bool = True
     report_batch_size: int = 16
@@ -239,6 +240,12 @@ def validate(cfg: DictConfig) -> None:
         str(t.channels_last).lower() in (*TRI_STATE, "true", "false"),
         "trainer.channels_last",
         t.channels_last,
+        "allowed: auto, on, off",
+    )
+    _require(
+        str(t.cudnn_benchmark).lower() in (*TRI_STATE, "true", "false"),
+        "trainer.cudnn_benchmark",
+        t.cudnn_benchmark,
         "allowed: auto, on, off",
     )
     _require(

@@ -33,6 +33,7 @@ from .identity import RESULT_FILE, config_hash, run_name
 from .model import build_model
 from .report import shape_report
 from .runtime import (
+    configure_cudnn,
     configure_threads,
     device_name,
     resolve_device,
@@ -168,6 +169,7 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     validate(cfg)
     device = resolve_device(cfg.trainer.device)
     set_deterministic(bool(cfg.trainer.deterministic))
+    configure_cudnn(cfg.trainer, device)
     threads = configure_threads(int(cfg.trainer.num_threads))
     chash = config_hash(cfg)
     # The store is asked now and answers while the data loads (see store_proxy); only a
@@ -258,8 +260,8 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
         _console(
             f"final test accuracy: {100 * result.final_test_acc:.2f}%  "
             f"(best {100 * result.best_test_acc:.2f}%)  wall time: {t_end - t_start:.1f} s "
-            f"(setup {t_train - t_start:.1f} s, training {t_trained - t_train:.1f} s, "
-            f"finishing {t_end - t_trained:.1f} s)"
+            f"(setup {t_train - t_start:.1f} s, training {t_trained - t_train:.1f} s of which "
+            f"{result.train_time_s:.1f} s in epochs, finishing {t_end - t_trained:.1f} s)"
         )
     if status == "KILLED" and not ctx.multirun:
         raise SystemExit(128 + signal.SIGTERM)

@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +125,18 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         results = self._job_results()
         failed = [r for r in results if r.get("status") in ("FAILED", "KILLED")]
+        t_jobs = time.perf_counter()
         if self.parent_id is not None:
             self._report(results)
+        from . import cli
+
+        if cli.STARTED is not None:
+            now = time.perf_counter()
+            print(
+                f"sweep: {len(results)} jobs done {t_jobs - cli.STARTED:.1f} s after launch; "
+                f"report {now - t_jobs:.1f} s",
+                flush=True,
+            )
         if failed:
             print(
                 f"error: {len(failed)} of {len(results)} jobs did not finish "
