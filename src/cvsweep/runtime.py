@@ -54,16 +54,16 @@ def set_deterministic(enabled: bool) -> None:
 
 
 def configure_cudnn(trainer: Any, device: torch.device) -> bool:
-    """cuDNN benchmark mode for this run; returns whether it is on.
+    """cuDNN benchmark mode for this run (off by default); returns whether it is on.
 
-    The step's shapes never change, so timing cuDNN's algorithms once per shape pays off at
-    once: on an H200 the default choices spent a third of the step in two slow convolution
-    kernels. Deterministic runs keep cuDNN's fixed choices.
+    Measured on an H200 (docs/performance.md): timing cuDNN's algorithms made the step only
+    2.5 % faster, cost seconds of start-up in the first job, and lets two processes pick
+    different (non-deterministic) algorithms for the same run. Deterministic runs never use it.
     """
     mode = {"true": "on", "false": "off"}.get(
         str(trainer.cudnn_benchmark).lower(), str(trainer.cudnn_benchmark).lower()
     )
-    on = device.type == "cuda" and not trainer.deterministic and mode in ("auto", "on")
+    on = device.type == "cuda" and not trainer.deterministic and mode == "on"
     torch.backends.cudnn.benchmark = on
     return on
 
@@ -92,7 +92,9 @@ def speed_settings(trainer: Any, device: torch.device) -> SpeedSettings:
         bf16 = cpu and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     else:
         bf16 = trainer.precision == "bf16"
-    return SpeedSettings(channels_last=channels_last, bf16=bf16, fused_optimizer=cpu)
+    # Fused optimizers on both devices: faster, and on CUDA the eager step then updates the
+    # weights with the same kernels as the graphed one.
+    return SpeedSettings(channels_last=channels_last, bf16=bf16, fused_optimizer=True)
 
 
 def device_name(device: torch.device) -> str:
