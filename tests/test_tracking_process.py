@@ -1,0 +1,157 @@
+"""The tracking process: signals, a killed trainer, and what the trainer itself loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from .conftest import QUICK, REPO, cli_env, db_uri, run_train
+
+LONG_RUN = [
+    "trainer.epochs=50",
+    "dataset.train_limit=2048",
+    "dataset.test_limit=500",
+    "trainer.log_every=8",
+    "trainer.progress=off",
+]
+
+
+def _start(tmp: Path, data: Path) -> subprocess.Popen[str]:
+    """train.py in its own process group, so a test can signal the group as a terminal would."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            *LONG_RUN,
+            f"tracking.uri={db_uri(tmp)}",
+            f"hydra.run.dir={tmp}/run",
+        ],
+        cwd=tmp,
+        env=cli_env(data),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait_for(proc: subprocess.Popen[str], marker: str, timeout: float = 180) -> list[str]:
+    seen = []
+    deadline = time.time() + timeout
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line or time.time() > deadline:
+            break
+    return seen
+
+
+def _group_gone(pgid: int, timeout: float = 30) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _only_run(tmp: Path):
+    client = MlflowClient(db_uri(tmp))
+    exp = client.get_experiment_by_name("cvsweep")
+    (run,) = client.search_runs([exp.experiment_id])
+    return client, run
+
+
+def test_sigterm_to_the_whole_group_still_records_the_run_killed(tmp_path, data_dir):
+    # SLURM, `timeout` and a closed terminal signal every process of the job, the tracking
+    # process included; it must stay up until the trainer has recorded the run as KILLED.
+    proc = _start(tmp_path, data_dir)
+    seen = _wait_for(proc, "step     16 |")
+    os.killpg(proc.pid, signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(seen) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    client, run = _only_run(tmp_path)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["failure_reason"] == "interrupted"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")]
+    assert 8 in steps and 16 in steps
+    assert _group_gone(proc.pid), "a process of the run outlived it"
+
+
+def test_tracking_process_writes_what_it_got_and_leaves_when_the_trainer_is_killed(
+    tmp_path, data_dir
+):
+    proc = _start(tmp_path, data_dir)
+    _wait_for(proc, "step     24 |")
+    proc.kill()  # SIGKILL to the trainer only: nothing can run in it any more
+    proc.communicate(timeout=60)  # returns once the tracking process let go of the output too
+    assert _group_gone(proc.pid), "the tracking process outlived a killed trainer"
+    client, run = _only_run(tmp_path)
+    assert run.info.status == "RUNNING"  # an orphan: the next launch marks it KILLED
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")]
+    assert {8, 16} <= set(steps)  # step 24 may have been printed but not yet sent
+
+
+def test_the_trainer_never_imports_mlflow(tmp_path, data_dir):
+    # -X importtime reports this interpreter's imports only; the tracking process is another.
+    proc = run_train(
+        [*QUICK, f"tracking.uri={db_uri(tmp_path)}"],
+        tmp_path,
+        data_dir,
+        python_flags=("-X", "importtime"),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()]
+    imported = [name for name in imported if name and not name.startswith("import time")]
+    assert "torch" in imported
+    assert not [name for name in imported if name.split(".")[0] in ("mlflow", "sqlalchemy")]
+    _, run = _only_run(tmp_path)
+    assert run.info.status == "FINISHED"
+    printed = re.search(r"final test accuracy: ([\d.]+)%", proc.stdout)
+    assert printed is not None
+    assert 100 * run.data.metrics["final_test_acc"] == pytest.approx(float(printed[1]), abs=0.01)
+
+
+@pytest.mark.slow
+def test_bench_tracking_prints_the_overhead(tmp_path, data_dir):
+    out = tmp_path / "tracking.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.tracking",
+            "--rounds",
+            "1",
+            "--points",
+            "50",
+            "--only",
+            "tiny",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "| config | off s (median) | on s (median) | overhead s | overhead % |" in proc.stdout
+    assert "Per log point (50 points of 5 metrics" in proc.stdout
+    found = json.loads(out.read_text())
+    (summary,) = found["summary"]
+    assert summary["off_s"] > 0 and summary["on_s"] > 0
+    assert found["per_point"]["trainer_us_per_point"] > 0
+    assert {r["tracking"] for r in found["per_run"]} == {True, False}
