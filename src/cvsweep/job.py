@@ -40,9 +40,9 @@ from .runtime import (
     seed_everything,
     set_deterministic,
 )
-from .store_proxy import ProxyTracker, shared_proxy
+from .store_proxy import Pending, ProxyTracker, shared_proxy
 from .tracker import NullTracker
-from .tracking import TrackingError, flatten, resolve_uri
+from .tracking import TrackingError, check_writable, flatten, resolve_uri, sqlite_path
 
 GROUPS = ("dataset", "model", "optimizer", "augment", "schedule")
 
@@ -139,13 +139,25 @@ class _Store:
         )
         self._answer: dict[str, Any] | None = None
         self._answered = False
+        db = sqlite_path(self.uri)
+        # A SQLite store that does not exist yet holds no earlier run: the job need not wait
+        # while the tracking process creates it (about a second), only know it can be written.
+        self.fresh = db is not None and not db.exists()
 
     def answer(self) -> dict[str, Any] | None:
-        """Experiment id and previous runs; None when tracking is optional and unavailable."""
+        """Experiment id and previous runs; None when tracking is optional and unavailable.
+
+        For a store being created the experiment id is None: the run is then created by name,
+        without waiting (see run_job).
+        """
         if not self._answered:
             self._answered = True
             try:
-                self._answer = self._pending.result()
+                if self.fresh:
+                    check_writable(self.uri)
+                    self._answer = {"experiment_id": None, "finished": None, "resumable": None}
+                else:
+                    self._answer = self._pending.result()
             except TrackingError:
                 if self.cfg.tracking.required:
                     raise
@@ -201,14 +213,28 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
                     f"at step {resume_state['step']}"
                 )
     _console(prepared.report_md.read_text().rstrip())
+    new_run: Pending | None = None  # the id of a run created without waiting
     if store is not None and found is not None:
         if run_id is None:
             tags = {"config_hash": chash}
             if cfg.tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = str(cfg.tracking.parent_run_id)
-            run_id = store.proxy.call(
-                "create_run", store.uri, found["experiment_id"], run_name(ctx.overrides), tags
-            )
+            name = run_name(ctx.overrides)
+            if found["experiment_id"] is None:
+                run_id = f"new-run-{os.getpid()}-{time.monotonic_ns()}"
+                new_run = store.proxy.request(
+                    "create_run",
+                    store.uri,
+                    None,
+                    name,
+                    tags,
+                    experiment=str(cfg.tracking.experiment),
+                    handle=run_id,
+                )
+            else:
+                run_id = store.proxy.call(
+                    "create_run", store.uri, found["experiment_id"], name, tags
+                )
         tracker = ProxyTracker(store.proxy, store.uri, run_id)
 
     status, error, result = "FAILED", None, None
@@ -248,6 +274,12 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             for failure in _finish_run(tracker, status, result, out_dir):
                 _console(f"warning: tracking: {failure}")
 
+    if new_run is not None:
+        try:
+            run_id = new_run.result()
+        except TrackingError as exc:
+            run_id = None
+            _console(f"warning: tracking: the run could not be created: {exc}")
     outcome = JobOutcome(status, run_id, result.final_test_acc if result else None, error)
     outcome.write(out_dir)
     t_end = time.perf_counter()

@@ -42,11 +42,13 @@ class StoreSession:
 
     def __init__(self) -> None:
         self.runs: dict[str, MlflowTracker] = {}
+        self.handles: dict[str, str] = {}  # trainer's name for a run -> its MLflow id
         self.failures: list[str] = []
         self.idle_work: list[str] = []
 
     # ------------------------------------------------------------ helpers
     def _run(self, uri: str, run_id: str) -> MlflowTracker:
+        run_id = self.handles.get(run_id, run_id)
         run = self.runs.get(run_id)
         if run is None:
             run = self.runs[run_id] = MlflowTracker(client_for(uri), run_id)
@@ -115,9 +117,22 @@ class StoreSession:
         client = client_for(uri)
         with_retry(lambda: client.update_run(run_id, status=status))
 
-    def op_create_run(self, uri: str, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+    def op_create_run(
+        self,
+        uri: str,
+        experiment_id: str | None,
+        name: str,
+        tags: dict[str, str],
+        experiment: str | None = None,
+        handle: str | None = None,
+    ) -> str:
+        """A new run; with a handle, later messages may name the run by it (see job._Store)."""
         client = client_for(uri)
+        if experiment_id is None:
+            experiment_id = ensure_experiment(client, uri, str(experiment))
         run = with_retry(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
+        if handle is not None:
+            self.handles[handle] = str(run.info.run_id)
         self.idle_work.append("plots")
         return str(run.info.run_id)
 
@@ -161,6 +176,7 @@ class StoreSession:
         least of all the status, from being written. Returns this run's failures.
         """
         run = self._run(uri, run_id)
+        run_id = run.run_id
         before = len(self.failures)
         now = int(time.time() * 1000)
         steps = [

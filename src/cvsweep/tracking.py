@@ -87,8 +87,8 @@ def with_retry(fn: Callable[[], T], attempts: int = 8, base_delay: float = 0.1) 
     raise AssertionError("unreachable")
 
 
-def client_for(uri: str) -> Any:
-    """An MlflowClient for uri, after checking the store can be reached at all."""
+def check_writable(uri: str) -> None:
+    """For a SQLite store: can its folder be written? Raises TrackingError saying what to do."""
     db = sqlite_path(uri)
     if db is not None:
         try:
@@ -102,6 +102,11 @@ def client_for(uri: str) -> Any:
                 "tracking.uri at a writable folder, or set tracking.enabled=false (or "
                 "tracking.required=false to train anyway and only warn)."
             ) from None
+
+
+def client_for(uri: str) -> Any:
+    """An MlflowClient for uri, after checking the store can be reached at all."""
+    check_writable(uri)
     if uri.startswith(("http://", "https://")):
         _probe_server(uri)
     return _cached_client(uri)
