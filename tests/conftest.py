@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,48 @@ def run_train(
         text=True,
         timeout=timeout,
     )
+
+
+def start_train(args: list[str], tmp: Path, data: Path) -> subprocess.Popen[str]:
+    """`python train.py ARGS` running, output merged into a pipe, in its own process group.
+
+    The group holds the trainer and its tracking process, so a test can signal both as a
+    terminal or a batch system would, and see when both are gone (`wait_group_gone`).
+    """
+    tmp.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=tmp,
+        env=cli_env(data),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 180) -> list[str]:
+    """The lines proc printed up to the first that contains marker (or until timeout)."""
+    seen = []
+    deadline = time.time() + timeout
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line or time.time() > deadline:
+            break
+    return seen
+
+
+def wait_group_gone(pgid: int, timeout: float = 30) -> bool:
+    """Wait until no process of the group is left; False if one still is after timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def run_cvsweep(

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 from mlflow import MlflowClient
 
-from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train
+from .conftest import (
+    QUICK,
+    cli_env,
+    db_uri,
+    read_until,
+    run_cvsweep,
+    run_train,
+    start_train,
+    wait_group_gone,
+)
 
 
 def _cvsweep(args, tmp, data, timeout=300):
@@ -107,23 +113,12 @@ def test_run_killed_after_first_epoch_resumes_to_identical_result(tmp_path, data
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     uri = f"tracking.uri={db_uri(tmp_path)}"
-    cmd = [sys.executable, str(REPO / "train.py"), *args, uri, f"hydra.run.dir={tmp_path}/k"]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=tmp_path,
-        env=cli_env(data_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.time() + 240
-    for line in proc.stdout:
-        # Step 12 is in epoch 2: epoch 1's checkpoint has been written and logged.
-        if "step     12 |" in line or time.time() > deadline:
-            break
+    proc = start_train([*args, uri, f"hydra.run.dir={tmp_path}/k"], tmp_path, data_dir)
+    # Step 12 is in epoch 2: epoch 1's checkpoint has been written and logged.
+    read_until(proc, "step     12 |", timeout=240)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
+    assert wait_group_gone(proc.pid)  # the tracking process has written what it was sent
     client = MlflowClient(db_uri(tmp_path))
     (killed,) = _runs(client)
     assert killed.info.status == "RUNNING"  # SIGKILL leaves no chance to close it

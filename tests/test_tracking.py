@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 from mlflow import MlflowClient
 
-from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train
+from .conftest import (
+    QUICK,
+    cli_env,
+    db_uri,
+    read_until,
+    run_cvsweep,
+    run_train,
+    start_train,
+)
 
 RUN_ARTIFACTS = {
     "shape_report.md",
@@ -183,8 +188,6 @@ def test_one_failing_child_does_not_stop_the_sweep(tmp_path, data_dir):
 
 def test_sigterm_marks_run_killed_and_saves_state(tmp_path, data_dir):
     args = [
-        sys.executable,
-        str(REPO / "train.py"),
         "trainer.epochs=50",
         "dataset.train_limit=2048",
         "dataset.test_limit=500",
@@ -193,21 +196,8 @@ def test_sigterm_marks_run_killed_and_saves_state(tmp_path, data_dir):
         f"tracking.uri={db_uri(tmp_path)}",
         f"hydra.run.dir={tmp_path}/run",
     ]
-    proc = subprocess.Popen(
-        args,
-        cwd=tmp_path,
-        env=cli_env(data_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    seen = []
-    deadline = time.time() + 180
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        seen.append(line)
-        if "step     16 |" in line or time.time() > deadline:
-            break
+    proc = start_train(args, tmp_path, data_dir)
+    seen = read_until(proc, "step     16 |")
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=120)
     output = "".join(seen) + rest

@@ -8,13 +8,21 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from .conftest import QUICK, REPO, cli_env, db_uri, run_train
+from .conftest import (
+    QUICK,
+    REPO,
+    cli_env,
+    db_uri,
+    read_until,
+    run_train,
+    start_train,
+    wait_group_gone,
+)
 
 LONG_RUN = [
     "trainer.epochs=50",
@@ -26,44 +34,9 @@ LONG_RUN = [
 
 
 def _start(tmp: Path, data: Path) -> subprocess.Popen[str]:
-    """train.py in its own process group, so a test can signal the group as a terminal would."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "train.py"),
-            *LONG_RUN,
-            f"tracking.uri={db_uri(tmp)}",
-            f"hydra.run.dir={tmp}/run",
-        ],
-        cwd=tmp,
-        env=cli_env(data),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    return start_train(
+        [*LONG_RUN, f"tracking.uri={db_uri(tmp)}", f"hydra.run.dir={tmp}/run"], tmp, data
     )
-
-
-def _wait_for(proc: subprocess.Popen[str], marker: str, timeout: float = 180) -> list[str]:
-    seen = []
-    deadline = time.time() + timeout
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        seen.append(line)
-        if marker in line or time.time() > deadline:
-            break
-    return seen
-
-
-def _group_gone(pgid: int, timeout: float = 30) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def _only_run(tmp: Path):
@@ -77,7 +50,7 @@ def test_sigterm_to_the_whole_group_still_records_the_run_killed(tmp_path, data_
     # SLURM, `timeout` and a closed terminal signal every process of the job, the tracking
     # process included; it must stay up until the trainer has recorded the run as KILLED.
     proc = _start(tmp_path, data_dir)
-    seen = _wait_for(proc, "step     16 |")
+    seen = read_until(proc, "step     16 |")
     os.killpg(proc.pid, signal.SIGTERM)
     rest, _ = proc.communicate(timeout=120)
     output = "".join(seen) + rest
@@ -87,17 +60,17 @@ def test_sigterm_to_the_whole_group_still_records_the_run_killed(tmp_path, data_
     assert run.data.tags["failure_reason"] == "interrupted"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")]
     assert 8 in steps and 16 in steps
-    assert _group_gone(proc.pid), "a process of the run outlived it"
+    assert wait_group_gone(proc.pid), "a process of the run outlived it"
 
 
 def test_tracking_process_writes_what_it_got_and_leaves_when_the_trainer_is_killed(
     tmp_path, data_dir
 ):
     proc = _start(tmp_path, data_dir)
-    _wait_for(proc, "step     24 |")
+    read_until(proc, "step     24 |")
     proc.kill()  # SIGKILL to the trainer only: nothing can run in it any more
     proc.communicate(timeout=60)  # returns once the tracking process let go of the output too
-    assert _group_gone(proc.pid), "the tracking process outlived a killed trainer"
+    assert wait_group_gone(proc.pid), "the tracking process outlived a killed trainer"
     client, run = _only_run(tmp_path)
     assert run.info.status == "RUNNING"  # an orphan: the next launch marks it KILLED
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")]

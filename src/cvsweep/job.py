@@ -139,6 +139,7 @@ class _Store:
         )
         self._answer: dict[str, Any] | None = None
         self._answered = False
+        self._new_run: Pending | None = None
         db = sqlite_path(self.uri)
         # A SQLite store that does not exist yet holds no earlier run: the job need not wait
         # while the tracking process creates it (about a second), only know it can be written.
@@ -147,8 +148,7 @@ class _Store:
     def answer(self) -> dict[str, Any] | None:
         """Experiment id and previous runs; None when tracking is optional and unavailable.
 
-        For a store being created the experiment id is None: the run is then created by name,
-        without waiting (see run_job).
+        For a store being created the experiment id is None (`create_run` finds it by name).
         """
         if not self._answered:
             self._answered = True
@@ -167,6 +167,33 @@ class _Store:
                     "(tracking.required=false)."
                 )
         return self._answer
+
+    def create_run(self, experiment_id: str | None, name: str, tags: dict[str, str]) -> str:
+        """Have the tracking process create the run while the job goes on.
+
+        Returns a handle that names the run in later messages; `run_id` gives the real id.
+        """
+        handle = f"new-run-{os.getpid()}-{time.monotonic_ns()}"
+        self._new_run = self.proxy.request(
+            "create_run",
+            self.uri,
+            experiment_id,
+            name,
+            tags,
+            experiment=str(self.cfg.tracking.experiment),
+            handle=handle,
+        )
+        return handle
+
+    def run_id(self, run_id: str | None) -> str | None:
+        """The MLflow id behind a handle from `create_run` (other ids are returned as they are)."""
+        if self._new_run is None or run_id is None:
+            return run_id
+        try:
+            return str(self._new_run.result())
+        except TrackingError as exc:
+            _console(f"warning: tracking: the run could not be created: {exc}")
+            return None
 
 
 def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
@@ -213,28 +240,12 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
                     f"at step {resume_state['step']}"
                 )
     _console(prepared.report_md.read_text().rstrip())
-    new_run: Pending | None = None  # the id of a run created without waiting
     if store is not None and found is not None:
         if run_id is None:
             tags = {"config_hash": chash}
             if cfg.tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = str(cfg.tracking.parent_run_id)
-            name = run_name(ctx.overrides)
-            if found["experiment_id"] is None:
-                run_id = f"new-run-{os.getpid()}-{time.monotonic_ns()}"
-                new_run = store.proxy.request(
-                    "create_run",
-                    store.uri,
-                    None,
-                    name,
-                    tags,
-                    experiment=str(cfg.tracking.experiment),
-                    handle=run_id,
-                )
-            else:
-                run_id = store.proxy.call(
-                    "create_run", store.uri, found["experiment_id"], name, tags
-                )
+            run_id = store.create_run(found["experiment_id"], run_name(ctx.overrides), tags)
         tracker = ProxyTracker(store.proxy, store.uri, run_id)
 
     status, error, result = "FAILED", None, None
@@ -274,12 +285,8 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             for failure in _finish_run(tracker, status, result, out_dir):
                 _console(f"warning: tracking: {failure}")
 
-    if new_run is not None:
-        try:
-            run_id = new_run.result()
-        except TrackingError as exc:
-            run_id = None
-            _console(f"warning: tracking: the run could not be created: {exc}")
+    if store is not None:
+        run_id = store.run_id(run_id)
     outcome = JobOutcome(status, run_id, result.final_test_acc if result else None, error)
     outcome.write(out_dir)
     t_end = time.perf_counter()
@@ -304,23 +311,22 @@ def _finish_run(
     tracker: ProxyTracker, status: str, result: TrainResult | None, out_dir: Path
 ) -> list[str]:
     """Close the run; in a basic-launcher sweep without waiting (the next job overlaps it)."""
-    if result is None:
-        return tracker.finish(status, wait=not tracker.proxy.defer_finish)
-    return tracker.finish(
-        status,
-        metrics={
-            "final_test_acc": result.final_test_acc,
-            "best_test_acc": result.best_test_acc,
-            "final_test_loss": result.final_test_loss,
-            "final_train_loss": result.final_train_loss,
-            "train_time_s": result.train_time_s,
-        },
-        step=result.steps,
-        history=result.history,
-        curves_path=out_dir / "curves.png",
-        artifacts=[(result.model_path, None), (result.checkpoint_path, "checkpoint")],
-        wait=not tracker.proxy.defer_finish,
-    )
+    final: dict[str, Any] = {}
+    if result is not None:
+        final = {
+            "metrics": {
+                "final_test_acc": result.final_test_acc,
+                "best_test_acc": result.best_test_acc,
+                "final_test_loss": result.final_test_loss,
+                "final_train_loss": result.final_train_loss,
+                "train_time_s": result.train_time_s,
+            },
+            "step": result.steps,
+            "history": result.history,
+            "curves_path": out_dir / "curves.png",
+            "artifacts": [(result.model_path, None), (result.checkpoint_path, "checkpoint")],
+        }
+    return tracker.finish(status, wait=not tracker.proxy.defer_finish, **final)
 
 
 def _download_checkpoint(store: _Store, run_id: str) -> dict[str, Any] | None:

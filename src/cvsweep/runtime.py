@@ -53,6 +53,12 @@ def set_deterministic(enabled: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def _switch(value: Any) -> str:
+    """An on/off/auto setting as a word: YAML may have read `on`/`off` as booleans."""
+    text = str(value).lower()
+    return {"true": "on", "false": "off"}.get(text, text)
+
+
 def configure_cudnn(trainer: Any, device: torch.device) -> bool:
     """cuDNN benchmark mode for this run (off by default); returns whether it is on.
 
@@ -60,10 +66,11 @@ def configure_cudnn(trainer: Any, device: torch.device) -> bool:
     2.5 % faster, cost seconds of start-up in the first job, and lets two processes pick
     different (non-deterministic) algorithms for the same run. Deterministic runs never use it.
     """
-    mode = {"true": "on", "false": "off"}.get(
-        str(trainer.cudnn_benchmark).lower(), str(trainer.cudnn_benchmark).lower()
+    on = (
+        device.type == "cuda"
+        and not trainer.deterministic
+        and _switch(trainer.cudnn_benchmark) == "on"
     )
-    on = device.type == "cuda" and not trainer.deterministic and mode == "on"
     torch.backends.cudnn.benchmark = on
     return on
 
@@ -84,9 +91,7 @@ def speed_settings(trainer: Any, device: torch.device) -> SpeedSettings:
     fp32, so the GPU keeps fp32 and the default layout unless asked otherwise.
     """
     cpu = device.type == "cpu"
-    layout = {"true": "on", "false": "off"}.get(
-        str(trainer.channels_last).lower(), str(trainer.channels_last).lower()
-    )
+    layout = _switch(trainer.channels_last)
     channels_last = layout == "on" or (layout == "auto" and cpu)
     if trainer.precision == "auto":
         bf16 = cpu and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -221,8 +222,6 @@ class ProxyTracker:
             print(f"warning: {exc}", file=sys.stderr, flush=True)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        import time
-
         now = int(time.time() * 1000)
         self._post("metrics", [(k, float(v), now, int(step)) for k, v in metrics.items()])
 
@@ -251,7 +250,11 @@ class ProxyTracker:
         artifacts: list[tuple[Path, str | None]] | None = None,
         wait: bool = True,
     ) -> list[str]:
-        """Final metrics, curves and artifacts, then the status; returns what failed."""
+        """Final metrics, curves and artifacts, then the status.
+
+        With `wait`, returns once it is all written, with what failed since the last report
+        (this run's writes and any other); otherwise the next `failures()` reports them.
+        """
         if self._lost:
             return ["the tracking process was lost during the run"]
         args = (
@@ -265,9 +268,7 @@ class ProxyTracker:
             [(str(p), a) for p, a in artifacts or []],
         )
         try:
-            if wait:
-                return list(self.proxy.call("finish_run", *args, claim=True))
             self.proxy.post("finish_run", *args)
+            return self.proxy.failures() if wait else []
         except TrackingError as exc:
             return [str(exc)]
-        return []

@@ -44,7 +44,7 @@ class StoreSession:
         self.runs: dict[str, MlflowTracker] = {}
         self.handles: dict[str, str] = {}  # trainer's name for a run -> its MLflow id
         self.failures: list[str] = []
-        self.idle_work: list[str] = []
+        self.plots_wanted = False  # a run exists: its end will draw curves.png
 
     # ------------------------------------------------------------ helpers
     def _run(self, uri: str, run_id: str) -> MlflowTracker:
@@ -60,16 +60,16 @@ class StoreSession:
                 run.flush()
             except Exception as exc:
                 self.failures.append(f"metrics of run {run.run_id}: {_describe(exc)}")
-                run._buffer.clear()
+                run.drop_pending()
 
     def pending_metrics(self) -> bool:
-        return any(run._buffer for run in self.runs.values())
+        return any(run.pending for run in self.runs.values())
 
-    def do_idle_work(self) -> None:
-        """Imports the end of a run will need, done while nothing else is asked for."""
-        while self.idle_work:
-            if self.idle_work.pop() == "plots":
-                from . import plots  # noqa: F401  (matplotlib: ~0.5 s, paid off the clock)
+    def import_plots(self) -> None:
+        """matplotlib (~0.5 s) for the end of a run, imported while nothing else is asked."""
+        from . import plots  # noqa: F401
+
+        self.plots_wanted = False
 
     # ------------------------------------------------------------ ops
     def op_warm(self) -> None:
@@ -133,7 +133,7 @@ class StoreSession:
         run = with_retry(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
         if handle is not None:
             self.handles[handle] = str(run.info.run_id)
-        self.idle_work.append("plots")
+        self.plots_wanted = True
         return str(run.info.run_id)
 
     def op_metrics(self, uri: str, run_id: str, points: list[tuple[str, float, int, int]]) -> None:
@@ -168,16 +168,14 @@ class StoreSession:
         history: list[dict[str, Any]],
         curves_path: str | None,
         artifacts: list[tuple[str, str | None]],
-        claim: bool = False,
-    ) -> list[str]:
+    ) -> None:
         """Final metrics, curves.png, the last artifacts, then the status; each part on its own.
 
         One part failing (a full disk, a store that went away) never keeps the others, and
-        least of all the status, from being written. Returns this run's failures.
+        least of all the status, from being written; failures go to `op_failures`.
         """
         run = self._run(uri, run_id)
         run_id = run.run_id
-        before = len(self.failures)
         now = int(time.time() * 1000)
         steps = [
             (
@@ -202,10 +200,6 @@ class StoreSession:
         except Exception as exc:
             self.failures.append(f"status {status} of run {run_id}: {_describe(exc)}")
         self.runs.pop(run_id, None)
-        found = self.failures[before:]
-        if claim:  # the trainer waits for this answer and reports these itself
-            del self.failures[before:]
-        return found
 
     @staticmethod
     def _curves(run: MlflowTracker, history: list[dict[str, Any]], path: Path) -> None:
@@ -213,16 +207,6 @@ class StoreSession:
 
         points = [SimpleNamespace(**p) for p in history]
         run.log_artifact(curves_figure(points, path))
-
-    def op_start_sweep(
-        self, uri: str, experiment: str, name: str, tags: dict[str, str]
-    ) -> dict[str, str]:
-        client = client_for(uri)
-        exp_id = ensure_experiment(client, uri, experiment)
-        mark_orphans(client, exp_id)
-        run = with_retry(lambda: client.create_run(exp_id, run_name=name, tags=tags))
-        self.idle_work.append("plots")
-        return {"experiment_id": exp_id, "run_id": str(run.info.run_id)}
 
     def op_sweep_report(
         self, uri: str, parent_id: str, sweep_dir: str, results: list[dict[str, Any]]
@@ -269,8 +253,8 @@ def serve(inbox_conn: Connection, outbox_conn: Connection) -> None:
     threading.Thread(target=read, daemon=True).start()
     session = StoreSession()
     while True:
-        if session.idle_work and inbox.empty():
-            session.do_idle_work()
+        if session.plots_wanted and inbox.empty():
+            session.import_plots()
             continue
         try:
             timeout = MlflowTracker.FLUSH_SECONDS if session.pending_metrics() else None

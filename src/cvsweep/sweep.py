@@ -90,10 +90,13 @@ class MlflowSweepCallback(Callback):
         try:
             self.uri = resolve_uri(config.tracking.uri, Path.cwd())
             proxy = shared_proxy()
-            pending = proxy.request(
-                "start_sweep",
+            experiment = str(config.tracking.experiment)
+            # The experiment (and the store) first, orphans marked, then the parent run.
+            opened = proxy.request("open_job", self.uri, experiment, None)
+            parent = proxy.request(
+                "create_run",
                 self.uri,
-                str(config.tracking.experiment),
+                None,
                 sweep_name(overrides),
                 {
                     "cvsweep.sweep": "true",
@@ -101,20 +104,21 @@ class MlflowSweepCallback(Callback):
                     "command": command,
                     "overrides": " ".join(overrides),
                 },
+                experiment=experiment,
             )
             if _runs_jobs_here(config):
                 # The jobs will run in this process: import torch while the store opens, and
                 # let each job's last uploads overlap the next job.
                 proxy.defer_finish = True
                 import cvsweep.job  # noqa: F401
-            started = pending.result()
+            opened.result()
+            self.parent_id = parent.result()
         except TrackingError as exc:
             if config.tracking.required:
                 print(f"error: {exc}", file=sys.stderr, flush=True)
                 raise SystemExit(2) from None
             print(f"warning: {exc} Sweeping without tracking.", flush=True)
             return
-        self.parent_id = started["run_id"]
         with open_dict(config):
             config.hydra.overrides.task.append(f"tracking.parent_run_id={self.parent_id}")
         # Make the store URI absolute for every job, wherever the launcher runs it.

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .tracker import Tracker
-
 T = TypeVar("T")
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -225,8 +223,11 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-class MlflowTracker(Tracker):
-    """One MLflow run. Metrics are buffered and written in batches (few store round-trips)."""
+class MlflowTracker:
+    """One MLflow run's writes, made by the tracking process (`store_worker`).
+
+    Metrics are buffered and written in batches: few store round-trips.
+    """
 
     FLUSH_POINTS = 200
     FLUSH_SECONDS = 5.0
@@ -236,10 +237,6 @@ class MlflowTracker(Tracker):
         self.run_id = run_id
         self._buffer: list[Any] = []
         self._last_flush = time.monotonic()
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        self.add_metrics([(k, v, now, step) for k, v in metrics.items()])
 
     def add_metrics(self, points: list[tuple[str, float, int, int]]) -> None:
         """Buffer (key, value, timestamp ms, step) points; written in batches."""
@@ -251,6 +248,14 @@ class MlflowTracker(Tracker):
             or time.monotonic() - self._last_flush > self.FLUSH_SECONDS
         ):
             self.flush()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._buffer)
+
+    def drop_pending(self) -> None:
+        """Forget points that could not be written, so later flushes do not retry them."""
+        self._buffer.clear()
 
     def flush(self) -> None:
         while self._buffer:
@@ -291,7 +296,7 @@ class MlflowTracker(Tracker):
         with_retry(lambda: self.client.log_artifacts(self.run_id, str(folder), artifact_path))
 
     def finish(self, status: str) -> None:
-        """Flush and close the run; tolerant of a store that went away, never raising."""
+        """Flush, then set the status even when the flush failed."""
         try:
             self.flush()
         finally:
