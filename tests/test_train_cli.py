@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import torch
 from omegaconf import OmegaConf
@@ -103,3 +105,35 @@ def test_two_phase_schedule_switches_optimizer(tmp_path, data_dir):
     assert len(lines) == 2
     assert "epoch   1/2" in lines[0] and "lr 1.000e-02" in lines[0]
     assert "epoch   2/2" in lines[1] and "lr 1.000e-03" in lines[1]
+
+
+def _exit_script(tail: str) -> subprocess.CompletedProcess[str]:
+    """A process that ends through cli.exit_without_teardown, with an exit handler to see."""
+    code = (
+        "import atexit, sys, threading, time\n"
+        "from cvsweep.cli import exit_without_teardown\n"
+        "atexit.register(lambda: print('exit handler ran', flush=True))\n"
+        "print('partial line', end='')\n" + tail
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_exit_without_teardown_keeps_exit_handlers_output_and_status():
+    proc = _exit_script("exit_without_teardown('error: something named')\n")
+    assert proc.returncode == 1
+    assert proc.stdout == "partial lineexit handler ran\n"
+    assert proc.stderr.strip() == "error: something named"
+    assert _exit_script("exit_without_teardown(7)\n").returncode == 7
+    assert _exit_script("exit_without_teardown(None)\n").returncode == 0
+
+
+def test_exit_without_teardown_leaves_running_threads_to_the_normal_exit():
+    proc = _exit_script(
+        "t = threading.Thread(target=lambda: (time.sleep(0.5), print('thread done', flush=True)))\n"
+        "t.start()\n"
+        "exit_without_teardown(3)\n"
+        "print(' normal exit', flush=True)\n"
+        "sys.exit(3)\n"
+    )
+    assert proc.returncode == 3
+    assert "normal exit" in proc.stdout and "thread done" in proc.stdout

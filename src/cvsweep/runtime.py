@@ -102,6 +102,22 @@ def speed_settings(trainer: Any, device: torch.device) -> SpeedSettings:
     return SpeedSettings(channels_last=channels_last, bf16=bf16, fused_optimizer=True)
 
 
+def preload_for_training(requested_device: str) -> None:
+    """The first job's one-time work, done early where the process would otherwise wait.
+
+    A sweep's launching process waits about a second for the tracking store before its jobs
+    start (docs/performance.md). Everything here would happen in the first job anyway: the
+    trainer's modules, torch._dynamo (which every torch.optim `step()` imports on first use:
+    1.0 s of CPU on the 2-core VM) and, for a CUDA run, the device's context.
+    """
+    import torch._dynamo  # noqa: F401
+
+    import cvsweep.job  # noqa: F401
+
+    if requested_device in ("auto", "cuda") and torch.cuda.is_available():
+        torch.cuda.init()
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -107,10 +107,12 @@ class MlflowSweepCallback(Callback):
                 experiment=experiment,
             )
             if _runs_jobs_here(config):
-                # The jobs will run in this process: import torch while the store opens, and
-                # let each job's last uploads overlap the next job.
+                # The jobs will run in this process: do the first job's one-time work while the
+                # store opens, and let each job's last uploads overlap the next job.
                 proxy.defer_finish = True
-                import cvsweep.job  # noqa: F401
+                from .runtime import preload_for_training
+
+                preload_for_training(str(config.trainer.device))
             opened.result()
             self.parent_id = parent.result()
         except TrackingError as exc:
