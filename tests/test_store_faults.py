@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from .conftest import QUICK, run_train
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from cvsweep.server import free_port
+
+from .conftest import QUICK, read_until, run_train, start_train
+from .test_ui import CliProcess
 
 
 def test_unwritable_store_is_a_clear_error_before_training(tmp_path, data_dir):
@@ -31,8 +42,6 @@ def test_optional_store_trains_and_warns(tmp_path, data_dir):
 
 
 def test_server_down_is_a_clear_error(tmp_path, data_dir):
-    from cvsweep.server import free_port
-
     port = free_port()
     proc = run_train([*QUICK, f"tracking.uri=http://127.0.0.1:{port}"], tmp_path, data_dir)
     assert proc.returncode == 2
@@ -50,3 +59,72 @@ def test_bad_value_in_a_sweep_creates_no_runs(tmp_path, data_dir):
     assert "Invalid config value optimizer.lr=-2.0" in proc.stderr
     assert "training cnn" not in proc.stdout  # not even the valid job ran
     assert not db.exists()
+
+
+def _start_server(store: Path, port: int) -> CliProcess:
+    cli = CliProcess(
+        ["server", "--port", str(port), "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}"],
+        cwd=store,
+    )
+    cli.wait_for(r"(?m)^tracking\.uri=")
+    return cli
+
+
+def _checkpoint_epoch(uri: str) -> str | None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("cvsweep")
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    return runs[0].data.tags.get("cvsweep.checkpoint_epoch") if runs else None
+
+
+@pytest.mark.slow
+def test_server_lost_mid_run_ends_quickly_and_the_run_resumes_later(tmp_path, data_dir):
+    """The server dies while a run trains: the job ends in seconds, says what was not written,
+    keeps its files; once the server is back, the same command resumes the run."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        os.environ.pop(var, None)
+    store, work = tmp_path / "store", tmp_path / "work"
+    store.mkdir()
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    quick = [a for a in QUICK if not a.startswith(("trainer.epochs=", "trainer.log_every="))]
+    args = [*quick, "trainer.epochs=3", "trainer.log_every=2", f"tracking.uri={uri}"]
+    args.append(f"hydra.run.dir={work}/run")
+    server = _start_server(store, port)
+    try:
+        proc = start_train(args, work, data_dir)
+        read_until(proc, "epoch   2/3  batch     2/8")  # epoch 1 ended and was sent
+        os.kill(proc.pid, signal.SIGSTOP)  # the trainer waits; its tracking process uploads
+        deadline = time.monotonic() + 60
+        while _checkpoint_epoch(uri) != "1" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _checkpoint_epoch(uri) == "1"
+    finally:
+        assert server.stop() == 0
+    os.kill(proc.pid, signal.SIGCONT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert f"the tracking store {uri} stopped answering at" in out
+    assert "writes were not made" in out and "run the same command again" in out
+    run_id = re.search(r"mlflow run: (\w+)", out).group(1)  # type: ignore[union-attr]
+    assert (work / "run" / "model.pth").is_file() and (work / "run" / "checkpoint.pt").is_file()
+
+    server = _start_server(store, port)
+    try:
+        again = start_train(args, work, data_dir)
+        again_out, _ = again.communicate(timeout=300)
+        assert again.returncode == 0, again_out[-3000:]
+        assert f"resuming run {run_id} (KILLED) from its checkpoint at step 8" in again_out
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run_id, "test_acc")]
+        # the points sent before the server went away were written with the checkpoint
+        assert steps[:4] == [2, 4, 6, 8] and set(steps) == set(range(2, 25, 2))
+    finally:
+        assert server.stop() == 0

@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,17 +34,59 @@ from .tracking import (
     client_for,
     ensure_experiment,
     mark_orphans,
+    probe_server,
+    unreachable,
     with_retry,
 )
+
+# MLflow retries an HTTP call for about four minutes by default before it gives up. For a
+# server that went away during a run, that is how long the job's end would wait per write;
+# this budget (6-9 s) still rides out a quick restart, with `with_retry` on top for answers
+# that say busy. A user's own settings win.
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+
+
+class StoreDown(TrackingError):
+    """A write not attempted: the store stopped answering earlier in this process."""
+
+
+@dataclass
+class _Outage:
+    """A store that stopped answering: when, why, and the writes skipped since."""
+
+    since: float  # time.time()
+    reason: str
+    checked: float  # time.monotonic() of the last look
+    skipped: int = 0
+    runs: set[str] = field(default_factory=set)
+
+    def report(self, uri: str) -> str:
+        when = time.strftime("%H:%M:%S", time.localtime(self.since))
+        runs = ", ".join(sorted(self.runs)) or "none"
+        writes = "1 write was" if self.skipped == 1 else f"{self.skipped} writes were"
+        return (
+            f"{writes} not made (runs: {runs}): the tracking store {uri} "
+            f"stopped answering at {when} ({self.reason}). The job's files in its output "
+            "folder are complete. Once the store is back, run the same command again: the "
+            "unfinished run is marked KILLED and, if a checkpoint of it was uploaded, resumed "
+            "from there."
+        )
 
 
 class StoreSession:
     """The store-side state of one trainer process: clients, open runs, failures."""
 
+    PROBE_EVERY_S = 5.0  # how often a store that stopped answering is looked at again
+
     def __init__(self) -> None:
         self.runs: dict[str, MlflowTracker] = {}
+        self.run_uris: dict[str, str] = {}
         self.handles: dict[str, str] = {}  # trainer's name for a run -> its MLflow id
         self.failures: list[str] = []
+        self.outages: dict[str, _Outage] = {}
         self.plots_wanted = False  # a run exists: its end will draw curves.png
 
     # ------------------------------------------------------------ helpers
@@ -52,15 +95,65 @@ class StoreSession:
         run = self.runs.get(run_id)
         if run is None:
             run = self.runs[run_id] = MlflowTracker(client_for(uri), run_id)
+            self.run_uris[run_id] = uri
         return run
+
+    def guarded(self, uri: str, run_id: str | None, what: str, fn: Any) -> Any:
+        """fn(), unless the store stopped answering: then skip it at once and count it.
+
+        A store that fails with "nothing answers" is marked down; later writes are skipped
+        without MLflow's retries, and the store is looked at again every few seconds, so a
+        job whose server went away ends in seconds and says once what was not written.
+        """
+        outage = self.outages.get(uri)
+        if outage is not None and not self._back(uri, outage):
+            outage.skipped += 1
+            if run_id:
+                outage.runs.add(self.handles.get(run_id, run_id))
+            raise StoreDown(f"{what}: not written, the tracking store {uri} is not answering")
+        try:
+            return fn()
+        except Exception as exc:
+            if uri.startswith(("http://", "https://")) and unreachable(exc):
+                outage = self.outages.setdefault(
+                    uri, _Outage(time.time(), _describe(exc)[:300], time.monotonic())
+                )
+                outage.skipped += 1
+                if run_id:
+                    outage.runs.add(self.handles.get(run_id, run_id))
+                raise StoreDown(f"{what}: {_describe(exc)}") from None
+            raise
+
+    def _back(self, uri: str, outage: _Outage) -> bool:
+        if time.monotonic() - outage.checked < self.PROBE_EVERY_S:
+            return False
+        outage.checked = time.monotonic()
+        try:
+            probe_server(uri, timeout=2.0)
+        except TrackingError:
+            return False
+        self.failures.append(outage.report(uri))
+        del self.outages[uri]
+        return True
 
     def flush_all(self) -> None:
         for run in self.runs.values():
+            uri = self.run_uris.get(run.run_id, "")
             try:
-                run.flush()
+                self.guarded(uri, run.run_id, "metrics", run.flush)
+            except StoreDown:
+                run.drop_pending()
             except Exception as exc:
                 self.failures.append(f"metrics of run {run.run_id}: {_describe(exc)}")
                 run.drop_pending()
+
+    def take_failures(self) -> list[str]:
+        """Failures so far, each store that stopped answering as one line; then forget them."""
+        found = self.failures + [o.report(uri) for uri, o in self.outages.items() if o.skipped]
+        self.failures = []
+        for outage in self.outages.values():
+            outage.skipped, outage.runs = 0, set()
+        return found
 
     def pending_metrics(self) -> bool:
         return any(run.pending for run in self.runs.values())
@@ -72,6 +165,17 @@ class StoreSession:
         self.plots_wanted = False
 
     # ------------------------------------------------------------ ops
+    # Ops whose first argument is a store URI, and (where they have one) whose second is a run.
+    _STORE_OPS = ("open_job", "download", "update_status", "create_run", "sweep_report")
+    _RUN_OPS = ("metrics", "params", "tags", "artifact", "artifacts")
+
+    def handle(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        fn = getattr(self, f"op_{op}")
+        if op in self._STORE_OPS or op in self._RUN_OPS:
+            run_id = str(args[1]) if op in self._RUN_OPS else None
+            return self.guarded(str(args[0]), run_id, op, lambda: fn(*args, **kwargs))
+        return fn(*args, **kwargs)
+
     def op_warm(self) -> None:
         """The imports every store needs, before anyone asks (about 2 s of one core)."""
         from mlflow import MlflowClient  # noqa: F401
@@ -150,7 +254,11 @@ class StoreSession:
         self, uri: str, run_id: str, path: str, artifact_path: str | None, remove: bool
     ) -> None:
         try:
-            self._run(uri, run_id).log_artifact(Path(path), artifact_path)
+            run = self._run(uri, run_id)
+            # The points sent before this file go in first: a checkpoint in the store then
+            # always comes with every metric up to it, so a resumed run has no gap.
+            run.flush()
+            run.log_artifact(Path(path), artifact_path)
         finally:
             if remove:
                 _remove_snapshot(Path(path))
@@ -174,7 +282,11 @@ class StoreSession:
         One part failing (a full disk, a store that went away) never keeps the others, and
         least of all the status, from being written; failures go to `op_failures`.
         """
-        run = self._run(uri, run_id)
+        try:
+            run = self.guarded(uri, run_id, "finish", lambda: self._run(uri, run_id))
+        except StoreDown:
+            self.runs.pop(self.handles.get(run_id, run_id), None)
+            return
         run_id = run.run_id
         now = int(time.time() * 1000)
         steps = [
@@ -190,15 +302,14 @@ class StoreSession:
             steps.append(
                 (Path(path).name, lambda p=path, a=artifact_path: run.log_artifact(Path(p), a))
             )
+        steps.append((f"status {status}", lambda: run.finish(status)))
         for what, fn in steps:
             try:
-                fn()
+                self.guarded(uri, run_id, what, fn)
+            except StoreDown:
+                pass  # counted in the store's outage, reported once
             except Exception as exc:
                 self.failures.append(f"{what} of run {run_id}: {_describe(exc)}")
-        try:
-            run.finish(status)
-        except Exception as exc:
-            self.failures.append(f"status {status} of run {run_id}: {_describe(exc)}")
         self.runs.pop(run_id, None)
 
     @staticmethod
@@ -219,8 +330,7 @@ class StoreSession:
     def op_failures(self) -> list[str]:
         """Everything that failed since the last call; also a barrier (all earlier ops ran)."""
         self.flush_all()
-        found, self.failures = self.failures, []
-        return found
+        return self.take_failures()
 
 
 def _remove_snapshot(path: Path) -> None:
@@ -268,18 +378,19 @@ def serve(inbox_conn: Connection, outbox_conn: Connection) -> None:
         msg_id, op, args, kwargs, wants_reply = msg
         if op == "close":
             session.flush_all()
-            _reply(outbox_conn, (msg_id, "ok", session.failures))
+            _reply(outbox_conn, (msg_id, "ok", session.take_failures()))
             # Everything is written and committed; skip the second of interpreter teardown
             # (MLflow, SQLAlchemy, matplotlib) that the trainer would otherwise wait for.
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
         try:
-            result = getattr(session, f"op_{op}")(*args, **kwargs)
+            result = session.handle(op, args, kwargs)
         except Exception as exc:
             if wants_reply:
-                _reply(outbox_conn, (msg_id, "err", type(exc).__name__, str(exc)))
-            else:
+                kind = "TrackingError" if isinstance(exc, TrackingError) else type(exc).__name__
+                _reply(outbox_conn, (msg_id, "err", kind, str(exc)))
+            elif not isinstance(exc, StoreDown):
                 session.failures.append(f"{op}: {_describe(exc)}")
             continue
         if wants_reply:
@@ -296,6 +407,8 @@ def main(argv: list[str]) -> int:
     # must not stop this process before the trainer has recorded the run as KILLED.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for key, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     with contextlib.suppress(OSError):
         os.nice(5)  # training comes first when both want the same core
     read_fd, write_fd = int(argv[0]), int(argv[1])

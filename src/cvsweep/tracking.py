@@ -57,7 +57,28 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Did a call fail because nothing answers at the store's address?
+
+    MLflow has retried an HTTP call by the time it raises this, so retrying it again only
+    makes a job wait longer for a server that is gone.
+    """
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(
+        s in text
+        for s in (
+            "connection refused",
+            "failed to establish a new connection",
+            "name or service not known",
+            "remote end closed connection",
+            "connection aborted",
+        )
+    )
+
+
 def _transient(exc: BaseException) -> bool:
+    if unreachable(exc):
+        return False
     text = f"{type(exc).__name__}: {exc}".lower()
     return any(
         s in text
@@ -68,7 +89,6 @@ def _transient(exc: BaseException) -> bool:
             "connection reset",
             "temporarily unavailable",
             "max retries exceeded",
-            "connection refused",
         )
     )
 
@@ -106,7 +126,7 @@ def client_for(uri: str) -> Any:
     """An MlflowClient for uri, after checking the store can be reached at all."""
     check_writable(uri)
     if uri.startswith(("http://", "https://")):
-        _probe_server(uri)
+        probe_server(uri)
     return _cached_client(uri)
 
 
@@ -118,7 +138,7 @@ def _cached_client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-def _probe_server(uri: str, timeout: float = 5.0) -> None:
+def probe_server(uri: str, timeout: float = 5.0) -> None:
     """Fail in seconds, not after MLflow's minutes of retries, when the server is down."""
     import urllib.error
     import urllib.request
