@@ -6,8 +6,18 @@ import gzip
 import shutil
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from .conftest import QUICK, db_uri, run_train
+from cvsweep.config import (
+    OPTIMIZER_SCHEMAS,
+    ConfigError,
+    optimizer_config,
+    register_schemas,
+    validate,
+)
+
+from .conftest import QUICK, REPO, db_uri, run_train
 
 
 @pytest.mark.parametrize(
@@ -35,6 +45,8 @@ def test_out_of_range_values_name_the_key(tmp_path, data_dir, override, key):
         ("optimizer=nesterov", "Could not find 'optimizer/nesterov'"),
         ("trainer.epochs=many", "trainer.epochs"),
         ("trainer.unknown_key=1", "unknown_key"),
+        ("optimizer.lr=abc", "optimizer.lr"),
+        ("optimizer=sgd_schema", "Could not find 'optimizer/sgd_schema'"),
         ("optimizer=adam", None),  # control: a valid option passes composition
     ],
 )
@@ -46,6 +58,68 @@ def test_hydra_rejects_unknown_options_types_and_keys(tmp_path, data_dir, overri
     else:
         assert proc.returncode != 0
         assert message in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param(
+            ["+optimizer.lrr=0.1"],
+            "Unknown config key optimizer.lrr: the adam optimizer has no setting 'lrr'; "
+            "valid keys for adam: name, lr, weight_decay, betas, eps.",
+            id="optimizer",
+        ),
+        pytest.param(
+            ["schedule=sgd_then_adam", "+schedule.phases.1.optimizer.momentum=0.9"],
+            "Unknown config key schedule.phases.1.optimizer.momentum: the adam optimizer has no "
+            "setting 'momentum'; valid keys for adam:",
+            id="phase",
+        ),
+        pytest.param(
+            ["+trainer.nonsense=1"],
+            "Unknown config key trainer.nonsense: trainer has no setting 'nonsense'; "
+            "valid keys there: epochs, batch_size,",
+            id="trainer",
+        ),
+        pytest.param(
+            ["+something_unknown_at_top_level=1"],
+            "Unknown config key something_unknown_at_top_level: the top level has no setting",
+            id="top_level",
+        ),
+    ],
+)
+def test_unknown_key_added_with_plus_stops_before_any_run(tmp_path, data_dir, overrides, message):
+    proc = run_train([*overrides, *QUICK, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"error: {message}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "shape report" not in proc.stdout  # stopped before any data was read
+    assert not (tmp_path / "mlflow.db").exists()  # and before any tracking run existed
+
+
+def test_unknown_optimizer_key_names_the_settings_not_an_empty_dict():
+    with pytest.raises(ConfigError, match=r"optimizer\.lrr.*valid keys for adam") as err:
+        optimizer_config({"name": "adam", "lr": 0.1, "lrr": 0.1}, None)
+    assert "{}" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"\{'name': 'sgd', 'lr': 'abc'\} for sgd"):
+        optimizer_config({"name": "adam", "lr": 0.1}, {"name": "sgd", "lr": "abc"})
+
+
+def test_schemas_are_not_offered_as_optimizer_options(tmp_path, data_dir):
+    proc = run_train(["optimizer=foo", "tracking.enabled=false"], tmp_path, data_dir)
+    assert proc.returncode != 0
+    listed = proc.stderr.split("Available options in 'optimizer':")[1].split("Config search")[0]
+    assert listed.split() == ["adam", "adamw", "rmsprop", "sgd"]
+    assert "_schema" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZER_SCHEMAS))
+def test_each_optimizer_option_is_typed_by_its_schema(name):
+    register_schemas()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"optimizer={name}"])
+    assert OmegaConf.get_type(cfg.optimizer) is OPTIMIZER_SCHEMAS[name]
+    validate(cfg)
 
 
 def test_momentum_is_not_an_adam_setting(tmp_path, data_dir):

@@ -2,17 +2,20 @@
 
 Hydra type-checks every group against these dataclasses (registered in the ConfigStore), so a
 wrong type or an unknown key fails at compose time with Hydra's own message. `validate` then
-catches values that are well-typed but meaningless (lr <= 0, batch_size < 1, ...) before any
-data is read or any tracking run exists.
+catches keys added with `+` that no schema defines (Hydra accepts those) and values that are
+well-typed but meaningless (lr <= 0, batch_size < 1, ...) before any data is read or any
+tracking run exists.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -161,12 +164,22 @@ class TrainConfig:
     experiment: dict[str, Any] | None = None
 
 
+def optimizer_schema_name(name: str) -> str:
+    """ConfigStore name of an optimizer's schema, as conf/optimizer/<name>.yaml extends it."""
+    return f"optimizer_{name}_schema"
+
+
 def register_schemas() -> None:
-    """Put the schemas in Hydra's ConfigStore; conf/ files name them in their defaults lists."""
+    """Put the schemas in Hydra's ConfigStore; conf/ files name them in their defaults lists.
+
+    They are stored outside every config group (conf/optimizer/sgd.yaml extends
+    `/optimizer_sgd_schema@_here_`), so Hydra neither lists them as options nor lets
+    `optimizer=...` pick a bare schema.
+    """
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     for name, schema in OPTIMIZER_SCHEMAS.items():
-        cs.store(group="optimizer", name=f"{name}_schema", node=schema)
+        cs.store(name=optimizer_schema_name(name), node=schema)
 
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -181,27 +194,88 @@ def _require(ok: bool, key: str, value: Any, rule: str) -> None:
         raise ConfigError(f"Invalid config value {key}={value!r}: {rule}.")
 
 
-def optimizer_config(base: DictConfig | dict, overrides: dict[str, Any] | None) -> DictConfig:
-    """The optimizer settings of one phase: phase keys over the run's group, type-checked.
+def _field_names(schema: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(schema)]
 
-    A phase that names another optimizer starts from that optimizer's schema defaults rather
-    than inheriting hyper-parameters that belong to a different algorithm.
-    """
-    base_dict = OmegaConf.to_container(base, resolve=True) if isinstance(base, DictConfig) else base
-    over = dict(overrides or {})
-    name = over.get("name", base_dict["name"])
+
+def _optimizer_schema(name: Any) -> type[OptimizerConfig]:
     if name not in OPTIMIZER_SCHEMAS:
         raise ConfigError(
             f"Invalid config value optimizer.name={name!r}: "
             f"allowed optimizers are {', '.join(OPTIMIZER_SCHEMAS)}."
         )
-    schema = OmegaConf.structured(OPTIMIZER_SCHEMAS[name])
+    return OPTIMIZER_SCHEMAS[name]
+
+
+def _reject_unknown_optimizer_keys(name: str, keys: Iterable[Any], where: str) -> None:
+    """`+optimizer.x=...` gets past Hydra's type check; name the key before it fails mid-run."""
+    valid = _field_names(OPTIMIZER_SCHEMAS[name])
+    for key in keys:
+        if key not in valid:
+            raise ConfigError(
+                f"Unknown config key {where}.{key}: the {name} optimizer has no setting "
+                f"{key!r}; valid keys for {name}: {', '.join(valid)}."
+            )
+
+
+def optimizer_config(
+    base: DictConfig | dict, overrides: dict[str, Any] | None, where: str = "optimizer"
+) -> DictConfig:
+    """The optimizer settings of one phase: phase keys over the run's group, type-checked.
+
+    A phase that names another optimizer starts from that optimizer's schema defaults rather
+    than inheriting hyper-parameters that belong to a different algorithm. `where` is the
+    config path of `overrides`, for messages.
+    """
+    base_dict = OmegaConf.to_container(base, resolve=True) if isinstance(base, DictConfig) else base
+    over = dict(overrides or {})
+    name = over.get("name", base_dict["name"])
+    schema = OmegaConf.structured(_optimizer_schema(name))
     start = base_dict if name == base_dict["name"] else {"name": name}
+    _reject_unknown_optimizer_keys(name, start, "optimizer")
+    _reject_unknown_optimizer_keys(name, over, where)
     try:
         merged = OmegaConf.merge(schema, start, over)
     except Exception as exc:  # omegaconf raises several types; all mean a bad key or type
-        raise ConfigError(f"Invalid optimizer settings {over!r} for {name}: {exc}") from None
+        settings = {**start, **over}
+        raise ConfigError(f"Invalid optimizer settings {settings!r} for {name}: {exc}") from None
     return merged
+
+
+def _unknown_keys(node: Any, path: str) -> Iterator[tuple[str, type]]:
+    """(path, schema) of keys in a typed node that its dataclass lacks: added with `+key=...`.
+
+    Free-form dicts (experiment notes, phase optimizer overrides) have no dataclass and pass.
+    """
+    if isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            yield from _unknown_keys(item, f"{path}.{i}")
+        return
+    if not isinstance(node, DictConfig):
+        return
+    schema = OmegaConf.get_type(node)
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return
+    valid = _field_names(schema)
+    for key, value in node.items_ex(resolve=False):
+        key_path = f"{path}.{key}" if path else str(key)
+        if key in valid:
+            yield from _unknown_keys(value, key_path)
+        else:
+            yield key_path, schema
+
+
+def _reject_unknown_keys(cfg: DictConfig) -> None:
+    """Hydra lets `+key=value` add keys no schema defines; they would be ignored or crash."""
+    optimizer_config(cfg.optimizer, None)
+    for i, phase in enumerate(cfg.schedule.phases):
+        optimizer_config(cfg.optimizer, phase.optimizer, f"schedule.phases.{i}.optimizer")
+    for key_path, schema in _unknown_keys(cfg, ""):
+        parent, _, key = key_path.rpartition(".")
+        raise ConfigError(
+            f"Unknown config key {key_path}: {parent or 'the top level'} has no setting "
+            f"{key!r}; valid keys there: {', '.join(_field_names(schema))}."
+        )
 
 
 def _validate_optimizer(opt: DictConfig, prefix: str) -> None:
@@ -223,6 +297,7 @@ def _validate_optimizer(opt: DictConfig, prefix: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Reject meaningless values before any work; raises ConfigError naming key and rule."""
+    _reject_unknown_keys(cfg)
     t = cfg.trainer
     _require(t.epochs >= 1, "trainer.epochs", t.epochs, "must be an integer >= 1")
     _require(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "must be an integer >= 1")
