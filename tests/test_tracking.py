@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 
 import pytest
@@ -230,3 +232,43 @@ def test_compare_rebuilds_the_report_from_the_store(sweep, data_dir):
     assert "4 runs" in by_experiment.stdout
     unknown = compare("no-such-experiment")
     assert unknown.returncode == 2 and "neither a run id" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes_it_exactly(tmp_path, data_dir):
+    args = [
+        "-m",
+        "optimizer=sgd,adam",
+        "trainer.epochs=2",
+        "dataset.train_limit=2048",
+        "dataset.test_limit=500",
+        "trainer.log_every=8",
+        "trainer.progress=off",
+        f"tracking.uri={db_uri(tmp_path)}",
+    ]
+    proc = start_train([*args, f"hydra.sweep.dir={tmp_path}/first"], tmp_path, data_dir)
+    seen = read_until(proc, "step     40 |")  # job #0, epoch 2 of 2 (32 steps per epoch)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(seen) + rest
+    assert proc.returncode == 130, output[-3000:]
+    assert "Interrupted by SIGINT" in output and "Traceback" not in output
+    assert "the sweep was stopped (Ctrl-C) after 1 of 2 jobs" in output
+    assert "#1 :" not in output  # the second job never started
+    client = MlflowClient(db_uri(tmp_path))
+    (parent,) = [r for r in _runs(client) if r.data.tags.get("cvsweep.sweep") == "true"]
+    assert parent.info.status == "KILLED"
+    (job,) = [r for r in _runs(client) if r.data.tags.get("config_hash")]
+    assert job.info.status == "KILLED" and job.data.tags["failure_reason"] == "interrupted"
+
+    again = run_train(args, tmp_path / "again", data_dir)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    resumed = re.search(
+        rf"resuming run {job.info.run_id} \(KILLED\) .* at step (\d+)", again.stdout
+    )
+    assert resumed is not None, again.stdout[-3000:]
+    assert 40 <= int(resumed.group(1)) < 64  # the exact mid-epoch state, not epoch 1's end
+    run = client.get_run(job.info.run_id)
+    assert run.info.status == "FINISHED" and "failure_reason" not in run.data.tags
+    steps = [m.step for m in client.get_metric_history(job.info.run_id, "train_loss")]
+    assert steps == sorted(set(steps)) and steps[-1] == 64  # no gap, no point twice

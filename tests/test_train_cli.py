@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from cvsweep.config import ModelConfig
 from cvsweep.model import build_model
 
-from .conftest import QUICK, REPO, run_train
+from .conftest import QUICK, REPO, cli_env, run_train
 
 LOG_LINE = re.compile(
     r"epoch +\d+/\d+ +batch +\d+/\d+ +step +\d+ \| train loss [\d.]+ acc +[\d.]+% "
@@ -137,3 +137,22 @@ def test_exit_without_teardown_leaves_running_threads_to_the_normal_exit():
     )
     assert proc.returncode == 3
     assert "normal exit" in proc.stdout and "thread done" in proc.stdout
+
+
+def test_unwritable_output_folder_is_a_clear_error_before_any_run(tmp_path, data_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    db = tmp_path / "mlflow.db"
+    args = [*QUICK, f"tracking.uri=sqlite:///{db}"]
+    for extra in ([f"hydra.run.dir={blocker}/run"], ["-m", f"hydra.sweep.dir={blocker}/sweep"]):
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "train.py"), *extra, *args],
+            cwd=tmp_path,
+            env=cli_env(data_dir),
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert f"error: cannot write the output folder {blocker}/" in proc.stderr
+        assert "Traceback" not in proc.stderr and "training cnn" not in proc.stdout
+        assert not db.exists()  # no run, no sweep parent left RUNNING

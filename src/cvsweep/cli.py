@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import os
 import shlex
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -74,7 +75,14 @@ def train_task(cfg: DictConfig) -> float | None:
             JobOutcome("FAILED", None, error=str(exc)).write(ctx.output_dir)
             return None
         raise SystemExit(2) from None
-    if outcome.status in ("FAILED", "KILLED") and not ctx.multirun:
+    if outcome.status == "KILLED":
+        from .sweep import jobs_run_here
+
+        if not ctx.multirun or jobs_run_here():
+            # Ctrl-C or SIGTERM stops the whole command, a sweep included: its callback
+            # records the sweep as stopped on the way out (see hydra_main).
+            raise SystemExit(outcome.exit_code)
+    if outcome.status == "FAILED" and not ctx.multirun:
         raise SystemExit(1)
     return outcome.final_test_acc
 
@@ -87,6 +95,10 @@ def hydra_main() -> None:
     import time
 
     STARTED = time.perf_counter()
+    # SIGTERM outside training (set-up, between a sweep's jobs, its report) ends the process
+    # through the same path as an error, so a sweep is still recorded as stopped; inside
+    # training the engine catches it first and saves the exact state.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     from .store_proxy import start_early
 
     start_early(sys.argv[1:])
@@ -96,12 +108,23 @@ def hydra_main() -> None:
     main = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(
         train_task
     )
+    from .sweep import stop_sweep
+
     try:
         main()
     except SystemExit as exc:
+        stop_sweep(exc.code)
         exit_without_teardown(exc.code)
         raise
+    except KeyboardInterrupt:  # Ctrl-C outside a job, e.g. while a parallel launcher waits
+        stop_sweep(130)
+        exit_without_teardown(130)
+        raise SystemExit(130) from None
     exit_without_teardown(0)
+
+
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 # Modules whose worker pools or threads the interpreter's normal shutdown joins.

@@ -49,11 +49,12 @@ class NonFiniteLoss(RuntimeError):
 class Interrupted(RuntimeError):
     """SIGTERM or Ctrl-C stopped training after a checkpoint of the exact state was written."""
 
-    def __init__(self, signum: int, checkpoint: Path) -> None:
+    def __init__(self, signum: int, checkpoint: Path, epoch: int = 0) -> None:
         name = signal.Signals(signum).name
         super().__init__(f"Interrupted by {name}; state saved to {checkpoint}.")
         self.signum = signum
         self.checkpoint = checkpoint
+        self.epoch = epoch
 
 
 @dataclass
@@ -485,7 +486,7 @@ class Trainer:
                                 phase.index, e, b + 1, perm, optimizer, scheduler, run
                             )
                             atomic_save(state, self.checkpoint_path)
-                            raise Interrupted(stop.signum, self.checkpoint_path)
+                            raise Interrupted(stop.signum, self.checkpoint_path, epoch)
                     if bar is not None:
                         bar.close()
                     if scheduler is not None and not per_batch:

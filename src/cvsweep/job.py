@@ -68,6 +68,12 @@ class JobOutcome:
     run_id: str | None
     final_test_acc: float | None = None
     error: str | None = None
+    signal: int | None = None  # what stopped a KILLED job
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for a process stopped by a signal: 130 for Ctrl-C, 143 for SIGTERM."""
+        return 128 + (self.signal or signal.SIGTERM)
 
     def write(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -234,6 +240,7 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             resume_state = _download_checkpoint(store, rid)
             if resume_state is not None:
                 store.proxy.post("update_status", store.uri, rid, "RUNNING")
+                store.proxy.post("untag", store.uri, rid, ["failure_reason", "failure_step"])
                 run_id = rid
                 _console(
                     f"resuming run {rid} ({found['resumable']['status']}) from its checkpoint "
@@ -249,6 +256,7 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
         tracker = ProxyTracker(store.proxy, store.uri, run_id)
 
     status, error, result = "FAILED", None, None
+    stopped_by: int | None = None
     t_train = time.perf_counter()
     t_trained = t_train
     try:
@@ -262,11 +270,14 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             result = _train(cfg, prepared, device, tracker, out_dir, resume_state)
         status = "FINISHED"
     except Interrupted as exc:
-        status, error = "KILLED", str(exc)
+        status, error, stopped_by = "KILLED", str(exc), exc.signum
         tracker.set_tags({"failure_reason": "interrupted"})
+        # The exact state, mid-epoch included: the same command resumes from here.
+        tracker.log_artifact(exc.checkpoint, "checkpoint")
+        tracker.set_tags({"cvsweep.checkpoint_epoch": str(exc.epoch)})
         _console(f"error: {exc}")
     except KeyboardInterrupt:
-        status, error = "KILLED", "interrupted"
+        status, error, stopped_by = "KILLED", "interrupted", signal.SIGINT
         tracker.set_tags({"failure_reason": "interrupted"})
     except NonFiniteLoss as exc:
         error = str(exc)
@@ -287,10 +298,13 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
 
     if store is not None:
         run_id = store.run_id(run_id)
-    outcome = JobOutcome(status, run_id, result.final_test_acc if result else None, error)
+    outcome = JobOutcome(
+        status, run_id, result.final_test_acc if result else None, error, stopped_by
+    )
     outcome.write(out_dir)
     t_end = time.perf_counter()
     if result is not None:
+        earlier_s = float(resume_state["elapsed_s"]) if resume_state is not None else 0.0
         _console(f"job folder: {out_dir}")
         _console(f"checkpoint: {result.checkpoint_path}")
         _console(f"model: {result.model_path}")
@@ -300,10 +314,10 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             f"final test accuracy: {100 * result.final_test_acc:.2f}%  "
             f"(best {100 * result.best_test_acc:.2f}%)  wall time: {t_end - t_start:.1f} s "
             f"(setup {t_train - t_start:.1f} s, training {t_trained - t_train:.1f} s of which "
-            f"{result.train_time_s:.1f} s in epochs, finishing {t_end - t_trained:.1f} s)"
+            f"{result.train_time_s - earlier_s:.1f} s in epochs, finishing "
+            f"{t_end - t_trained:.1f} s)"
+            + (f"; {result.train_time_s:.1f} s in epochs over all attempts" if earlier_s else "")
         )
-    if status == "KILLED" and not ctx.multirun:
-        raise SystemExit(128 + signal.SIGTERM)
     return outcome
 
 

@@ -16,6 +16,7 @@ the trainer is gone: what was received is still written, then the process exits.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import signal
@@ -167,7 +168,7 @@ class StoreSession:
     # ------------------------------------------------------------ ops
     # Ops whose first argument is a store URI, and (where they have one) whose second is a run.
     _STORE_OPS = ("open_job", "download", "update_status", "create_run", "sweep_report")
-    _RUN_OPS = ("metrics", "params", "tags", "artifact", "artifacts")
+    _RUN_OPS = ("metrics", "params", "tags", "untag", "artifact", "artifacts")
 
     def handle(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         fn = getattr(self, f"op_{op}")
@@ -243,6 +244,14 @@ class StoreSession:
     def op_metrics(self, uri: str, run_id: str, points: list[tuple[str, float, int, int]]) -> None:
         run = self._run(uri, run_id)
         run.add_metrics(points)
+
+    def op_untag(self, uri: str, run_id: str, keys: list[str]) -> None:
+        """Drop tags that described an earlier attempt (a resumed run is no longer failed)."""
+        run = self._run(uri, run_id)
+        tags = with_retry(lambda: run.client.get_run(run.run_id)).data.tags
+        for key in keys:
+            if key in tags:
+                with_retry(lambda k=key: run.client.delete_tag(run.run_id, k))
 
     def op_params(self, uri: str, run_id: str, params: dict[str, Any]) -> None:
         self._run(uri, run_id).log_params(params)
@@ -409,6 +418,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for key, value in HTTP_RETRY_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    # The trainer's output is the user's: no download progress bars, no notes about creating
+    # the store's tables (warnings and errors still show).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     with contextlib.suppress(OSError):
         os.nice(5)  # training comes first when both want the same core
     read_fd, write_fd = int(argv[0]), int(argv[1])

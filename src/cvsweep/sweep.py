@@ -8,9 +8,12 @@ MLFLOW_RUN_ID, which would make the children write into the parent).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -71,17 +74,61 @@ def _runs_jobs_here(config: DictConfig) -> bool:
     return "BasicLauncher" in str(config.hydra.launcher.get("_target_", ""))
 
 
+def check_output_dir(path: Path, key: str) -> None:
+    """Fail with one clear paragraph, before any run exists, when outputs cannot be written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".cvsweep-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        print(
+            f"error: cannot write the output folder {path} ({exc.strerror or exc}). Set "
+            f"{key}=<a folder you can write> or start from such a folder.",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(2) from None
+
+
+_ACTIVE: MlflowSweepCallback | None = None  # the sweep this process launched, until its end
+
+INTERRUPT_CODES = {128 + signal.SIGINT: "Ctrl-C", 128 + signal.SIGTERM: "SIGTERM"}
+
+
+def jobs_run_here() -> bool:
+    """Does this process run the jobs of a sweep it launched (Hydra's basic launcher)?"""
+    return _ACTIVE is not None and _ACTIVE.runs_here and not _ACTIVE.ended
+
+
+def stop_sweep(code: object) -> None:
+    """Record a sweep that ends before its last job (Ctrl-C, SIGTERM, an error) as stopped."""
+    if _ACTIVE is not None and not _ACTIVE.ended:
+        _ACTIVE.stopped(code)
+
+
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         # Plain values only: launchers such as joblib pickle the callbacks into their workers.
         self.parent_id: str | None = None
         self.uri: str = ""
         self.sweep_dir: Path | None = None
+        self.runs_here = False
+        self.ended = False
+        self.n_jobs = 0
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_output_dir(Path(str(config.hydra.run.dir)).resolve(), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _ACTIVE
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         _split_threads(config)
         validate_jobs(config, kwargs.get("config_name"))
+        check_output_dir(self.sweep_dir, "hydra.sweep.dir")
+        _ACTIVE, self.runs_here, self.ended = self, _runs_jobs_here(config), False
+        if "BasicSweeper" in str(config.hydra.sweeper.get("_target_", "")):
+            self.n_jobs = len(job_overrides(config))
         if not config.tracking.enabled:
             discard_unused()
             return
@@ -100,6 +147,9 @@ class MlflowSweepCallback(Callback):
                 sweep_name(overrides),
                 {
                     "cvsweep.sweep": "true",
+                    # Like a job's: a later launch marks the parent KILLED if this process dies.
+                    "cvsweep.host": socket.gethostname(),
+                    "cvsweep.pid": str(os.getpid()),
                     "sweep_dir": str(self.sweep_dir),
                     "command": command,
                     "overrides": " ".join(overrides),
@@ -129,6 +179,7 @@ class MlflowSweepCallback(Callback):
         print(f"sweep parent run: {self.parent_id} ({sweep_name(overrides)})", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.ended = True
         results = self._job_results()
         failed = [r for r in results if r.get("status") in ("FAILED", "KILLED")]
         t_jobs = time.perf_counter()
@@ -152,6 +203,34 @@ class MlflowSweepCallback(Callback):
                 flush=True,
             )
             raise SystemExit(1)
+
+    def stopped(self, code: object) -> None:
+        """The sweep ends early: report the jobs that ran, and say how to go on."""
+        self.ended = True
+        how = INTERRUPT_CODES.get(code) if isinstance(code, int) else None
+        if how is None and self.parent_id is None:
+            return  # an error before any job ran; its own message says what to fix
+        results = self._job_results()
+        if self.parent_id is not None:
+            self._report(results)
+            proxy = shared_proxy()
+            with contextlib.suppress(TrackingError):
+                if how is not None:
+                    proxy.post("update_status", self.uri, self.parent_id, "KILLED")
+                    proxy.post("tags", self.uri, self.parent_id, {"failure_reason": "interrupted"})
+        total = f" of {self.n_jobs}" if self.n_jobs else ""
+        then = (
+            "Run the same command again to go on: finished jobs are skipped and an "
+            "interrupted one resumes from its checkpoint."
+            if how
+            else "The messages above say why."
+        )
+        print(
+            f"error: the sweep was stopped ({how or f'exit code {code}'}) after "
+            f"{len(results)}{total} jobs. {then}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _job_results(self) -> list[dict[str, Any]]:
         if self.sweep_dir is None or not self.sweep_dir.is_dir():
