@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -11,7 +13,7 @@ from cvsweep.config import ModelConfig
 from cvsweep.model import build_model
 from cvsweep.report import shape_report
 
-from .conftest import REPO
+from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train
 
 EXPECTED = {
     "cnn": [
@@ -66,3 +68,132 @@ def test_batch_size_follows_the_argument() -> None:
     report = shape_report(_model("cnn"), "cnn", (1, 28, 28), batch_size=3)
     assert report.rows[0].output_shape == [3, 1, 28, 28]
     assert report.rows[-1].output_shape == [3, 10]
+
+
+# ------------------------------------------------- the comparison report of `cvsweep compare`
+def _parent_id(proc) -> str:
+    match = re.search(r"sweep parent run: ([0-9a-f]{32})", proc.stdout)
+    assert match, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def relaunched(tmp_path_factory, data_dir):
+    """One 2x2 sweep launched twice in one folder: the second launch reuses every run."""
+    tmp = tmp_path_factory.mktemp("relaunch")
+    args = [
+        "-m",
+        "optimizer=sgd,adam",
+        "augment=none,rot_flip",
+        *QUICK,
+        f"tracking.uri={db_uri(tmp)}",
+    ]
+    first = run_train(args, tmp, data_dir, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_train(args, tmp, data_dir, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return tmp, first, second
+
+
+def _compare(tmp: Path, data_dir: Path, *args: str):
+    return run_cvsweep(
+        ["compare", *args, "--tracking-uri", db_uri(tmp)], tmp, cli_env(data_dir), timeout=120
+    )
+
+
+def _group_rows(report: str) -> list[str]:
+    section = report.split("## Groups", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| ") and "| n |" not in line]
+
+
+@pytest.mark.slow
+def test_relaunched_sweep_compares_the_runs_it_reused(relaunched, data_dir):
+    from mlflow import MlflowClient
+
+    tmp, first, second = relaunched
+    assert second.stdout.count("skipped: identical to finished run") == 4
+    client = MlflowClient(db_uri(tmp))
+    old, new = _parent_id(first), _parent_id(second)
+    reused = {
+        r.info.run_id
+        for r in client.search_runs(
+            [client.get_run(old).info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{old}'",
+        )
+    }
+    assert len(reused) == 4
+    proc = _compare(tmp, data_dir, new, "--out", str(tmp / "cmp-new"))
+    assert proc.returncode == 0, proc.stderr
+    assert "4 runs; accuracies in %." in proc.stdout
+    table = proc.stdout.split("## Groups", 1)[0]
+    assert all(f"| {rid} | FINISHED |" in table for rid in reused)
+    assert new not in table
+    recorded = json.loads((tmp / "multirun" / "sweep_runs.json").read_text())
+    assert set(recorded["run_ids"]) == reused
+    assert "sweep_runs.json" in {f.path for f in client.list_artifacts(new)}
+
+
+@pytest.mark.slow
+def test_default_groups_are_configs_and_one_run_has_no_spread(relaunched, data_dir):
+    tmp, _, second = relaunched
+    proc = _compare(tmp, data_dir, _parent_id(second), "--out", str(tmp / "cmp-default"))
+    assert proc.returncode == 0, proc.stderr
+    assert "## Groups (mean ± std over seeds)" in proc.stdout
+    rows = _group_rows(proc.stdout)
+    assert len(rows) == 4
+    assert all(re.search(r"\| 1 \| \d+\.\d\d \| \d+\.\d\d \|$", row) for row in rows), rows
+    assert "± 0.00" not in proc.stdout
+    assert "(pooled over augment)" in proc.stdout and "(pooled over optimizer)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_by_groups_the_table_and_says_what_is_pooled(relaunched, data_dir):
+    tmp, _, second = relaunched
+    out = tmp / "cmp-by"
+    proc = _compare(tmp, data_dir, _parent_id(second), "--by", "optimizer", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "## Groups by optimizer (mean ± std, pooled over augment)" in proc.stdout
+    rows = _group_rows(proc.stdout)
+    assert sorted(row.split(" | ")[0] for row in rows) == ["| optimizer=adam", "| optimizer=sgd"]
+    assert all(" | 2 | " in row and " ± " in row for row in rows), rows
+    assert sorted(p.name for p in out.glob("*.png")) == ["comparison_optimizer.png"]
+
+    both = _compare(tmp, data_dir, _parent_id(second), "--by", "optimizer,augment")
+    assert both.returncode == 0, both.stderr
+    assert "## Groups by optimizer, augment (mean ± std, no other key varies)" in both.stdout
+    assert len(_group_rows(both.stdout)) == 4
+
+
+@pytest.mark.slow
+def test_unknown_by_key_is_an_error_listing_the_keys(relaunched, data_dir):
+    tmp, _, second = relaunched
+    out = tmp / "cmp-typo"
+    proc = _compare(tmp, data_dir, _parent_id(second), "--by", "optimzer", "--out", str(out))
+    assert proc.returncode == 2
+    assert "--by 'optimzer': no compared run has a param or override" in proc.stderr
+    assert "Did you mean 'optimizer'" in proc.stderr
+    assert "Keys that differ between these runs: optimizer, augment." in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_rerun_prints_no_download_progress_bars(relaunched, data_dir):
+    from mlflow import MlflowClient
+
+    tmp, first, _ = relaunched
+    client = MlflowClient(db_uri(tmp))
+    parent = client.get_run(_parent_id(first))
+    (child, *_) = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    proc = run_cvsweep(
+        ["rerun", child.info.run_id, "--tracking-uri", db_uri(tmp)],
+        tmp,
+        cli_env(data_dir),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"rerun of {child.info.run_id} -> " in proc.stdout
+    assert "Downloading artifacts" not in proc.stdout + proc.stderr

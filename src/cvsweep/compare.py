@@ -7,7 +7,10 @@ a report can always be rebuilt from the store, never from files a job happened t
 from __future__ import annotations
 
 import csv
+import difflib
+import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,6 +20,11 @@ from typing import Any
 from .tracking import with_retry
 
 THRESHOLDS = (0.90, 0.95, 0.98)
+SWEEP_RUNS = "sweep_runs.json"  # on a sweep's parent run: the runs that make up the sweep
+
+
+class UnknownKeyError(ValueError):
+    """A --by key that no compared run has as a param or override."""
 
 
 @dataclass
@@ -87,24 +95,103 @@ def value_of(run: RunSummary, key: str) -> str:
     return run.params.get(key, "?")
 
 
+def check_keys(runs: list[RunSummary], by: list[str]) -> None:
+    """Every --by key must name something the runs have: a typo must not draw an empty plot."""
+    known = sorted({k for r in runs for k in (*r.overrides, *r.params)})
+    unknown = [k for k in by if k not in known]
+    if not unknown:
+        return
+    key = unknown[0]
+    close = difflib.get_close_matches(key, known, n=3)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    swept = swept_keys(runs)
+    raise UnknownKeyError(
+        f"--by {key!r}: no compared run has a param or override of that name.{hint}\n"
+        f"Keys that differ between these runs: {', '.join(swept) or '(none)'}.\n"
+        f"All keys of these runs (N: a list index): {', '.join(_key_patterns(known))}."
+    )
+
+
+def _key_patterns(keys: list[str]) -> list[str]:
+    """Keys with list indices shown as N, so a model's layers take a few names, not dozens."""
+    return list(dict.fromkeys(re.sub(r"\.\d+(?=\.|$)", ".N", k) for k in keys))
+
+
+def pooled_keys(runs: list[RunSummary], by: list[str]) -> list[str]:
+    """The keys whose values are averaged together when the runs are grouped by `by`."""
+    pooled = [k for k in swept_keys(runs) if k not in by]
+    if "seed" not in by and len({value_of(r, "seed") for r in runs}) > 1:
+        pooled.append("seed")
+    return pooled
+
+
+def _pooled_text(pooled: list[str]) -> str:
+    return f"pooled over {', '.join(pooled)}" if pooled else "no other key varies"
+
+
 def _fmt_acc(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.2f}"
 
 
 def _mean_std(values: list[float]) -> str:
+    """Mean ± std in %; one value has no spread, so it is shown alone."""
     if not values:
         return ""
     mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+    if len(values) == 1:
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} ± {100 * statistics.stdev(values):.2f}"
+
+
+def _label(run: RunSummary, keys: list[str]) -> str:
+    return " ".join(f"{k}={value_of(run, k)}" for k in keys)
+
+
+def group_runs(runs: list[RunSummary], by: list[str] | None) -> list[tuple[str, list[RunSummary]]]:
+    """(label, finished runs): per --by values, or per full config but the seed by default."""
+    groups: dict[str, list[RunSummary]] = defaultdict(list)
+    labels: dict[str, str] = {}
+    for r in runs:
+        if r.status != "FINISHED" or r.final_test_acc is None:
+            continue
+        key = _label(r, by) if by else r.group_key
+        groups[key].append(r)
+        if by:
+            labels[key] = key
+        else:
+            labels[key] = (
+                " ".join(f"{k}={v}" for k, v in r.overrides.items() if k != "seed") or "defaults"
+            )
+    return [(labels[k], members) for k, members in groups.items()]
+
+
+def _groups_md(runs: list[RunSummary], by: list[str] | None) -> list[str]:
+    groups = group_runs(runs, by)
+    if not groups:
+        return []
+    if by:
+        title = f"## Groups by {', '.join(by)} (mean ± std, {_pooled_text(pooled_keys(runs, by))})"
+    else:
+        title = "## Groups (mean ± std over seeds)"
+    md = ["", title, "", "| group | n | final test acc | best test acc |", "|---|---:|---|---|"]
+    for label, members in groups:
+        final = [m.final_test_acc for m in members if m.final_test_acc is not None]
+        best = [m.best_test_acc for m in members if m.best_test_acc is not None]
+        md.append(f"| {label} | {len(members)} | {_mean_std(final)} | {_mean_std(best)} |")
+    return md
 
 
 def write_report(
     runs: list[RunSummary], out_dir: Path, by: list[str] | None = None, title: str = "Comparison"
 ) -> list[Path]:
-    """comparison.md, comparison.csv and comparison_<key>.png for each compared key."""
+    """comparison.md, comparison.csv and the figures.
+
+    Without `by`, runs are grouped per config (over seeds) and there is one figure per swept
+    key; with `by`, the groups and the one figure are per value of those keys, pooling the rest.
+    """
+    if by:
+        check_keys(runs, by)
     out_dir.mkdir(parents=True, exist_ok=True)
-    keys = by or swept_keys(runs)
     header = [
         "run",
         "run_id",
@@ -146,35 +233,23 @@ def write_report(
             f"**{len(failed)} run(s) did not finish:** "
             + ", ".join(f"{r.name} ({r.status})" for r in failed),
         ]
-    groups: dict[str, list[RunSummary]] = defaultdict(list)
-    for r in runs:
-        if r.status == "FINISHED" and r.final_test_acc is not None:
-            groups[r.group_key].append(r)
-    if groups:
+    md += _groups_md(runs, by)
+    paths = [csv_path]
+    for keys in [by] if by else [[k] for k in swept_keys(runs)]:
+        png = out_dir / f"comparison_{'_'.join(keys).replace('/', '_')}.png"
+        pooled = pooled_keys(runs, keys)
+        plot_groups(runs, keys, png, pooled)
+        paths.append(png)
+        name = ", ".join(keys)
         md += [
             "",
-            "## Groups (mean ± std over seeds)",
+            f"## By {name}",
             "",
-            "| group | n | final test acc | best test acc |",
-            "|---|---:|---|---|",
+            f"![test accuracy by {name}]({png.name})",
+            "",
+            f"One line per value of {name}: the mean over its runs ({_pooled_text(pooled)}); "
+            "the band is ± 1 std over those runs where a line has more than one.",
         ]
-        for members in groups.values():
-            label = (
-                " ".join(f"{k}={v}" for k, v in members[0].overrides.items() if k != "seed")
-                or "defaults"
-            )
-            md.append(
-                f"| {label} | {len(members)} | "
-                f"{_mean_std([m.final_test_acc for m in members if m.final_test_acc is not None])}"
-                f" | {_mean_std([m.best_test_acc for m in members if m.best_test_acc is not None])}"
-                " |"
-            )
-    paths = [csv_path]
-    for key in keys:
-        png = out_dir / f"comparison_{key.replace('/', '_')}.png"
-        plot_by_key(runs, key, png)
-        paths.append(png)
-        md += ["", f"## By {key}", "", f"![test accuracy by {key}]({png.name})"]
     md_path = out_dir / "comparison.md"
     md_path.write_text("\n".join(md) + "\n")
     return [md_path, *paths]
@@ -182,12 +257,17 @@ def write_report(
 
 def plot_by_key(runs: list[RunSummary], key: str, path: Path) -> Path:
     """Test accuracy vs mini-batches, one line per value of key, mean over the other runs."""
+    return plot_groups(runs, [key], path, pooled_keys(runs, [key]))
+
+
+def plot_groups(runs: list[RunSummary], keys: list[str], path: Path, pooled: list[str]) -> Path:
+    """Test accuracy vs mini-batches, one line per value of keys: mean ± std of the pooled runs."""
     from .plots import plt
 
     by_value: dict[str, list[RunSummary]] = defaultdict(list)
     for r in runs:
         if r.test_acc:
-            by_value[value_of(r, key)].append(r)
+            by_value[_label(r, keys)].append(r)
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     lowest = math.inf
     for value, members in sorted(by_value.items()):
@@ -202,12 +282,12 @@ def plot_by_key(runs: list[RunSummary], key: str, path: Path) -> Path:
             lo.append(mu - sd)
             hi.append(mu + sd)
         lowest = min([lowest, *(v for v in lo if math.isfinite(v))])
-        (line,) = ax.plot(steps, mean, label=f"{key}={value} (n={len(members)})")
+        (line,) = ax.plot(steps, mean, label=f"{value} (n={len(members)})")
         if len(members) > 1:
             ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
     ax.set_xlabel("mini-batch")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"test accuracy by {key}")
+    ax.set_title(f"test accuracy by {', '.join(keys)}\nmean ± std, {_pooled_text(pooled)}")
     ax.grid(alpha=0.3)
     if by_value:
         ax.legend()
@@ -218,29 +298,44 @@ def plot_by_key(runs: list[RunSummary], key: str, path: Path) -> Path:
     return path
 
 
+def sweep_children(client: Any, parent: Any) -> list[Any]:
+    """Runs tagged as children of parent (a run object): the jobs this launch started."""
+    return with_retry(
+        lambda: client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+            max_results=5000,
+        )
+    )
+
+
+def record_sweep_runs(client: Any, parent: str, sweep_dir: Path, run_ids: list[str]) -> None:
+    """Log the sweep's run ids on its parent as sweep_runs.json.
+
+    Reused and resumed runs keep their first parent's tag, so this list is how
+    `cvsweep compare <parent>` finds every run of a relaunched sweep.
+    """
+    path = sweep_dir / SWEEP_RUNS
+    path.write_text(json.dumps({"parent_run_id": parent, "run_ids": run_ids}, indent=1) + "\n")
+    with_retry(lambda: client.log_artifact(parent, str(path)))
+    with_retry(lambda: client.set_tag(parent, "cvsweep.sweep_runs", str(len(run_ids))))
+
+
 def sweep_report(client: Any, parent: str, sweep_dir: Path, results: list[dict[str, Any]]) -> str:
-    """The sweep's report from its children in the store, logged to the parent, which it closes.
+    """The sweep's report from its runs in the store, logged to the parent, which it closes.
 
     `results` are the jobs' `job_result.json` contents: a job skipped because an identical run
     had finished is not a child of this parent, but its run belongs in the report all the same.
     Returns the markdown, for the console.
     """
-    children = with_retry(
-        lambda: client.search_runs(
-            [client.get_run(parent).info.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{parent}'",
-            max_results=5000,
-        )
-    )
-    ids = {r.info.run_id for r in children}
-    extra = [
-        with_retry(lambda rid=r["run_id"]: client.get_run(rid))
-        for r in results
-        if r.get("run_id") and r["run_id"] not in ids
-    ]
-    runs = sorted((summarize(client, r) for r in [*children, *extra]), key=lambda r: r.name)
-    name = client.get_run(parent).info.run_name
-    paths = write_report(runs, sweep_dir, title=name)
+    parent_run = with_retry(lambda: client.get_run(parent))
+    members = {r.info.run_id: r for r in sweep_children(client, parent_run)}
+    for rid in dict.fromkeys(r["run_id"] for r in results if r.get("run_id")):
+        if rid not in members and rid != parent:
+            members[rid] = with_retry(lambda rid=rid: client.get_run(rid))
+    record_sweep_runs(client, parent, sweep_dir, list(members))
+    runs = sorted((summarize(client, r) for r in members.values()), key=lambda r: r.name)
+    paths = write_report(runs, sweep_dir, title=parent_run.info.run_name)
     for path in paths:
         with_retry(lambda p=path: client.log_artifact(parent, str(p)))
     no_run = [r for r in results if not r.get("run_id")]

@@ -7,13 +7,23 @@ is rebuilt from MLflow alone, exactly as the sweep callback builds it.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from .compare import summarize, write_report
-from .tracking import resolve_uri, sqlite_path, with_retry
+from .compare import SWEEP_RUNS, UnknownKeyError, summarize, sweep_children, write_report
+from .store_errors import (
+    EXIT_USER_ERROR,
+    StoreError,
+    from_store,
+    open_client,
+    quiet_downloads,
+    store_failure,
+)
+from .tracking import with_retry
 
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -22,30 +32,76 @@ class CompareError(ValueError):
     """A target that names no runs."""
 
 
+def is_sweep(run: Any) -> bool:
+    return run.data.tags.get("cvsweep.sweep") == "true"
+
+
+def recorded_run_ids(client: Any, parent_id: str) -> list[str]:
+    """The run ids a sweep's report logged on its parent ([] for a sweep that made none)."""
+    names = {f.path for f in with_retry(lambda: client.list_artifacts(parent_id))}
+    if SWEEP_RUNS not in names:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        local = with_retry(lambda: client.download_artifacts(parent_id, SWEEP_RUNS, tmp))
+        data = json.loads(Path(local).read_text())
+    ids = data.get("run_ids", []) if isinstance(data, dict) else data
+    return [str(i) for i in ids]
+
+
+def run_members(client: Any, run: Any) -> list[Any]:
+    """A parent's runs: the ones its sweep recorded, then its tagged children; never itself."""
+    from mlflow.exceptions import MlflowException
+
+    parent_id = run.info.run_id
+    members = {r.info.run_id: r for r in sweep_children(client, run)}
+    for rid in recorded_run_ids(client, parent_id) if is_sweep(run) else []:
+        if rid in members or rid == parent_id:
+            continue
+        try:
+            members[rid] = with_retry(lambda r=rid: client.get_run(r))
+        except MlflowException:
+            print(
+                f"warning: run {rid} of sweep {parent_id} is no longer in the store",
+                file=sys.stderr,
+            )
+    return list(members.values())
+
+
+def _get_run(client: Any, run_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return with_retry(lambda: client.get_run(run_id))
+    except MlflowException:
+        raise CompareError(f"Run {run_id} does not exist in this store.") from None
+
+
+def runs_by_id(client: Any, ids: list[str]) -> tuple[list[Any], str]:
+    """The runs named, each parent (a sweep, or a run with children) stood in for by its runs."""
+    found: dict[str, Any] = {}
+    title = f"Comparison of {len(ids)} runs"
+    for run_id in ids:
+        run = _get_run(client, run_id)
+        members = run_members(client, run)
+        if is_sweep(run) and not members:
+            raise CompareError(
+                f"Run {run_id} is the parent of the sweep {run.info.run_name!r}, and none of its "
+                f"runs are in this store: none is tagged as its child and it has no {SWEEP_RUNS} "
+                "(a sweep records that list when its report is made). Compare its runs by id, "
+                "or the whole experiment: cvsweep compare <experiment name>."
+            )
+        for member in members or [run]:
+            found.setdefault(member.info.run_id, member)
+        if len(ids) == 1 and members:
+            title = run.info.run_name or run_id
+    return list(found.values()), title
+
+
 def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
     """(runs, title) for a parent run id, comma-separated run ids, or an experiment name."""
     ids = [t.strip() for t in target.split(",") if t.strip()]
     if ids and all(HEX_ID.match(i) for i in ids):
-        from mlflow.exceptions import MlflowException
-
-        runs = []
-        for run_id in ids:
-            try:
-                runs.append(with_retry(lambda r=run_id: client.get_run(r)))
-            except MlflowException:
-                raise CompareError(f"Run {run_id} does not exist in this store.") from None
-        if len(runs) == 1:
-            parent = runs[0]
-            children = with_retry(
-                lambda: client.search_runs(
-                    [parent.info.experiment_id],
-                    filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-                    max_results=5000,
-                )
-            )
-            if children:
-                return children, parent.info.run_name or parent.info.run_id
-        return runs, f"Comparison of {len(runs)} runs"
+        return runs_by_id(client, ids)
     exp = with_retry(lambda: client.get_experiment_by_name(target))
     if exp is None:
         raise CompareError(
@@ -53,31 +109,40 @@ def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
             "nor an experiment name in this store."
         )
     runs = with_retry(lambda: client.search_runs([exp.experiment_id], max_results=5000))
-    runs = [r for r in runs if r.data.tags.get("cvsweep.sweep") != "true"]
+    runs = [r for r in runs if not is_sweep(r)]
     if not runs:
         raise CompareError(f"Experiment {target!r} has no runs yet.")
     return runs, f"Experiment {target}"
 
 
-def compare_main(args: argparse.Namespace) -> int:
-    from mlflow import MlflowClient
-
-    uri = resolve_uri(args.tracking_uri)
-    db = sqlite_path(uri)
-    if db is not None and not db.is_file():
-        print(f"error: no tracking store at {db}; pass --tracking-uri.", file=sys.stderr)
-        return 2
-    client = MlflowClient(tracking_uri=uri)
-    try:
-        runs, title = find_runs(client, args.target)
-    except CompareError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    by = [k.strip() for k in args.by.split(",")] if args.by else None
+def build_report(client: Any, args: argparse.Namespace) -> Path:
+    """Write the report folder; returns comparison.md."""
+    runs, title = find_runs(client, args.target)
+    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
     summaries = sorted((summarize(client, r) for r in runs), key=lambda s: s.name)
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.target)[:40]
     out = Path(args.out or f"comparison-{safe}")
-    paths = write_report(summaries, out, by=by, title=title)
-    print(paths[0].read_text())
-    print(f"report: {paths[0]}")
+    return write_report(summaries, out, by=by or None, title=title)[0]
+
+
+def compare_main(args: argparse.Namespace) -> int:
+    """Exit 0 with the report printed, 2 for a store, target or key the user must fix."""
+    quiet_downloads()
+    try:
+        client, uri = open_client(args.tracking_uri)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        md = build_report(client, args)
+    except (CompareError, UnknownKeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:
+        if not from_store(exc):
+            raise
+        print(f"error: {store_failure(uri, exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(md.read_text())
+    print(f"report: {md}")
     return 0

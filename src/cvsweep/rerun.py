@@ -20,7 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig
 from .job import ERRORS_FOR_USER, JobContext, print_user_error, run_job
-from .tracking import TrackingError, resolve_uri, with_retry
+from .store_errors import (
+    EXIT_USER_ERROR,
+    StoreError,
+    open_client,
+    quiet_downloads,
+    store_failure,
+)
+from .tracking import TrackingError, with_retry
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{40}$")
 GROUP_NAMES = ("dataset", "model", "optimizer", "augment", "schedule", "tracking", "experiment")
@@ -120,21 +127,24 @@ def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], 
     return lines, largest
 
 
-def rerun_main(args: argparse.Namespace) -> int:
-    from mlflow import MlflowClient
+def _original(client: Any, uri: str, run_id: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
+        return with_retry(lambda: client.get_run(run_id))
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise store_failure(uri, exc) from None
+        raise RerunError(f"Run {run_id} does not exist in the store {uri}.") from None
+
+
+def rerun_main(args: argparse.Namespace) -> int:
+    """Exit 0 (1 with --check when the numbers differ), 2 for what the user must fix."""
+    quiet_downloads()
+    try:
         run_id = check_run_id(args.run_id)
-        uri = resolve_uri(args.tracking_uri)
-        db = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else None
-        if db is not None and not Path(db).is_file():
-            raise RerunError(f"No tracking store at {db}; pass --tracking-uri.")
-        client = MlflowClient(tracking_uri=uri)
-        try:
-            original = client.get_run(run_id)
-        except MlflowException:
-            raise RerunError(f"Run {run_id} does not exist in the store {uri}.") from None
+        client, uri = open_client(args.tracking_uri)
+        original = _original(client, uri, run_id)
         with tempfile.TemporaryDirectory() as tmp:
             raw, logged_overrides, choices = _load_logged(client, run_id, Path(tmp))
             cfg = apply_overrides(typed_config(raw), list(args.overrides))
@@ -154,12 +164,12 @@ def rerun_main(args: argparse.Namespace) -> int:
             extra_tags={"rerun_of": run_id},
         )
         outcome = run_job(cfg, ctx)
-    except (RerunError, ConfigError, TrackingError) as exc:
+    except (RerunError, StoreError, ConfigError, TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     except ERRORS_FOR_USER as exc:
         print_user_error(exc)
-        return 2
+        return EXIT_USER_ERROR
     if outcome.status != "FINISHED" or outcome.run_id is None:
         print(f"error: the rerun ended {outcome.status}: {outcome.error}", file=sys.stderr)
         return 1

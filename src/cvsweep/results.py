@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from .compare import RunSummary, plot_by_key, summarize
-from .tracking import TrackingError, resolve_uri, sqlite_path, with_retry
+from .store_errors import (
+    EXIT_USER_ERROR,
+    StoreError,
+    from_store,
+    open_client,
+    quiet_downloads,
+    store_failure,
+)
+from .tracking import sqlite_path, with_retry
 
 PRESETS = (
     "shapes",
@@ -163,28 +170,16 @@ class Variant:
 
 def open_store(uri: str | None) -> tuple[Any, str]:
     """(MlflowClient, uri) for an existing store; never creates one (a typo must not pass)."""
-    from mlflow import MlflowClient
-
     if uri and "://" not in uri:  # a bare path to the SQLite file
         uri = f"sqlite:///{Path(uri).resolve()}"
     try:
-        resolved = resolve_uri(uri)
-    except TrackingError as exc:
-        raise ReportError(str(exc)) from None
-    db = sqlite_path(resolved)
-    if db is not None and not db.is_file():
-        raise ReportError(
-            f"no MLflow store at {db} (tracking URI {resolved}). Run the presets first "
-            "(python train.py experiment=<name>) or pass --tracking-uri sqlite:///path/to/mlflow.db."
+        return open_client(
+            uri,
+            missing_hint="Run the presets first (python train.py experiment=<name>) or pass "
+            "--tracking-uri sqlite:///path/to/mlflow.db.",
         )
-    client = MlflowClient(tracking_uri=resolved)
-    try:
-        with_retry(lambda: client.search_experiments(max_results=1))
-    except Exception as exc:
-        raise ReportError(
-            f"cannot read the MLflow store {resolved}: {type(exc).__name__}: {exc}"
-        ) from None
-    return client, resolved
+    except StoreError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _search(client: Any, filter_string: str) -> list[Any]:
@@ -1419,13 +1414,19 @@ def report_main(args: argparse.Namespace) -> int:
     """`cvsweep report`: exit 0 with the document written, 2 when the store cannot be read."""
     from .cli import conf_dir
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    quiet_downloads()
     try:
         client, uri = open_store(args.tracking_uri)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     out = Path(args.out)
-    doc = write_results(client, uri, out, conf_dir())
+    try:
+        doc = write_results(client, uri, out, conf_dir())
+    except Exception as exc:
+        if not from_store(exc):
+            raise
+        print(f"error: {store_failure(uri, exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     print(f"wrote {out} and {len(doc.figures)} figure(s) under {out.parent / 'img'}")
     return 0

@@ -1,0 +1,158 @@
+"""Opening an existing MLflow store for `cvsweep compare`, `rerun` and `report`.
+
+MLflow turns whatever SQLite path it is given into a store: it creates a missing file, adds its
+tables to a foreign database, and answers a damaged file with a long SQLAlchemy traceback. These
+commands look at runs a user already has, so the file is checked read-only first, nothing is
+created or changed, and every problem becomes one paragraph that names the file and says what to
+do, with exit code 2 like the commands' other user errors.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from .tracking import TrackingError, resolve_uri, sqlite_path, with_retry
+
+EXIT_USER_ERROR = 2
+SQLITE_HEADER = b"SQLite format 3\x00"
+MLFLOW_TABLES = frozenset({"experiments", "runs"})
+BROKEN_DATABASE = (
+    "file is not a database",
+    "database disk image is malformed",
+    "file is encrypted",
+    "no such table",
+)
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be read; the message names it and says what to do."""
+
+
+def quiet_downloads() -> None:
+    """No MLflow download progress bars in the middle of a command's output (unless asked)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _what_to_do(db: Path) -> str:
+    path = shlex.quote(str(db))
+    return (
+        "Nothing in it was changed. If it should hold your runs, restore it from a backup; "
+        f"otherwise move it aside (mv {path} {path}.broken) and run training again to start "
+        "a new store, or point --tracking-uri at the store your runs were logged to "
+        "(sqlite:///path/to/mlflow.db or http://HOST:PORT)."
+    )
+
+
+def _not_a_store(db: Path, problem: str) -> StoreError:
+    return StoreError(f"The tracking store {db} {problem}. {_what_to_do(db)}")
+
+
+def _tables(db: Path) -> set[str]:
+    """Table names, read without writing: a read-only connection cannot add or change a thing."""
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    finally:
+        conn.close()
+    return {name for (name,) in rows}
+
+
+def _expected_tables() -> set[str]:
+    """The tables this MLflow needs; MLflow would create any that are missing, so ask first."""
+    try:
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (defines the tables)
+        from mlflow.store.db.base_sql_model import Base
+    except ImportError:
+        return set(MLFLOW_TABLES)
+    return set(Base.metadata.tables) or set(MLFLOW_TABLES)
+
+
+def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
+    """Raise StoreError unless db is an MLflow SQLite store this process can read."""
+    if not db.exists():
+        raise StoreError(
+            f"There is no MLflow store at {db}: the file does not exist (and was not created). "
+            + (
+                missing_hint
+                or "Run from the folder you trained in, or pass --tracking-uri "
+                "sqlite:///path/to/mlflow.db (or http://HOST:PORT for a tracking server)."
+            )
+        )
+    if not db.is_file():
+        raise _not_a_store(db, "is a folder, not an MLflow database file")
+    try:
+        with db.open("rb") as fh:
+            header = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(
+            f"The tracking store {db} cannot be read ({exc.strerror or exc}). Check the file's "
+            "permissions, or point --tracking-uri at a store you can read."
+        ) from None
+    if not header:
+        raise _not_a_store(db, "is an empty file, not an MLflow database")
+    if header != SQLITE_HEADER:
+        raise _not_a_store(
+            db,
+            "is not an MLflow database: it is not even an SQLite file (damaged, or another kind of file)",
+        )
+    try:
+        tables = _tables(db)
+    except sqlite3.Error as exc:
+        raise _not_a_store(db, f"is damaged and cannot be read (SQLite: {exc})") from None
+    if not MLFLOW_TABLES.issubset(tables):
+        raise _not_a_store(db, "is an SQLite database but not an MLflow store (no runs table)")
+    missing = sorted(_expected_tables() - tables)
+    if missing:
+        raise StoreError(
+            f"The tracking store {db} was made by another MLflow version (it lacks the tables "
+            f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); this command "
+            "does not change a store. Back the file up, then upgrade it with `mlflow db upgrade "
+            f"sqlite:///{db}`, or point --tracking-uri at another store."
+        )
+
+
+def broken_store(exc: BaseException) -> bool:
+    """Did a store call fail because the database itself is damaged, not because of a run?"""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(s in text for s in BROKEN_DATABASE)
+
+
+def from_store(exc: BaseException) -> bool:
+    """Did exc come from reading the store (MLflow, SQLAlchemy, SQLite), not from our own files?"""
+    module = type(exc).__module__
+    return isinstance(exc, sqlite3.Error) or module.startswith(("mlflow", "sqlalchemy"))
+
+
+def store_failure(uri: str, exc: BaseException) -> StoreError:
+    """A failure met while reading the store, as the one paragraph the user sees."""
+    db = sqlite_path(uri)
+    reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    if db is not None and broken_store(exc):
+        return _not_a_store(db, f"is damaged and cannot be read ({reason})")
+    return StoreError(
+        f"Cannot read the tracking store {uri} ({type(exc).__name__}: {reason}). Check that it "
+        "is the store your runs were logged to, or point --tracking-uri at another one."
+    )
+
+
+def open_client(uri: str | None, missing_hint: str = "") -> tuple[Any, str]:
+    """(MlflowClient, resolved uri) for a store that exists and can be read; never creates one."""
+    from mlflow import MlflowClient
+
+    try:
+        resolved = resolve_uri(uri)
+    except TrackingError as exc:
+        raise StoreError(str(exc)) from None
+    db = sqlite_path(resolved)
+    if db is not None:
+        check_sqlite_store(db, missing_hint)
+    try:
+        client = MlflowClient(tracking_uri=resolved)
+        with_retry(lambda: client.search_experiments(max_results=1))
+    except Exception as exc:
+        raise store_failure(resolved, exc) from None
+    return client, resolved

@@ -1,0 +1,101 @@
+"""compare, rerun and report on a store that is damaged or missing: one paragraph, exit 2.
+
+The file is only ever read: a damaged store stays byte for byte as it was, and a missing one is
+not created, so the user can still restore or inspect what they had.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from .conftest import cli_env, data_root, run_cvsweep
+
+COMMANDS = {
+    "compare": ["compare", "cvsweep"],
+    "rerun": ["rerun", "0123456789abcdef0123456789abcdef"],
+    "report": ["report", "--out", "results.md"],
+}
+
+
+def _run(name: str, tmp: Path, uri: str) -> tuple[int, str]:
+    proc = run_cvsweep(
+        [*COMMANDS[name], "--tracking-uri", uri], tmp, cli_env(data_root()), timeout=120
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _assert_one_paragraph(output: str) -> None:
+    assert "Traceback" not in output
+    assert "sqlalchemy.exc" not in output
+    assert len(output.strip().splitlines()) == 1, output
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_random_bytes_store_is_named_and_left_alone(tmp_path: Path, name: str) -> None:
+    db = tmp_path / "mlflow.db"
+    original = os.urandom(20000)
+    db.write_bytes(original)
+    code, output = _run(name, tmp_path, f"sqlite:///{db}")
+    assert code == 2, output
+    _assert_one_paragraph(output)
+    assert f"The tracking store {db} is not an MLflow database" in output
+    assert "move it aside" in output and "--tracking-uri" in output
+    assert db.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+
+
+@pytest.mark.parametrize("name", ["compare", "report"])
+def test_foreign_sqlite_file_gets_no_mlflow_tables(tmp_path: Path, name: str) -> None:
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    before = db.read_bytes()
+    code, output = _run(name, tmp_path, f"sqlite:///{db}")
+    assert code == 2, output
+    _assert_one_paragraph(output)
+    assert "is an SQLite database but not an MLflow store" in output
+    assert db.read_bytes() == before
+
+
+def test_empty_file_is_not_turned_into_a_store(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    db.touch()
+    code, output = _run("compare", tmp_path, f"sqlite:///{db}")
+    assert code == 2, output
+    _assert_one_paragraph(output)
+    assert "is an empty file, not an MLflow database" in output
+    assert db.stat().st_size == 0
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_missing_store_is_not_created(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "nope"
+    code, output = _run(name, tmp_path, f"sqlite:///{folder / 'mlflow.db'}")
+    assert code == 2, output
+    _assert_one_paragraph(output)
+    assert f"There is no MLflow store at {folder / 'mlflow.db'}" in output
+    assert "--tracking-uri" in output
+    assert not folder.exists()
+
+
+def test_store_damaged_after_its_first_page(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    db = tmp_path / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").create_experiment("cvsweep")
+    conn = sqlite3.connect(db)
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with db.open("r+b") as fh:  # the schema page stays; every table's pages are noise
+        fh.seek(page)
+        fh.write(os.urandom(db.stat().st_size - page))
+    before = db.read_bytes()
+    code, output = _run("compare", tmp_path, f"sqlite:///{db}")
+    assert code == 2, output
+    _assert_one_paragraph(output)
+    assert f"The tracking store {db} is damaged and cannot be read" in output
+    assert db.read_bytes() == before
