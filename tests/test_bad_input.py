@@ -17,7 +17,7 @@ from cvsweep.config import (
     validate,
 )
 
-from .conftest import QUICK, REPO, db_uri, run_train
+from .conftest import QUICK, REPO, cli_env, db_uri, run_train
 
 
 @pytest.mark.parametrize(
@@ -186,3 +186,22 @@ def test_damaged_data_file_is_named(tmp_path, data_dir, damage, expect, optimize
         client = MlflowClient(db_uri(tmp_path))
         exps = client.search_experiments()
         assert all(not client.search_runs([e.experiment_id]) for e in exps)
+
+
+def test_value_that_cannot_be_resolved_is_a_config_error(tmp_path, data_dir):
+    """A preset whose interpolation names a missing key: one message, exit 2, no run."""
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    (conf / "experiment" / "broken.yaml").write_text(
+        "# @package _global_\noptimizer:\n  lr: ${experiment.lr.${optimizer.name}}\n"
+        "experiment:\n  lr: {sgd: 0.01}\n"
+    )
+    env = {**cli_env(data_dir), "CVSWEEP_CONF": str(conf)}
+    db = tmp_path / "mlflow.db"
+    for extra in (["optimizer=adam"], ["-m", "optimizer=sgd,adam"]):
+        args = [*extra, "experiment=broken", *QUICK, f"tracking.uri=sqlite:///{db}"]
+        proc = run_train(args, tmp_path, data_dir, env=env)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert "Invalid config: Interpolation key 'experiment.lr.adam' not found" in proc.stderr
+        assert "Traceback" not in proc.stderr and "training cnn" not in proc.stdout
+        assert not db.exists()

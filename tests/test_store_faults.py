@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -93,17 +94,21 @@ def test_server_lost_mid_run_ends_quickly_and_the_run_resumes_later(tmp_path, da
     args = [*quick, "trainer.epochs=3", "trainer.log_every=2", f"tracking.uri={uri}"]
     args.append(f"hydra.run.dir={work}/run")
     server = _start_server(store, port)
+    proc = start_train(args, work, data_dir)
     try:
-        proc = start_train(args, work, data_dir)
         read_until(proc, "epoch   2/3  batch     2/8")  # epoch 1 ended and was sent
         os.kill(proc.pid, signal.SIGSTOP)  # the trainer waits; its tracking process uploads
         deadline = time.monotonic() + 60
         while _checkpoint_epoch(uri) != "1" and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _checkpoint_epoch(uri) == "1"
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     finally:
         assert server.stop() == 0
-    os.kill(proc.pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out[-3000:]
     assert "Traceback" not in out
@@ -128,3 +133,18 @@ def test_server_lost_mid_run_ends_quickly_and_the_run_resumes_later(tmp_path, da
         assert steps[:4] == [2, 4, 6, 8] and set(steps) == set(range(2, 25, 2))
     finally:
         assert server.stop() == 0
+
+
+def test_damaged_store_is_a_clear_error_and_stays_as_it_was(tmp_path, data_dir):
+    db = tmp_path / "mlflow.db"
+    junk = bytes(range(256)) * 80
+    db.write_bytes(junk)
+    for extra in ([], ["-m", "optimizer=sgd,adam"]):
+        proc = run_train([*extra, *QUICK, f"tracking.uri=sqlite:///{db}"], tmp_path, data_dir)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert f"error: The tracking store {db} is damaged or is not an MLflow database" in (
+            proc.stderr
+        )
+        assert "Traceback" not in proc.stderr and "sqlalche.me" not in proc.stderr
+        assert "training cnn" not in proc.stdout
+        assert db.read_bytes() == junk

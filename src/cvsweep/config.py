@@ -16,6 +16,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 
 class ConfigError(ValueError):
@@ -296,7 +297,20 @@ def _validate_optimizer(opt: DictConfig, prefix: str) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Reject meaningless values before any work; raises ConfigError naming key and rule."""
+    """Reject meaningless values before any work; raises ConfigError naming key and rule.
+
+    A value that cannot even be read (an interpolation naming a missing key, say) is a
+    ConfigError too, so it gets the same one-paragraph message instead of a traceback.
+    """
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except OmegaConfBaseException as exc:
+        detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise ConfigError(f"Invalid config: {detail}.") from None
+    _check_values(cfg)
+
+
+def _check_values(cfg: DictConfig) -> None:
     _reject_unknown_keys(cfg)
     t = cfg.trainer
     _require(t.epochs >= 1, "trainer.epochs", t.epochs, "must be an integer >= 1")

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from .store_errors import broken_store
 from .tracking import (
     MlflowTracker,
     TrackingError,
@@ -36,6 +37,7 @@ from .tracking import (
     ensure_experiment,
     mark_orphans,
     probe_server,
+    sqlite_path,
     unreachable,
     with_retry,
 )
@@ -172,10 +174,23 @@ class StoreSession:
 
     def handle(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         fn = getattr(self, f"op_{op}")
-        if op in self._STORE_OPS or op in self._RUN_OPS:
-            run_id = str(args[1]) if op in self._RUN_OPS else None
-            return self.guarded(str(args[0]), run_id, op, lambda: fn(*args, **kwargs))
-        return fn(*args, **kwargs)
+        if op not in self._STORE_OPS and op not in self._RUN_OPS:
+            return fn(*args, **kwargs)
+        uri = str(args[0])
+        run_id = str(args[1]) if op in self._RUN_OPS else None
+        try:
+            return self.guarded(uri, run_id, op, lambda: fn(*args, **kwargs))
+        except Exception as exc:
+            db = sqlite_path(uri)
+            if db is None or not broken_store(exc):
+                raise
+            reason = str(exc).strip().splitlines()[0][:200]
+            raise TrackingError(
+                f"The tracking store {db} is damaged or is not an MLflow database ({reason}). "
+                f"Nothing in it was changed. Move it aside (mv {db} {db}.broken) to start a "
+                "new store there, point tracking.uri at another store, or set "
+                "tracking.enabled=false."
+            ) from None
 
     def op_warm(self) -> None:
         """The imports every store needs, before anyone asks (about 2 s of one core)."""

@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, validate
 from .identity import RESULT_FILE, run_name
@@ -64,7 +66,7 @@ def validate_jobs(config: DictConfig, config_name: str | None) -> None:
     for i, overrides in enumerate(job_overrides(config)):
         try:
             validate(compose(config_name=config_name or "train", overrides=overrides))
-        except ConfigError as exc:
+        except (ConfigError, HydraException, OmegaConfBaseException) as exc:
             print(f"error: job #{i} ({' '.join(overrides)}): {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
 
