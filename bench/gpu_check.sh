@@ -88,8 +88,6 @@ gpu_step() {
     step "gpu_step_$name" 60 "$PY" -m bench.gpu_step --device cuda "$@" --json "$WORK/gpu_step_$name.json"
 }
 gpu_step adam_none --override optimizer=adam
-gpu_step adam_none_no_benchmark --override optimizer=adam --override trainer.cudnn_benchmark=off
-gpu_step adam_none_channels_last --override optimizer=adam --override trainer.channels_last=on
 gpu_step sgd_none --override optimizer=sgd
 gpu_step adam_rot_flip --override optimizer=adam --override augment=rot_flip
 
@@ -101,9 +99,6 @@ step sweep_2x2_fresh_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
 step sweep_2x2_same_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
     tracking.skip_finished=false "tracking.uri=sqlite:///$WORK/mlflow.db" \
     "hydra.sweep.dir=$WORK/multirun2"
-step sweep_2x2_channels_last 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
-    trainer.channels_last=on "tracking.uri=sqlite:///$WORK/mlflow.db" \
-    "hydra.sweep.dir=$WORK/multirun3"
 
 # 6. The speedrun preset.
 step speedrun 60 ${TIMER[@]+"${TIMER[@]}"} "$PY" train.py experiment=speedrun trainer.progress=off \
