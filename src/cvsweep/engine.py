@@ -313,6 +313,9 @@ class Trainer:
         """
         static_idx = idx.clone()
         graph = torch.cuda.CUDAGraph()
+        # Gradients are freed before capture, not inside it: backward then allocates them in
+        # the graph's own pool, where every replay writes them (PyTorch's whole-network recipe).
+        self.model.zero_grad(set_to_none=True)
         with torch.cuda.graph(graph):
             static_loss = step(static_idx)
         return _GraphedStep(graph, static_idx, static_loss)

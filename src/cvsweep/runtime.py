@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from dataclasses import dataclass
@@ -108,14 +109,21 @@ def preload_for_training(requested_device: str) -> None:
     A sweep's launching process waits about a second for the tracking store before its jobs
     start (docs/performance.md). Everything here would happen in the first job anyway: the
     trainer's modules, torch._dynamo (which every torch.optim `step()` imports on first use:
-    1.0 s of CPU on the 2-core VM) and, for a CUDA run, the device's context.
+    1.0 s of CPU on the 2-core VM) and, for a CUDA run, the context, cuDNN and cuBLAS.
     """
     import torch._dynamo  # noqa: F401
 
     import cvsweep.job  # noqa: F401
 
     if requested_device in ("auto", "cuda") and torch.cuda.is_available():
-        torch.cuda.init()
+        # Only a warm-up (context, cuDNN and cuBLAS loaded by a convolution and a matmul, both
+        # ways, on zeros: no random numbers drawn): the job itself reports any real error.
+        with contextlib.suppress(Exception):
+            x = torch.zeros(2, 1, 8, 8, device="cuda", requires_grad=True)
+            w = torch.zeros(4, 1, 3, 3, device="cuda", requires_grad=True)
+            y = torch.nn.functional.conv2d(x, w).flatten(1)
+            (y @ torch.zeros(y.shape[1], 2, device="cuda")).sum().backward()
+            torch.cuda.synchronize()
 
 
 def device_name(device: torch.device) -> str:
