@@ -15,14 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import SWEEP_RUNS, UnknownKeyError, summarize, sweep_children, write_report
-from .store_errors import (
-    EXIT_USER_ERROR,
-    StoreError,
-    from_store,
-    open_client,
-    quiet_downloads,
-    store_failure,
-)
+from .store_errors import open_client, store_command
 from .tracking import with_retry
 
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -127,22 +120,13 @@ def build_report(client: Any, args: argparse.Namespace) -> Path:
 
 def compare_main(args: argparse.Namespace) -> int:
     """Exit 0 with the report printed, 2 for a store, target or key the user must fix."""
-    quiet_downloads()
-    try:
-        client, uri = open_client(args.tracking_uri)
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    try:
+
+    def work(client: Any, _uri: str) -> int:
         md = build_report(client, args)
-    except (CompareError, UnknownKeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except Exception as exc:
-        if not from_store(exc):
-            raise
-        print(f"error: {store_failure(uri, exc)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    print(md.read_text())
-    print(f"report: {md}")
-    return 0
+        print(md.read_text())
+        print(f"report: {md}")
+        return 0
+
+    return store_command(
+        lambda: open_client(args.tracking_uri), work, (CompareError, UnknownKeyError)
+    )

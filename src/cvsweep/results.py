@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -28,14 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import RunSummary, plot_by_key, summarize
-from .store_errors import (
-    EXIT_USER_ERROR,
-    StoreError,
-    from_store,
-    open_client,
-    quiet_downloads,
-    store_failure,
-)
+from .store_errors import StoreError, open_client, store_command
 from .tracking import sqlite_path, with_retry
 
 PRESETS = (
@@ -1414,19 +1406,11 @@ def report_main(args: argparse.Namespace) -> int:
     """`cvsweep report`: exit 0 with the document written, 2 when the store cannot be read."""
     from .cli import conf_dir
 
-    quiet_downloads()
-    try:
-        client, uri = open_store(args.tracking_uri)
-    except ReportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
     out = Path(args.out)
-    try:
+
+    def work(client: Any, uri: str) -> int:
         doc = write_results(client, uri, out, conf_dir())
-    except Exception as exc:
-        if not from_store(exc):
-            raise
-        print(f"error: {store_failure(uri, exc)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    print(f"wrote {out} and {len(doc.figures)} figure(s) under {out.parent / 'img'}")
-    return 0
+        print(f"wrote {out} and {len(doc.figures)} figure(s) under {out.parent / 'img'}")
+        return 0
+
+    return store_command(lambda: open_store(args.tracking_uri), work, (ReportError,))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shlex
 import sqlite3
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +158,28 @@ def open_client(uri: str | None, missing_hint: str = "") -> tuple[Any, str]:
     except Exception as exc:
         raise store_failure(resolved, exc) from None
     return client, resolved
+
+
+def store_command(
+    open_store: Callable[[], tuple[Any, str]],
+    work: Callable[[Any, str], int],
+    user_errors: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Run a command's work against a store it opened; exit 2 with one paragraph for what the
+    user must fix: a store that cannot be read (now or half-way through), or user_errors."""
+    quiet_downloads()
+    try:
+        client, uri = open_store()
+    except (StoreError, *user_errors) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        return work(client, uri)
+    except user_errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:
+        if not from_store(exc):
+            raise
+        print(f"error: {store_failure(uri, exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
