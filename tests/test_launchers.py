@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+
 import pytest
 from mlflow import MlflowClient
 
+from cvsweep.identity import RESULT_FILE
 from cvsweep.server import free_port, start_server, stop_server, wait_ready
+from cvsweep.sweep import NOT_STARTED
 
-from .conftest import QUICK, db_uri, run_train
+from .conftest import QUICK, db_uri, read_until, run_train, start_train
 
 pytestmark = pytest.mark.slow
 
@@ -79,3 +85,38 @@ def test_four_parallel_writers_through_a_tracking_server(tmp_path, data_dir):
         _check_sweep(uri, 4, list(range(1, 9)))
     finally:
         stop_server(server)
+
+
+def test_ctrl_c_in_a_joblib_sweep_lets_running_jobs_save_and_starts_no_other(tmp_path, data_dir):
+    args = [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "optimizer=sgd,adam,adamw",
+        "trainer.epochs=1",
+        "dataset.train_limit=4096",
+        "dataset.test_limit=500",
+        "trainer.batch_size=8",
+        "trainer.log_every=32",
+        "trainer.progress=off",
+        f"tracking.uri={db_uri(tmp_path)}",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+    ]
+    proc = start_train(args, tmp_path, data_dir)
+    seen = read_until(proc, "step     64 |", timeout=240)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches every worker too
+    rest, _ = proc.communicate(timeout=180)
+    output = "".join(seen) + rest
+    assert proc.returncode == 130, output[-3000:]
+    assert "stopping: the running jobs save their state" in output
+    assert output.count("Interrupted by SIGINT; state saved") == 2
+    assert "the sweep was stopped (Ctrl-C) after 2 of 3 jobs" in output
+    results = {
+        p.parent.name: json.loads(p.read_text())
+        for p in (tmp_path / "sweep").glob(f"*/{RESULT_FILE}")
+    }
+    assert results["2"]["error"] == NOT_STARTED  # the queued job never trained
+    assert not (tmp_path / "sweep" / "2" / "checkpoint.pt").exists()
+    for job in ("0", "1"):
+        assert results[job]["status"] == "KILLED"
+        assert (tmp_path / "sweep" / job / "checkpoint.pt").is_file()

@@ -112,7 +112,8 @@ def test_server_lost_mid_run_ends_quickly_and_the_run_resumes_later(tmp_path, da
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out[-3000:]
     assert "Traceback" not in out
-    assert f"the tracking store {uri} stopped answering at" in out
+    assert f"the tracking store {uri} stopped answering (a write failed at" in out
+    assert "connection refused" in out
     assert "writes were not made" in out and "run the same command again" in out
     run_id = re.search(r"mlflow run: (\w+)", out).group(1)  # type: ignore[union-attr]
     assert (work / "run" / "model.pth").is_file() and (work / "run" / "checkpoint.pt").is_file()
@@ -122,6 +123,7 @@ def test_server_lost_mid_run_ends_quickly_and_the_run_resumes_later(tmp_path, da
         again = start_train(args, work, data_dir)
         again_out, _ = again.communicate(timeout=300)
         assert again.returncode == 0, again_out[-3000:]
+        assert f"note: run {run_id} was left RUNNING by a process that is gone" in again_out
         assert f"resuming run {run_id} (KILLED) from its checkpoint at step 8" in again_out
         from mlflow import MlflowClient
 
@@ -148,3 +150,19 @@ def test_damaged_store_is_a_clear_error_and_stays_as_it_was(tmp_path, data_dir):
         assert "Traceback" not in proc.stderr and "sqlalche.me" not in proc.stderr
         assert "training cnn" not in proc.stdout
         assert db.read_bytes() == junk
+
+
+def test_sqlite_file_of_something_else_is_refused_and_left_alone(tmp_path, data_dir):
+    import sqlite3
+
+    db = tmp_path / "notes.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE notes (text)")
+        conn.execute("INSERT INTO notes VALUES ('keep me')")
+        conn.commit()
+    before = db.read_bytes()
+    proc = run_train([*QUICK, f"tracking.uri=sqlite:///{db}"], tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "is an SQLite database of something else (tables: notes)" in proc.stderr
+    assert "Traceback" not in proc.stderr and "training cnn" not in proc.stdout
+    assert db.read_bytes() == before

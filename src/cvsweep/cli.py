@@ -67,6 +67,12 @@ def train_task(cfg: DictConfig) -> float | None:
     from .job import ERRORS_FOR_USER, JobOutcome, print_user_error, run_job
 
     ctx = _context_from_hydra()
+    if ctx.multirun:
+        from .sweep import NOT_STARTED, stop_requested
+
+        if stop_requested(ctx.output_dir):
+            JobOutcome("KILLED", None, error=NOT_STARTED).write(ctx.output_dir)
+            return None
     try:
         outcome = run_job(cfg, ctx)
     except ERRORS_FOR_USER as exc:
@@ -113,14 +119,23 @@ def hydra_main() -> None:
     try:
         main()
     except SystemExit as exc:
+        _on_the_way_out()
         stop_sweep(exc.code)
         exit_without_teardown(exc.code)
         raise
     except KeyboardInterrupt:  # Ctrl-C outside a job, e.g. while a parallel launcher waits
+        _on_the_way_out()
         stop_sweep(130)
         exit_without_teardown(130)
         raise SystemExit(130) from None
     exit_without_teardown(0)
+
+
+def _on_the_way_out() -> None:
+    """Ignore further Ctrl-C and SIGTERM while the sweep's status, its report and the tracking
+    process's last writes are recorded (about a second; Ctrl-backslash still quits at once)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:

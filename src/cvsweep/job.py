@@ -229,6 +229,8 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     resume_state: dict[str, Any] | None = None
     run_id: str | None = None
     if store is not None and found is not None:
+        for orphan in found.get("orphans") or []:
+            _console(f"note: run {orphan} was left RUNNING by a process that is gone: now KILLED")
         if found["finished"] is not None:
             fid = found["finished"]["run_id"]
             _console(f"skipped: identical to finished run {fid}")

@@ -71,8 +71,8 @@ class _Outage:
         runs = ", ".join(sorted(self.runs)) or "none"
         writes = "1 write was" if self.skipped == 1 else f"{self.skipped} writes were"
         return (
-            f"{writes} not made (runs: {runs}): the tracking store {uri} "
-            f"stopped answering at {when} ({self.reason}). The job's files in its output "
+            f"{writes} not made (runs: {runs}): the tracking store {uri} stopped answering "
+            f"(a write failed at {when}: {self.reason}). The job's files in its output "
             "folder are complete. Once the store is back, run the same command again: the "
             "unfinished run is marked KILLED and, if a checkpoint of it was uploaded, resumed "
             "from there."
@@ -119,7 +119,7 @@ class StoreSession:
         except Exception as exc:
             if uri.startswith(("http://", "https://")) and unreachable(exc):
                 outage = self.outages.setdefault(
-                    uri, _Outage(time.time(), _describe(exc)[:300], time.monotonic())
+                    uri, _Outage(time.time(), _short_reason(exc), time.monotonic())
                 )
                 outage.skipped += 1
                 if run_id:
@@ -201,8 +201,13 @@ class StoreSession:
         """Experiment id, orphans marked, and the previous runs with this config (if asked)."""
         client = client_for(uri)
         exp_id = ensure_experiment(client, uri, experiment)
-        mark_orphans(client, exp_id)
-        found: dict[str, Any] = {"experiment_id": exp_id, "finished": None, "resumable": None}
+        orphans = mark_orphans(client, exp_id)
+        found: dict[str, Any] = {
+            "experiment_id": exp_id,
+            "finished": None,
+            "resumable": None,
+            "orphans": orphans,
+        }
         if config_hash is None:
             return found
         runs = with_retry(
@@ -357,6 +362,24 @@ class StoreSession:
         return self.take_failures()
 
 
+_CAUSES = (
+    "Connection refused",
+    "Failed to establish a new connection",
+    "Name or service not known",
+    "Remote end closed connection",
+    "Connection aborted",
+)
+
+
+def _short_reason(exc: BaseException) -> str:
+    """The cause in a few words: MLflow's HTTP errors run to several hundred characters."""
+    text = _describe(exc)
+    for cause in _CAUSES:
+        if cause.lower() in text.lower():
+            return cause.lower()
+    return text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0] + " ..."
+
+
 def _remove_snapshot(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
@@ -437,6 +460,9 @@ def main(argv: list[str]) -> int:
     # the store's tables (warnings and errors still show).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    # MLflow writes "View run ... at: <url>" lines to stdout for a server store; this process
+    # answers through its pipes and has nothing for the trainer's stdout.
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     with contextlib.suppress(OSError):
         os.nice(5)  # training comes first when both want the same core
     read_fd, write_fd = int(argv[0]), int(argv[1])

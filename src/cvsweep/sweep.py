@@ -98,6 +98,25 @@ _ACTIVE: MlflowSweepCallback | None = None  # the sweep this process launched, u
 INTERRUPT_CODES = {128 + signal.SIGINT: "Ctrl-C", 128 + signal.SIGTERM: "SIGTERM"}
 
 
+STOP_FILE = ".cvsweep-stop"  # in the sweep folder: no job of a stopped sweep starts
+NOT_STARTED = "not started: the sweep was stopped"
+
+
+def stop_requested(job_dir: Path) -> bool:
+    """Was this job's sweep stopped before the job began (a parallel launcher's queue)?"""
+    return (job_dir.parent / STOP_FILE).exists()
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is pid (Linux /proc; none elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
 def jobs_run_here() -> bool:
     """Does this process run the jobs of a sweep it launched (Hydra's basic launcher)?"""
     return _ACTIVE is not None and _ACTIVE.runs_here and not _ACTIVE.ended
@@ -117,7 +136,9 @@ class MlflowSweepCallback(Callback):
         self.sweep_dir: Path | None = None
         self.runs_here = False
         self.ended = False
+        self.reported = False
         self.n_jobs = 0
+        self.interrupted: int | None = None  # exit code of a stop a parallel sweep waits out
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_output_dir(Path(str(config.hydra.run.dir)).resolve(), "hydra.run.dir")
@@ -131,6 +152,9 @@ class MlflowSweepCallback(Callback):
         _ACTIVE, self.runs_here, self.ended = self, _runs_jobs_here(config), False
         if "BasicSweeper" in str(config.hydra.sweeper.get("_target_", "")):
             self.n_jobs = len(job_overrides(config))
+        if not self.runs_here:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, self._wait_for_workers)
         if not config.tracking.enabled:
             discard_unused()
             return
@@ -180,13 +204,42 @@ class MlflowSweepCallback(Callback):
             config.hydra.overrides.task.append(f"tracking.uri={self.uri}")
         print(f"sweep parent run: {self.parent_id} ({sweep_name(overrides)})", flush=True)
 
+    def _wait_for_workers(self, signum: int, _frame: Any) -> None:
+        """Ctrl-C or SIGTERM while a parallel launcher's workers train: let them save first.
+
+        Stopping the launcher at once would kill its workers half-way through saving their
+        state. Instead no queued job starts (the stop file), the running ones stop at their
+        next step as a terminal's Ctrl-C reaches them too (SIGTERM is passed on to them), and
+        the sweep ends as stopped once they have returned. A second Ctrl-C stops at once.
+        """
+        if self.interrupted is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        first = self.interrupted is None
+        self.interrupted = 128 + signum
+        if self.sweep_dir is not None:
+            with contextlib.suppress(OSError):
+                (self.sweep_dir / STOP_FILE).touch()
+        if signum == signal.SIGTERM:
+            for pid in _children(os.getpid()):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+        if first:
+            print(
+                "stopping: the running jobs save their state and no further job starts "
+                "(Ctrl-C again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self.ended = True
+        if self.interrupted is not None:
+            raise SystemExit(self.interrupted)  # hydra_main records the sweep as stopped
         results = self._job_results()
         failed = [r for r in results if r.get("status") in ("FAILED", "KILLED")]
         t_jobs = time.perf_counter()
         if self.parent_id is not None:
             self._report(results)
+        self.reported = True
         from . import cli
 
         if cli.STARTED is not None:
@@ -196,6 +249,7 @@ class MlflowSweepCallback(Callback):
                 f"report {now - t_jobs:.1f} s",
                 flush=True,
             )
+        self.ended = True
         if failed:
             print(
                 f"error: {len(failed)} of {len(results)} jobs did not finish "
@@ -212,9 +266,10 @@ class MlflowSweepCallback(Callback):
         how = INTERRUPT_CODES.get(code) if isinstance(code, int) else None
         if how is None and self.parent_id is None:
             return  # an error before any job ran; its own message says what to fix
-        results = self._job_results()
+        results = [r for r in self._job_results() if r.get("error") != NOT_STARTED]
         if self.parent_id is not None:
-            self._report(results)
+            if not self.reported:
+                self._report(results)
             proxy = shared_proxy()
             with contextlib.suppress(TrackingError):
                 if how is not None:

@@ -127,7 +127,42 @@ def client_for(uri: str) -> Any:
     check_writable(uri)
     if uri.startswith(("http://", "https://")):
         probe_server(uri)
+    db = sqlite_path(uri)
+    if db is not None:
+        refuse_foreign_database(db)
     return _cached_client(uri)
+
+
+# Tables of an MLflow store; a database being created by another job has some of them already.
+_MLFLOW_TABLES = frozenset({"alembic_version", "experiments", "runs", "metrics", "params", "tags"})
+
+
+def refuse_foreign_database(db: Path) -> None:
+    """MLflow would add its tables to any SQLite file it is given: refuse one that holds others.
+
+    The file is only read (a read-only connection). An empty file, or one another job is
+    turning into a store right now (some of MLflow's tables already there), is fine.
+    """
+    import sqlite3
+
+    try:
+        if db.stat().st_size == 0:
+            return
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error):
+        return  # missing, or not SQLite at all: MLflow's own error is reported as damaged
+    tables = {name for (name,) in rows}
+    if tables and not tables & _MLFLOW_TABLES:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise TrackingError(
+            f"The tracking store {db} is an SQLite database of something else (tables: {shown}), "
+            "not an MLflow store. Nothing in it was changed. Point tracking.uri at another file "
+            "(sqlite:///path/to/mlflow.db), or set tracking.enabled=false."
+        )
 
 
 @functools.lru_cache(maxsize=8)
