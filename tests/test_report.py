@@ -175,6 +175,9 @@ def test_unknown_by_key_is_an_error_listing_the_keys(relaunched, data_dir):
     assert "Keys that differ between these runs: optimizer, augment." in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+    empty = _compare(tmp, data_dir, _parent_id(second), "--by", "", "--out", str(out))
+    assert empty.returncode == 2 and "--by needs at least one key" in empty.stderr
+    assert not out.exists()
 
 
 @pytest.mark.slow

@@ -111,7 +111,9 @@ def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
 def build_report(client: Any, args: argparse.Namespace) -> Path:
     """Write the report folder; returns comparison.md."""
     runs, title = find_runs(client, args.target)
-    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
+    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by is not None else None
+    if by == []:
+        raise CompareError("--by needs at least one key, e.g. --by optimizer,augment.")
     summaries = sorted((summarize(client, r) for r in runs), key=lambda s: s.name)
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.target)[:40]
     out = Path(args.out or f"comparison-{safe}")
