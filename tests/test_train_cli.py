@@ -156,3 +156,16 @@ def test_unwritable_output_folder_is_a_clear_error_before_any_run(tmp_path, data
         assert f"error: cannot write the output folder {blocker}/" in proc.stderr
         assert "Traceback" not in proc.stderr and "training cnn" not in proc.stdout
         assert not db.exists()  # no run, no sweep parent left RUNNING
+
+
+def test_a_note_can_be_added_to_a_run_without_a_preset(tmp_path, data_dir):
+    """`experiment` holds free-form notes; without a preset it is empty, and `+` adds to it."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "+experiment.note=baseline", "--cfg", "job"],
+        cwd=tmp_path,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "experiment:\n  note: baseline" in proc.stdout

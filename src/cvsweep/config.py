@@ -162,7 +162,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0
     # Free-form notes carried by experiment presets (shown in reports, never used in training).
-    experiment: dict[str, Any] | None = None
+    experiment: dict[str, Any] | None = field(default_factory=dict)
 
 
 def optimizer_schema_name(name: str) -> str:
