@@ -318,7 +318,6 @@ def record_sweep_runs(client: Any, parent: str, sweep_dir: Path, run_ids: list[s
     path = sweep_dir / SWEEP_RUNS
     path.write_text(json.dumps({"parent_run_id": parent, "run_ids": run_ids}, indent=1) + "\n")
     with_retry(lambda: client.log_artifact(parent, str(path)))
-    with_retry(lambda: client.set_tag(parent, "cvsweep.sweep_runs", str(len(run_ids))))
 
 
 def sweep_report(client: Any, parent: str, sweep_dir: Path, results: list[dict[str, Any]]) -> str:

@@ -49,12 +49,11 @@ class NonFiniteLoss(RuntimeError):
 class Interrupted(RuntimeError):
     """SIGTERM or Ctrl-C stopped training after a checkpoint of the exact state was written."""
 
-    def __init__(self, signum: int, checkpoint: Path, epoch: int = 0) -> None:
+    def __init__(self, signum: int, checkpoint: Path) -> None:
         name = signal.Signals(signum).name
         super().__init__(f"Interrupted by {name}; state saved to {checkpoint}.")
         self.signum = signum
         self.checkpoint = checkpoint
-        self.epoch = epoch
 
 
 @dataclass
@@ -489,7 +488,8 @@ class Trainer:
                                 phase.index, e, b + 1, perm, optimizer, scheduler, run
                             )
                             atomic_save(state, self.checkpoint_path)
-                            raise Interrupted(stop.signum, self.checkpoint_path, epoch)
+                            self.on_checkpoint(epoch)
+                            raise Interrupted(stop.signum, self.checkpoint_path)
                     if bar is not None:
                         bar.close()
                     if scheduler is not None and not per_batch:
@@ -519,8 +519,8 @@ class Trainer:
                             next_phase, next_epoch, 0, None, optimizer, scheduler, run
                         )
                         atomic_save(state, self.checkpoint_path)
+                        self.on_checkpoint(epoch)
                     self._save_model()
-                    self.on_epoch_end(epoch)
         last = run.history[-1]
         return TrainResult(
             history=run.history,
@@ -536,8 +536,9 @@ class Trainer:
             epoch_times=run.epoch_times,
         )
 
-    def on_epoch_end(self, epoch: int) -> None:
-        """Hook for callers (the job logs the checkpoint to the tracker here)."""
+    def on_checkpoint(self, epoch: int) -> None:
+        """Hook for callers, after each checkpoint write: at an epoch's end, and the exact
+        state when a signal stops training (the job uploads it to the tracker here)."""
 
     def _after_step(
         self, loss: torch.Tensor, step: int, epoch: int, scheduler: Any, per_batch: bool

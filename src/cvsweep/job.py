@@ -109,14 +109,15 @@ def reproduce_command(overrides: list[str]) -> str:
 
 
 class _TrackedTrainer(Trainer):
-    """Uploads the checkpoint at every epoch end, so a lost machine loses one epoch at most.
+    """Uploads every checkpoint it writes: a lost machine loses one epoch at most, and a
+    signal's exact state is what the same command resumes from.
 
     The upload reads a hard-linked snapshot, so the next epoch's checkpoint can replace the
     file while the tracking process is still copying this one.
     """
 
-    def on_epoch_end(self, epoch: int) -> None:
-        if not isinstance(self.tracker, ProxyTracker) or not self.checkpoint_path.exists():
+    def on_checkpoint(self, epoch: int) -> None:
+        if not isinstance(self.tracker, ProxyTracker):
             return
         snapshot = self.out_dir / f".checkpoint-epoch{epoch}" / self.checkpoint_path.name
         snapshot.parent.mkdir(exist_ok=True)
@@ -274,9 +275,6 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     except Interrupted as exc:
         status, error, stopped_by = "KILLED", str(exc), exc.signum
         tracker.set_tags({"failure_reason": "interrupted"})
-        # The exact state, mid-epoch included: the same command resumes from here.
-        tracker.log_artifact(exc.checkpoint, "checkpoint")
-        tracker.set_tags({"cvsweep.checkpoint_epoch": str(exc.epoch)})
         _console(f"error: {exc}")
     except KeyboardInterrupt:
         status, error, stopped_by = "KILLED", "interrupted", signal.SIGINT
@@ -340,7 +338,8 @@ def _finish_run(
             "step": result.steps,
             "history": result.history,
             "curves_path": out_dir / "curves.png",
-            "artifacts": [(result.model_path, None), (result.checkpoint_path, "checkpoint")],
+            # The last checkpoint was uploaded when it was written (_TrackedTrainer).
+            "artifacts": [(result.model_path, None)],
         }
     return tracker.finish(status, wait=not tracker.proxy.defer_finish, **final)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .tracking import TrackingError, resolve_uri, sqlite_path, with_retry
+from .tracking import TrackingError, resolve_uri, sqlite_path, sqlite_tables, with_retry
 
 EXIT_USER_ERROR = 2
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -51,16 +51,6 @@ def _what_to_do(db: Path) -> str:
 
 def _not_a_store(db: Path, problem: str) -> StoreError:
     return StoreError(f"The tracking store {db} {problem}. {_what_to_do(db)}")
-
-
-def _tables(db: Path) -> set[str]:
-    """Table names, read without writing: a read-only connection cannot add or change a thing."""
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    finally:
-        conn.close()
-    return {name for (name,) in rows}
 
 
 def _expected_tables() -> set[str]:
@@ -102,7 +92,7 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
             "is not an MLflow database: it is not even an SQLite file (damaged, or another kind of file)",
         )
     try:
-        tables = _tables(db)
+        tables = sqlite_tables(db)
     except sqlite3.Error as exc:
         raise _not_a_store(db, f"is damaged and cannot be read (SQLite: {exc})") from None
     if not MLFLOW_TABLES.issubset(tables):

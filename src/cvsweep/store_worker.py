@@ -39,6 +39,7 @@ from .tracking import (
     probe_server,
     sqlite_path,
     unreachable,
+    unreachable_cause,
     with_retry,
 )
 
@@ -65,6 +66,12 @@ class _Outage:
     checked: float  # time.monotonic() of the last look
     skipped: int = 0
     runs: set[str] = field(default_factory=set)
+
+    def count(self, run_id: str | None) -> None:
+        """One more write not made (to run_id, where it names one)."""
+        self.skipped += 1
+        if run_id:
+            self.runs.add(run_id)
 
     def report(self, uri: str) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(self.since))
@@ -108,11 +115,10 @@ class StoreSession:
         without MLflow's retries, and the store is looked at again every few seconds, so a
         job whose server went away ends in seconds and says once what was not written.
         """
+        run = self.handles.get(run_id, run_id) if run_id else None
         outage = self.outages.get(uri)
         if outage is not None and not self._back(uri, outage):
-            outage.skipped += 1
-            if run_id:
-                outage.runs.add(self.handles.get(run_id, run_id))
+            outage.count(run)
             raise StoreDown(f"{what}: not written, the tracking store {uri} is not answering")
         try:
             return fn()
@@ -121,9 +127,7 @@ class StoreSession:
                 outage = self.outages.setdefault(
                     uri, _Outage(time.time(), _short_reason(exc), time.monotonic())
                 )
-                outage.skipped += 1
-                if run_id:
-                    outage.runs.add(self.handles.get(run_id, run_id))
+                outage.count(run)
                 raise StoreDown(f"{what}: {_describe(exc)}") from None
             raise
 
@@ -362,21 +366,12 @@ class StoreSession:
         return self.take_failures()
 
 
-_CAUSES = (
-    "Connection refused",
-    "Failed to establish a new connection",
-    "Name or service not known",
-    "Remote end closed connection",
-    "Connection aborted",
-)
-
-
 def _short_reason(exc: BaseException) -> str:
     """The cause in a few words: MLflow's HTTP errors run to several hundred characters."""
+    cause = unreachable_cause(exc)
+    if cause is not None:
+        return cause
     text = _describe(exc)
-    for cause in _CAUSES:
-        if cause.lower() in text.lower():
-            return cause.lower()
     return text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0] + " ..."
 
 

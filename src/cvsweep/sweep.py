@@ -27,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .config import ConfigError, validate
 from .identity import RESULT_FILE, run_name
 from .store_proxy import discard_unused, shared_proxy
-from .tracking import TrackingError, resolve_uri
+from .tracking import TrackingError, probe_writable, resolve_uri
 
 
 def sweep_name(overrides: list[str]) -> str:
@@ -57,18 +57,23 @@ def job_overrides(config: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def validate_jobs(config: DictConfig, config_name: str | None) -> None:
-    """Check every job's values before the parent run exists, so a bad sweep leaves no runs."""
+def validate_jobs(config: DictConfig, config_name: str | None) -> int:
+    """Check every job's values before the parent run exists, so a bad sweep leaves no runs.
+
+    Returns how many jobs the sweep has (0 where the sweeper chooses them as it goes).
+    """
     if "BasicSweeper" not in str(config.hydra.sweeper.get("_target_", "")):
-        return  # other sweepers choose jobs as they go; each job still validates itself
+        return 0  # other sweepers choose jobs as they go; each job still validates itself
     from hydra import compose
 
-    for i, overrides in enumerate(job_overrides(config)):
+    jobs = job_overrides(config)
+    for i, overrides in enumerate(jobs):
         try:
             validate(compose(config_name=config_name or "train", overrides=overrides))
         except (ConfigError, HydraException, OmegaConfBaseException) as exc:
             print(f"error: job #{i} ({' '.join(overrides)}): {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+    return len(jobs)
 
 
 def _runs_jobs_here(config: DictConfig) -> bool:
@@ -79,10 +84,7 @@ def _runs_jobs_here(config: DictConfig) -> bool:
 def check_output_dir(path: Path, key: str) -> None:
     """Fail with one clear paragraph, before any run exists, when outputs cannot be written."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".cvsweep-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        probe_writable(path)
     except OSError as exc:
         print(
             f"error: cannot write the output folder {path} ({exc.strerror or exc}). Set "
@@ -147,11 +149,9 @@ class MlflowSweepCallback(Callback):
         global _ACTIVE
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         _split_threads(config)
-        validate_jobs(config, kwargs.get("config_name"))
+        self.n_jobs = validate_jobs(config, kwargs.get("config_name"))
         check_output_dir(self.sweep_dir, "hydra.sweep.dir")
         _ACTIVE, self.runs_here, self.ended = self, _runs_jobs_here(config), False
-        if "BasicSweeper" in str(config.hydra.sweeper.get("_target_", "")):
-            self.n_jobs = len(job_overrides(config))
         if not self.runs_here:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, self._wait_for_workers)
@@ -182,7 +182,7 @@ class MlflowSweepCallback(Callback):
                 },
                 experiment=experiment,
             )
-            if _runs_jobs_here(config):
+            if self.runs_here:
                 # The jobs will run in this process: do the first job's one-time work while the
                 # store opens, and let each job's last uploads overlap the next job.
                 proxy.defer_finish = True

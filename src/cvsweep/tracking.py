@@ -57,23 +57,28 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
+UNREACHABLE_CAUSES = (
+    "connection refused",
+    "failed to establish a new connection",
+    "name or service not known",
+    "remote end closed connection",
+    "connection aborted",
+)
+
+
+def unreachable_cause(exc: BaseException) -> str | None:
+    """Which of UNREACHABLE_CAUSES made a call fail (nothing answers at the store's address)."""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return next((cause for cause in UNREACHABLE_CAUSES if cause in text), None)
+
+
 def unreachable(exc: BaseException) -> bool:
     """Did a call fail because nothing answers at the store's address?
 
     MLflow has retried an HTTP call by the time it raises this, so retrying it again only
     makes a job wait longer for a server that is gone.
     """
-    text = f"{type(exc).__name__}: {exc}".lower()
-    return any(
-        s in text
-        for s in (
-            "connection refused",
-            "failed to establish a new connection",
-            "name or service not known",
-            "remote end closed connection",
-            "connection aborted",
-        )
-    )
+    return unreachable_cause(exc) is not None
 
 
 def _transient(exc: BaseException) -> bool:
@@ -105,15 +110,20 @@ def with_retry(fn: Callable[[], T], attempts: int = 8, base_delay: float = 0.1) 
     raise AssertionError("unreachable")
 
 
+def probe_writable(folder: Path) -> None:
+    """Create folder if need be and write a file in it; raises the OSError that says why not."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".cvsweep-write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def check_writable(uri: str) -> None:
     """For a SQLite store: can its folder be written? Raises TrackingError saying what to do."""
     db = sqlite_path(uri)
     if db is not None:
         try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-            probe = db.parent / f".cvsweep-write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            probe_writable(db.parent)
         except OSError as exc:
             raise TrackingError(
                 f"Tracking store {uri} is not writable ({exc.strerror or exc}). Point "
@@ -127,9 +137,6 @@ def client_for(uri: str) -> Any:
     check_writable(uri)
     if uri.startswith(("http://", "https://")):
         probe_server(uri)
-    db = sqlite_path(uri)
-    if db is not None:
-        refuse_foreign_database(db)
     return _cached_client(uri)
 
 
@@ -148,14 +155,9 @@ def refuse_foreign_database(db: Path) -> None:
     try:
         if db.stat().st_size == 0:
             return
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        finally:
-            conn.close()
+        tables = sqlite_tables(db)
     except (OSError, sqlite3.Error):
         return  # missing, or not SQLite at all: MLflow's own error is reported as damaged
-    tables = {name for (name,) in rows}
     if tables and not tables & _MLFLOW_TABLES:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
         raise TrackingError(
@@ -165,9 +167,27 @@ def refuse_foreign_database(db: Path) -> None:
         )
 
 
+def sqlite_tables(db: Path) -> set[str]:
+    """Table names, read without writing: a read-only connection cannot add or change a thing."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    finally:
+        conn.close()
+    return {name for (name,) in rows}
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_client(uri: str) -> Any:
-    """One client (and one database engine) per store per process: a sweep's jobs share it."""
+    """One client (and one database engine) per store per process: a sweep's jobs share it.
+
+    A SQLite file is looked at once, here, before MLflow first opens it.
+    """
+    db = sqlite_path(uri)
+    if db is not None:
+        refuse_foreign_database(db)
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
