@@ -4,9 +4,14 @@
 # 2x2 sweep, the speedrun preset and a short bench.compare on CUDA. Every step logs to
 # $WORK/logs/<step>.log and its exit code and duration to the summary; a failing step never
 # stops the ones after it. What comes back is small: $OUT/report.txt (the summary and the
-# tail of every log) and $OUT/gpu_step.json. Budget: about 5 minutes.
+# tail of every log) and $OUT/gpu_step.json. Budget: about 5 minutes for the default steps.
 #
 #   bash bench/gpu_check.sh            # from the repository root; OUT defaults to /tmp/gpu_check
+#   STEPS="profile sweep" bash bench/gpu_check.sh   # only some steps (install always runs)
+#
+# Steps: pytest startup gpu_step sweep speedrun compare (the default); profile_run and
+# profile_sweep (a single run and a short sweep under cProfile; profile names both); split_off
+# (the step and the sweep with trainer.split_bias_grad=off, for comparison).
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -16,6 +21,8 @@ mkdir -p "$OUT" "$WORK/logs"
 SUMMARY="$WORK/logs/00_summary.txt"
 : >"$SUMMARY"
 PY="${PYTHON:-python3}"
+STEPS=" ${STEPS:-pytest startup gpu_step sweep speedrun compare} "
+want() { [[ "$STEPS" == *" $1 "* ]]; }
 T_START=$(date +%s)
 
 # step NAME TIMEOUT_S CMD...: run CMD with a timeout, log it, record rc and seconds, carry on.
@@ -42,7 +49,9 @@ finish() {
         for f in "$WORK"/logs/*.log; do
             echo
             echo "======== $(basename "$f") (last 80 lines)"
-            grep -v "^| \|^Shape report\|^$" "$f" | tail -n 80
+            lines=80
+            [[ "$(basename "$f")" == profile_* ]] && lines=150
+            grep -v "^| \|^Shape report\|^$" "$f" | tail -n "$lines"
         done
     } >"$OUT/report.txt"
     "$PY" -c 'import json, pathlib, sys; print(json.dumps({p.stem: json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json"))}, indent=1))' \
@@ -59,6 +68,8 @@ trap 'exit 143' TERM INT
       "available", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' || true
     nproc
+    echo "PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE-unset}"
+    "$PY" -c 'import os, torch; d = os.path.dirname(torch.__file__); print("torch dir", d, "writable", os.access(d, os.W_OK), "pyc in torch/__pycache__", len(os.listdir(os.path.join(d, "__pycache__"))) if os.path.isdir(os.path.join(d, "__pycache__")) else 0)' || true
 } >"$WORK/logs/machine.log" 2>&1
 
 # 1. Dependencies from the wheels carried in .whl/ (no index, no network), byte-compiled as a
@@ -67,6 +78,17 @@ step install 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-
     --upgrade --target /tmp/site .whl/*.whl
 step compile 120 "$PY" -m compileall -q -j 0 /tmp/site
 export PYTHONPATH="/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+
+# 1b. Byte-compiled modules, as a user's `pip install` leaves them. A machine image may turn
+#     bytecode writing off (PYTHONDONTWRITEBYTECODE) or ship torch read-only: then every process
+#     compiles torch's Python again (measured: 4.2 s per process on a lent H200). Bytecode is
+#     written (beside the sources, or under /tmp/pycache where they are read-only) by one import
+#     of everything a run uses, before anything is timed.
+unset PYTHONDONTWRITEBYTECODE
+if ! "$PY" -c 'import os, sys, torch; sys.exit(0 if os.access(os.path.dirname(torch.__file__), os.W_OK) else 1)'; then
+    export PYTHONPYCACHEPREFIX=/tmp/pycache
+fi
+step bytecode 120 "$PY" -c 'import torch, torch._dynamo, torch.optim, matplotlib.pyplot, hydra, mlflow, sqlalchemy, cvsweep.job, cvsweep.sweep, cvsweep.store_worker, cvsweep.compare, cvsweep.plots, cvsweep.cli, bench.compare'
 export CVSWEEP_DATA="$PWD/.devdata"
 export PYTHONUNBUFFERED=1
 export MLFLOW_DISABLE_TELEMETRY=true
@@ -75,11 +97,11 @@ TIMER=()
 [ -x /usr/bin/time ] && TIMER=(/usr/bin/time -v)
 
 # 2. The gpu-marked tests (graph vs eager).
-step pytest_gpu 150 "$PY" -m pytest -m gpu -q -p no:cacheprovider -x
+want pytest && step pytest_gpu 240 "$PY" -m pytest -m gpu -q -p no:cacheprovider -x
 
 # 3. Start-up pieces: interpreter + torch, CUDA context, first convolution, MLflow.
-step import_torch 60 "$PY" -c 'import time; t=time.time(); import torch; a=time.time(); torch.zeros(1, device="cuda"); b=time.time(); torch.nn.functional.conv2d(torch.zeros(1,1,8,8,device="cuda"), torch.zeros(1,1,3,3,device="cuda")); torch.cuda.synchronize(); print(f"import torch {a-t:.2f} s, CUDA context {b-a:.2f} s, first conv {time.time()-b:.2f} s")'
-step import_mlflow 60 "$PY" -c 'import time; t=time.time(); import mlflow.store.tracking.sqlalchemy_store; print(f"import mlflow + sqlalchemy store {time.time()-t:.2f} s")'
+want startup && step import_torch 60 "$PY" -c 'import time; t=time.time(); import torch; a=time.time(); torch.zeros(1, device="cuda"); b=time.time(); torch.nn.functional.conv2d(torch.zeros(1,1,8,8,device="cuda"), torch.zeros(1,1,3,3,device="cuda")); torch.cuda.synchronize(); print(f"import torch {a-t:.2f} s, CUDA context {b-a:.2f} s, first conv {time.time()-b:.2f} s")'
+want startup && step import_mlflow 60 "$PY" -c 'import time; t=time.time(); import mlflow.store.tracking.sqlalchemy_store; print(f"import mlflow + sqlalchemy store {time.time()-t:.2f} s")'
 
 # 4. Where a step's time goes (graph alone, host work, kernels, the engine's loop).
 gpu_step() {
@@ -87,25 +109,43 @@ gpu_step() {
     shift
     step "gpu_step_$name" 60 "$PY" -m bench.gpu_step --device cuda "$@" --json "$WORK/gpu_step_$name.json"
 }
-gpu_step adam_none --override optimizer=adam
-gpu_step sgd_none --override optimizer=sgd
-gpu_step adam_rot_flip --override optimizer=adam --override augment=rot_flip
+if want gpu_step; then
+    gpu_step adam_none --override optimizer=adam
+    gpu_step sgd_none --override optimizer=sgd
+    gpu_step adam_rot_flip --override optimizer=adam --override augment=rot_flip
+fi
+want split_off && gpu_step adam_none_split_off --override optimizer=adam \
+    --override trainer.split_bias_grad=off
+
+# 4b. The first job's one-time costs: one short run, then a short 2x2 sweep, under cProfile.
+if want profile || want profile_run; then
+    step profile_run 90 "$PY" -m bench.profile --top 45 -- train.py trainer.epochs=1 \
+        trainer.progress=off "tracking.uri=sqlite:///$WORK/profile.db" "hydra.run.dir=$WORK/profile_run"
+fi
+if want profile || want profile_sweep; then
+    step profile_sweep 120 "$PY" -m bench.profile --top 45 -- train.py -m optimizer=sgd,adam \
+        augment=none,rot_flip trainer.epochs=1 trainer.progress=off \
+        "tracking.uri=sqlite:///$WORK/profile_sweep.db" "hydra.sweep.dir=$WORK/profile_sweep"
+fi
 
 # 5. The 2x2 sweep, 10 epochs each, timed: against a fresh store (a user's first sweep), then
 #    against the same store (tracking.skip_finished=false so the jobs train again).
 SWEEP=(train.py -m optimizer=sgd,adam augment=none,rot_flip trainer.epochs=10 trainer.progress=off)
-step sweep_2x2_fresh_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
+want sweep && step sweep_2x2_fresh_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
     "tracking.uri=sqlite:///$WORK/mlflow.db" "hydra.sweep.dir=$WORK/multirun1"
-step sweep_2x2_same_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
+want sweep && step sweep_2x2_same_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
     tracking.skip_finished=false "tracking.uri=sqlite:///$WORK/mlflow.db" \
     "hydra.sweep.dir=$WORK/multirun2"
+want split_off && step sweep_2x2_same_store_split_off 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" \
+    "${SWEEP[@]}" tracking.skip_finished=false trainer.split_bias_grad=off \
+    "tracking.uri=sqlite:///$WORK/mlflow.db" "hydra.sweep.dir=$WORK/multirun3"
 
 # 6. The speedrun preset.
-step speedrun 60 ${TIMER[@]+"${TIMER[@]}"} "$PY" train.py experiment=speedrun trainer.progress=off \
+want speedrun && step speedrun 60 ${TIMER[@]+"${TIMER[@]}"} "$PY" train.py experiment=speedrun trainer.progress=off \
     "tracking.uri=sqlite:///$WORK/mlflow.db" "hydra.sweep.dir=$WORK/speedrun"
 
 # 7. Reference vs cvsweep on CUDA, full epochs at batch 64.
-step bench_compare_cuda 150 "$PY" -m bench.compare --device cuda --rounds 2 --epochs 1 \
+want compare && step bench_compare_cuda 150 "$PY" -m bench.compare --device cuda --rounds 2 --epochs 1 \
     --train-limit 0 --batch-sizes 64 --augment none,rot_flip --num-workers 8 \
     --no-fixed-costs --json "$WORK/bench_compare_cuda.json"
 

@@ -29,6 +29,7 @@ from .conftest import QUICK, REPO, cli_env, db_uri, run_train
         ("dataset.train_limit=0", "dataset.train_limit"),
         ("trainer.device=tpu", "trainer.device"),
         ("augment.degrees=200", "augment.degrees"),
+        ("trainer.split_bias_grad=sometimes", "trainer.split_bias_grad"),
     ],
 )
 def test_out_of_range_values_name_the_key(tmp_path, data_dir, override, key):

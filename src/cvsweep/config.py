@@ -132,6 +132,7 @@ class TrainerConfig:
     channels_last: str = "auto"  # auto (on for CPU) | on | off
     precision: str = "auto"  # auto (bf16 where the CPU has it natively, else fp32) | fp32 | bf16
     cudnn_benchmark: str = "off"  # on: time cuDNN's algorithms per shape (CUDA) | off
+    split_bias_grad: str = "auto"  # auto (on for CUDA) | on | off: conv bias gradients
     progress: str = "auto"  # auto | on | off
     checkpoint_every_epoch: bool = True
     report_batch_size: int = 16
@@ -329,6 +330,12 @@ def _check_values(cfg: DictConfig) -> None:
         str(t.channels_last).lower() in (*TRI_STATE, "true", "false"),
         "trainer.channels_last",
         t.channels_last,
+        "allowed: auto, on, off",
+    )
+    _require(
+        str(t.split_bias_grad).lower() in (*TRI_STATE, "true", "false"),
+        "trainer.split_bias_grad",
+        t.split_bias_grad,
         "allowed: auto, on, off",
     )
     _require(

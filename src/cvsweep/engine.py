@@ -27,6 +27,7 @@ from torch import nn
 from . import augment as aug
 from .checkpoint import CHECKPOINT_NAME, MODEL_NAME, atomic_save, restore_rng_state, rng_state
 from .data import DeviceData
+from .model import split_conv_bias_grads
 from .optim import Phase, build_optimizer, build_scheduler, current_lr, plan_phases
 from .runtime import speed_settings
 from .tracker import Tracker
@@ -253,6 +254,8 @@ class Trainer:
         self.speed = speed_settings(t, device)
         if self.speed.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if self.speed.split_bias_grad:
+            split_conv_bias_grads(self.model)
         self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
         self.model_path = self.out_dir / MODEL_NAME
 

@@ -83,6 +83,7 @@ class SpeedSettings:
     channels_last: bool
     bf16: bool
     fused_optimizer: bool
+    split_bias_grad: bool
 
 
 def speed_settings(trainer: Any, device: torch.device) -> SpeedSettings:
@@ -98,9 +99,18 @@ def speed_settings(trainer: Any, device: torch.device) -> SpeedSettings:
         bf16 = cpu and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     else:
         bf16 = trainer.precision == "bf16"
+    # Conv bias gradients summed in two small steps: the largest item of a captured step on
+    # a GPU, and slower that way on CPU, where oneDNN computes them inside its convolution.
+    split = _switch(trainer.split_bias_grad)
+    split_bias_grad = split == "on" or (split == "auto" and not cpu)
     # Fused optimizers on both devices: faster, and on CUDA the eager step then updates the
     # weights with the same kernels as the graphed one.
-    return SpeedSettings(channels_last=channels_last, bf16=bf16, fused_optimizer=True)
+    return SpeedSettings(
+        channels_last=channels_last,
+        bf16=bf16,
+        fused_optimizer=True,
+        split_bias_grad=split_bias_grad,
+    )
 
 
 def preload_for_training(requested_device: str) -> None:

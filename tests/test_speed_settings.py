@@ -1,0 +1,53 @@
+"""Speed settings change how the step computes, never what it computes."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.compare import compose_config
+from cvsweep.model import SplitBiasConv2d, build_model, split_conv_bias_grads
+
+from .conftest import QUICK, run_train
+
+POINT = re.compile(r"step +\d+ \| train loss ([\d.]+) acc +([\d.]+)% \| test loss ([\d.]+)")
+
+
+def test_split_bias_grad_keeps_parameters_and_gradients():
+    torch.manual_seed(0)
+    plain = build_model(compose_config(["tracking.enabled=false"]).model)
+    split = split_conv_bias_grads(copy.deepcopy(plain))
+    assert isinstance(split.conv1[0], SplitBiasConv2d)
+    assert list(split.state_dict()) == list(plain.state_dict())  # checkpoints load either way
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    for model in (plain, split):
+        F.cross_entropy(model(x), y).backward()
+    for (name, a), b in zip(plain.named_parameters(), split.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-7), name
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the bias gradient stays fp32
+        out = split(x)
+    F.cross_entropy(out.float(), y).backward()
+    assert split.conv1[0].bias.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_split_bias_grad_trains_like_autograds_own(tmp_path, data_dir, device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    # fp32: under bf16 autocast a last-bit difference can flip one image's prediction.
+    base = [*QUICK, "trainer.log_every=2", "trainer.precision=fp32", "tracking.enabled=false"]
+    base.append(f"trainer.device={device}")
+    if device == "cuda":  # atomics in cuDNN's default kernels would add their own noise
+        base += ["trainer.deterministic=true", "dataset.train_limit=4096", "trainer.log_every=16"]
+    runs = {}
+    for value in ("on", "off"):
+        proc = run_train([*base, f"trainer.split_bias_grad={value}"], tmp_path / value, data_dir)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[value] = [tuple(map(float, m.groups())) for m in POINT.finditer(proc.stdout)]
+    assert len(runs["on"]) == len(runs["off"]) >= 4
+    for on, off in zip(runs["on"], runs["off"], strict=True):
+        assert on == pytest.approx(off, abs=0.5), (on, off)  # printed values, last digits
