@@ -51,3 +51,15 @@ def test_split_bias_grad_trains_like_autograds_own(tmp_path, data_dir, device):
     assert len(runs["on"]) == len(runs["off"]) >= 4
     for on, off in zip(runs["on"], runs["off"], strict=True):
         assert on == pytest.approx(off, abs=0.5), (on, off)  # printed values, last digits
+
+
+def test_jobs_in_one_process_share_the_device_data(data_dir):
+    """A sweep's jobs run in one process: the second job reuses the first one's tensors."""
+    from cvsweep.data import cached_device_data
+
+    cpu = torch.device("cpu")
+    first = cached_device_data(data_dir, "mnist", 0.1307, 0.3081, cpu, 256, 100)
+    assert cached_device_data(data_dir, "mnist", 0.1307, 0.3081, cpu, 256, 100) is first
+    other = cached_device_data(data_dir, "mnist", 0.1307, 0.3081, cpu, 512, 100)
+    assert other is not first and len(other.train_y) == 512 and len(first.train_y) == 256
+    assert torch.equal(other.train_x[:256], first.train_x)

@@ -48,6 +48,24 @@ def _pads(h: int, w: int) -> tuple[int, int]:
     return px, py
 
 
+_AXES: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _centred_axes(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column and row offsets from the image centre, (1, 1, W) and (1, H, 1): made once per shape
+    and device, not four small kernels per batch."""
+    key = (h, w, str(device))
+    if key in _AXES:
+        return _AXES[key]
+    u = torch.arange(w, device=device, dtype=torch.float32) - (w - 1) * 0.5
+    v = torch.arange(h, device=device, dtype=torch.float32) - (h - 1) * 0.5
+    axes = (u.view(1, 1, w), v.view(1, h, 1))
+    # Made during a CUDA graph capture, they would live in that graph's memory pool: not kept.
+    if not (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+        _AXES[key] = axes
+    return axes
+
+
 def apply_params(
     x: torch.Tensor, flip: torch.Tensor, angles_deg: torch.Tensor, fill: float
 ) -> torch.Tensor:
@@ -70,20 +88,19 @@ def apply_params(
     hp, wp = h + 2 * py, w + 2 * px
     xp = F.pad(x, (px, px, py, py), value=fill).reshape(n, ch, hp * wp)
 
-    device = angles_deg.device
     # Trig in float64 (only N values) to match torchvision's math.cos / math.sin.
     rad = angles_deg.to(torch.float64) * (math.pi / 180.0)
     cos = torch.cos(rad).to(torch.float32).view(n, 1, 1)
     sin = torch.sin(rad).to(torch.float32).view(n, 1, 1)
-    flipf = flip.to(torch.float32).view(n, 1, 1)
-    sign = 1.0 - 2.0 * flipf
-    x_off = flipf * (wp - 1)
+    flip = flip.view(n, 1, 1)
+    sign = torch.where(flip, -1.0, 1.0)
+    x_off = torch.where(flip, float(wp - 1), 0.0)
 
     cx, cy = (w - 1) * 0.5, (h - 1) * 0.5
-    u = (torch.arange(w, device=device, dtype=torch.float32) - cx).view(1, 1, w)
-    v = (torch.arange(h, device=device, dtype=torch.float32) - cy).view(1, h, 1)
-    # Separable: (N, 1, W) + (N, H, 1), so only the final broadcast add is full size.
-    src_x = sign * (cos * u + (cx + px)) + sign * (-sin * v)
+    u, v = _centred_axes(h, w, angles_deg.device)
+    # Separable: (N, 1, W) + (N, H, 1), so only the final broadcast add is full size. Negation
+    # is exact and rounding symmetric, so the flip's sign is applied once, after the add.
+    src_x = sign * ((cos * u + (cx + px)) - sin * v)
     src_y = sin * u + (cos * v + (cy + py))
     # torch.round is round-half-to-even, the same rule as grid_sample's nearest (nearbyint).
     row = torch.round(src_y).mul_(wp).add_(x_off)

@@ -14,6 +14,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -191,6 +192,31 @@ class DeviceData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     fill: float  # the normalized value of a black pixel: what rotation pads with
+
+
+_DEVICE_CACHE: dict[tuple[Any, ...], DeviceData] = {}
+
+
+def cached_device_data(
+    root: str | os.PathLike,
+    dataset: str,
+    mean: float,
+    std: float,
+    device: torch.device,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+) -> DeviceData:
+    """load_raw + to_device, kept for the next job of a sweep that runs in this process.
+
+    Training only ever reads these tensors (batches are gathered copies), so jobs can share
+    them. One entry: a sweep over datasets replaces it rather than holding every dataset.
+    """
+    key = (str(Path(root).resolve()), dataset, mean, std, str(device), train_limit, test_limit)
+    if key not in _DEVICE_CACHE:
+        _DEVICE_CACHE.clear()
+        raw = load_raw(root, dataset)
+        _DEVICE_CACHE[key] = to_device(raw, mean, std, device, train_limit, test_limit)
+    return _DEVICE_CACHE[key]
 
 
 def to_device(

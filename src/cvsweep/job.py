@@ -413,9 +413,9 @@ def _prepare(cfg: DictConfig, device: torch.device, out_dir: Path) -> Prepared:
 
         _console(f"dataset {cfg.dataset.name} not found under {root}; fetching it")
         fetch(cfg.dataset.name, root, log=_console)
-    raw = data_mod.load_raw(root, cfg.dataset.name)
-    data = data_mod.to_device(
-        raw,
+    data = data_mod.cached_device_data(
+        root,
+        cfg.dataset.name,
         float(cfg.dataset.mean),
         float(cfg.dataset.std),
         device,
