@@ -47,3 +47,33 @@ def test_bench_compare_prints_reference_and_cvsweep(tmp_path, data_dir):
     assert len(rows) == 2 and "none" in rows[0] and "rot_flip" in rows[1]
     assert all("×" in row for row in rows)  # a ratio was computed for each configuration
     assert (tmp_path / "bench.json").is_file()
+
+
+def test_bench_profile_runs_a_command_and_prints_where_its_time_went(tmp_path, data_dir):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.profile",
+            "--top",
+            "5",
+            "--out",
+            str(tmp_path / "run.prof"),
+            "--",
+            "train.py",
+            "trainer.shapes_only=true",
+            "tracking.enabled=false",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=REPO,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Shape report" in proc.stdout  # the command's own output
+    assert "Ordered by: cumulative time" in proc.stdout
+    assert "cvsweep/cli.py" in proc.stdout  # the focus table lists cvsweep's calls
+    assert "Ordered by: internal time" in proc.stdout
+    assert (tmp_path / "run.prof").stat().st_size > 0
