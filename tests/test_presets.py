@@ -151,7 +151,11 @@ def test_presets_run_as_sweeps_without_dash_m(store: dict[str, object]) -> None:
     for name, count in expected_children.items():
         runs = _runs(store, name)
         assert len(runs) == count, name
-        assert all(r.info.status == "FINISHED" for r in runs), name
+        statuses = {r.info.run_id: (r.info.status, r.data.tags.get("failure_reason")) for r in runs}
+        proc = store["runs"][name]  # type: ignore[index]
+        assert all(r.info.status == "FINISHED" for r in runs), (
+            f"{name}: {statuses}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
         assert all(r.data.tags.get("mlflow.parentRunId") for r in runs), name
 
 

@@ -128,3 +128,37 @@ def test_bench_tracking_prints_the_overhead(tmp_path, data_dir):
     assert summary["off_s"] > 0 and summary["on_s"] > 0
     assert found["per_point"]["trainer_us_per_point"] > 0
     assert {r["tracking"] for r in found["per_run"]} == {True, False}
+
+
+def test_a_run_finished_while_orphans_are_looked_for_stays_finished(tmp_path):
+    """Another launch lists the RUNNING runs; one of them finishes and its process exits before
+    the pid check. The stale listing must not turn that FINISHED run into a KILLED one."""
+    import socket
+
+    from cvsweep.tracking import mark_orphans
+
+    client = MlflowClient(db_uri(tmp_path))
+    exp = client.create_experiment("cvsweep")
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    tags = {"cvsweep.host": socket.gethostname(), "cvsweep.pid": gone.stdout.strip()}
+    finished = client.create_run(exp, tags=tags).info.run_id
+    orphan = client.create_run(exp, tags=tags).info.run_id
+    stale = client.search_runs([exp], filter_string="attributes.status = 'RUNNING'")
+    client.set_terminated(finished, "FINISHED")  # ...between the listing and the pid check
+
+    class StaleListing:
+        def __getattr__(self, name):
+            return getattr(client, name)
+
+        def search_runs(self, *args, **kwargs):
+            return stale
+
+    assert mark_orphans(StaleListing(), exp) == [orphan]
+    assert client.get_run(finished).info.status == "FINISHED"
+    assert "cvsweep.orphaned" not in client.get_run(finished).data.tags
+    assert client.get_run(orphan).info.status == "KILLED"

@@ -268,6 +268,11 @@ def mark_orphans(client: Any, experiment_id: str) -> list[str]:
             continue
         if _pid_alive(int(tags["cvsweep.pid"])):
             continue
+        # The list above may be stale: the run's process can have finished it and exited since,
+        # and a FINISHED run must never become KILLED. Read once more, now that it is gone.
+        now = with_retry(lambda r=run: client.get_run(r.info.run_id))
+        if now.info.status != "RUNNING":
+            continue
         with_retry(lambda r=run: client.set_tag(r.info.run_id, "cvsweep.orphaned", "true"))
         with_retry(lambda r=run: client.set_terminated(r.info.run_id, "KILLED"))
         killed.append(run.info.run_id)
