@@ -42,8 +42,8 @@ def rng_state(data_generator: torch.Generator) -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "data": data_generator.get_state(),
     }
-    # Only a process that has used CUDA has CUDA random state to keep. (is_available() would
-    # also do, but costs 2 ms per call on a GPU machine, and in a CPU run would create a context.)
+    # Only a process that has used CUDA has CUDA random state to keep. Asking is_available()
+    # instead made a CPU run on a GPU machine initialize CUDA just to read that state.
     if torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
