@@ -72,6 +72,13 @@ trap 'exit 143' TERM INT
     "$PY" -c 'import os, torch; d = os.path.dirname(torch.__file__); print("torch dir", d, "writable", os.access(d, os.W_OK), "pyc in torch/__pycache__", len(os.listdir(os.path.join(d, "__pycache__"))) if os.path.isdir(os.path.join(d, "__pycache__")) else 0)' || true
 } >"$WORK/logs/machine.log" 2>&1
 
+# Bytecode is written beside the sources, or under /tmp/pycache where torch's are read-only; set
+# before anything is compiled, so the compile step below writes where later imports look.
+unset PYTHONDONTWRITEBYTECODE
+if ! "$PY" -c 'import os, sys, torch; sys.exit(0 if os.access(os.path.dirname(torch.__file__), os.W_OK) else 1)'; then
+    export PYTHONPYCACHEPREFIX=/tmp/pycache
+fi
+
 # 1. Dependencies from the wheels carried in .whl/ (no index, no network), byte-compiled as a
 #    normal install would be (so the timed runs below do not pay for compiling MLflow).
 step install 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -82,12 +89,7 @@ export PYTHONPATH="/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 # 1b. Byte-compiled modules, as a user's `pip install` leaves them. A machine image may turn
 #     bytecode writing off (PYTHONDONTWRITEBYTECODE) or ship torch read-only: then every process
 #     compiles torch's Python again (measured: 4.2 s per process on a lent H200). Bytecode is
-#     written (beside the sources, or under /tmp/pycache where they are read-only) by one import
-#     of everything a run uses, before anything is timed.
-unset PYTHONDONTWRITEBYTECODE
-if ! "$PY" -c 'import os, sys, torch; sys.exit(0 if os.access(os.path.dirname(torch.__file__), os.W_OK) else 1)'; then
-    export PYTHONPYCACHEPREFIX=/tmp/pycache
-fi
+#     written (see the top) by one import of everything a run uses, before anything is timed.
 step bytecode 120 "$PY" -c 'import torch, torch._dynamo, torch.optim, matplotlib.pyplot, hydra, mlflow, sqlalchemy, cvsweep.job, cvsweep.sweep, cvsweep.store_worker, cvsweep.compare, cvsweep.plots, cvsweep.cli, bench.compare'
 export CVSWEEP_DATA="$PWD/.devdata"
 export PYTHONUNBUFFERED=1

@@ -63,3 +63,28 @@ def test_jobs_in_one_process_share_the_device_data(data_dir):
     other = cached_device_data(data_dir, "mnist", 0.1307, 0.3081, cpu, 512, 100)
     assert other is not first and len(other.train_y) == 512 and len(first.train_y) == 256
     assert torch.equal(other.train_x[:256], first.train_x)
+
+
+def test_a_later_setting_at_its_default_keeps_earlier_runs_hashes():
+    """Stores hold runs hashed before trainer.split_bias_grad existed: they must still match."""
+    from omegaconf import OmegaConf
+
+    from cvsweep.identity import config_hash
+
+    cfg = compose_config(["tracking.enabled=false"])
+    before = OmegaConf.to_container(cfg, resolve=True)
+    del before["trainer"]["split_bias_grad"]  # a config as logged before the setting existed
+    assert config_hash(cfg) == config_hash(before)
+    on = compose_config(["tracking.enabled=false", "trainer.split_bias_grad=on"])
+    assert config_hash(on) != config_hash(cfg)
+
+
+def test_rotation_takes_any_flip_mask_and_unbatched_images_convolve():
+    from cvsweep.augment import apply_params
+
+    x = torch.randn(3, 1, 28, 28)
+    angles = torch.tensor([10.0, -5.0, 0.0])
+    as_bool = apply_params(x, torch.tensor([True, False, True]), angles, 0.0)
+    assert torch.equal(apply_params(x, torch.tensor([1, 0, 1]), angles, 0.0), as_bool)
+    conv = split_conv_bias_grads(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3)))
+    assert conv(torch.randn(1, 8, 8)).shape == (4, 6, 6)

@@ -92,7 +92,7 @@ def apply_params(
     rad = angles_deg.to(torch.float64) * (math.pi / 180.0)
     cos = torch.cos(rad).to(torch.float32).view(n, 1, 1)
     sin = torch.sin(rad).to(torch.float32).view(n, 1, 1)
-    flip = flip.view(n, 1, 1)
+    flip = flip.to(torch.bool).view(n, 1, 1)
     sign = torch.where(flip, -1.0, 1.0)
     x_off = torch.where(flip, float(wp - 1), 0.0)
 

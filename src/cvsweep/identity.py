@@ -22,6 +22,18 @@ NON_RESULT_KEYS = (
     "trainer.report_batch_size",
 )
 
+# Settings added after runs were logged, with their defaults: at the default they leave the hash
+# as it was before they existed, so a store's earlier runs are still skipped and resumed.
+LATER_KEYS = {"trainer.split_bias_grad": "auto"}
+
+
+def _get(tree: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
 
 def _drop(tree: dict[str, Any], dotted: str) -> None:
     head, _, rest = dotted.partition(".")
@@ -39,6 +51,9 @@ def result_config(cfg: DictConfig | dict[str, Any], *, without_seed: bool = Fals
     tree = json.loads(json.dumps(tree))  # a deep copy of plain data
     for key in NON_RESULT_KEYS:
         _drop(tree, key)
+    for key, default in LATER_KEYS.items():
+        if str(_get(tree, key)).lower() == default:
+            _drop(tree, key)
     if without_seed:
         tree.pop("seed", None)
     return tree

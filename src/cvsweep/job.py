@@ -242,6 +242,10 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             rid = found["resumable"]["run_id"]
             resume_state = _download_checkpoint(store, rid)
             if resume_state is not None:
+                # This process's pid first: from the moment the run is RUNNING again, another
+                # launch looking for orphans must see a live owner.
+                owner = {"cvsweep.host": socket.gethostname(), "cvsweep.pid": str(os.getpid())}
+                store.proxy.post("tags", store.uri, rid, owner)
                 store.proxy.post("update_status", store.uri, rid, "RUNNING")
                 store.proxy.post("untag", store.uri, rid, ["failure_reason", "failure_step"])
                 run_id = rid

@@ -84,8 +84,10 @@ class SplitBiasConv2d(nn.Conv2d):
     """nn.Conv2d with the bias added by _ChannelBias: same parameters, same state_dict."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or self.bias is None:  # an unbatched image: nothing to split
+            return super().forward(x)
         out = self._conv_forward(x, self.weight, None)
-        return out if self.bias is None else _ChannelBias.apply(out, self.bias)
+        return _ChannelBias.apply(out, self.bias)
 
 
 def split_conv_bias_grads(model: nn.Module) -> nn.Module:

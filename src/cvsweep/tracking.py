@@ -271,8 +271,9 @@ def mark_orphans(client: Any, experiment_id: str) -> list[str]:
         # The list above may be stale: the run's process can have finished it and exited since,
         # and a FINISHED run must never become KILLED. Read once more, now that it is gone.
         now = with_retry(lambda r=run: client.get_run(r.info.run_id))
-        if now.info.status != "RUNNING":
-            continue
+        pid = now.data.tags.get("cvsweep.pid", "")
+        if now.info.status != "RUNNING" or not pid.isdigit() or _pid_alive(int(pid)):
+            continue  # finished meanwhile, or taken over by a live process that resumes it
         with_retry(lambda r=run: client.set_tag(r.info.run_id, "cvsweep.orphaned", "true"))
         with_retry(lambda r=run: client.set_terminated(r.info.run_id, "KILLED"))
         killed.append(run.info.run_id)
