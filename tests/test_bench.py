@@ -12,12 +12,22 @@ from .conftest import REPO, cli_env
 pytestmark = pytest.mark.slow
 
 
+def _bench(module: str, args: list[str], data_dir) -> subprocess.CompletedProcess[str]:
+    """`python -m bench.MODULE ARGS` from the repository root, as the docs tell users to."""
+    return subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args],
+        cwd=REPO,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def test_bench_compare_prints_reference_and_cvsweep(tmp_path, data_dir):
-    proc = subprocess.run(
+    proc = _bench(
+        "compare",
         [
-            sys.executable,
-            "-m",
-            "bench.compare",
             "--device",
             "cpu",
             "--rounds",
@@ -34,11 +44,7 @@ def test_bench_compare_prints_reference_and_cvsweep(tmp_path, data_dir):
             "--json",
             str(tmp_path / "bench.json"),
         ],
-        cwd=REPO,
-        env=cli_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=600,
+        data_dir,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -50,11 +56,9 @@ def test_bench_compare_prints_reference_and_cvsweep(tmp_path, data_dir):
 
 
 def test_bench_profile_runs_a_command_and_prints_where_its_time_went(tmp_path, data_dir):
-    proc = subprocess.run(
+    proc = _bench(
+        "profile",
         [
-            sys.executable,
-            "-m",
-            "bench.profile",
             "--top",
             "5",
             "--out",
@@ -65,11 +69,7 @@ def test_bench_profile_runs_a_command_and_prints_where_its_time_went(tmp_path, d
             "tracking.enabled=false",
             f"hydra.run.dir={tmp_path / 'run'}",
         ],
-        cwd=REPO,
-        env=cli_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
+        data_dir,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Shape report" in proc.stdout  # the command's own output
