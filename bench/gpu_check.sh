@@ -9,9 +9,10 @@
 #   bash bench/gpu_check.sh            # from the repository root; OUT defaults to /tmp/gpu_check
 #   STEPS="profile sweep" bash bench/gpu_check.sh   # only some steps (install always runs)
 #
-# Steps: pytest startup gpu_step sweep speedrun compare (the default); profile_run and
-# profile_sweep (a single run and a short sweep under cProfile; profile names both); split_off
-# (the step and the sweep with trainer.split_bias_grad=off, for comparison).
+# Steps: pytest startup gpu_step sweep timeline speedrun compare (the default); profile_run
+# and profile_sweep (a single run and a short sweep under cProfile; profile names both);
+# split_off (the step and the sweep with trainer.split_bias_grad=off, for comparison); joblib
+# (the sweep under Hydra's joblib launcher, 2 and 4 jobs at once).
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -21,7 +22,7 @@ mkdir -p "$OUT" "$WORK/logs"
 SUMMARY="$WORK/logs/00_summary.txt"
 : >"$SUMMARY"
 PY="${PYTHON:-python3}"
-STEPS=" ${STEPS:-pytest startup gpu_step sweep speedrun compare} "
+STEPS=" ${STEPS:-pytest startup gpu_step sweep timeline speedrun compare} "
 want() { [[ "$STEPS" == *" $1 "* ]]; }
 T_START=$(date +%s)
 
@@ -48,9 +49,9 @@ finish() {
             "$WORK"/logs/*.log | sed "s#$WORK/logs/##"
         for f in "$WORK"/logs/*.log; do
             echo
-            echo "======== $(basename "$f") (last 80 lines)"
             lines=80
-            [[ "$(basename "$f")" == profile_* ]] && lines=150
+            [[ "$(basename "$f")" == profile_* || "$(basename "$f")" == timeline_* ]] && lines=150
+            echo "======== $(basename "$f") (last $lines lines)"
             grep -v "^| \|^Shape report\|^$" "$f" | tail -n "$lines"
         done
     } >"$OUT/report.txt"
@@ -90,7 +91,7 @@ export PYTHONPATH="/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 #     bytecode writing off (PYTHONDONTWRITEBYTECODE) or ship torch read-only: then every process
 #     compiles torch's Python again (measured: 4.2 s per process on a lent H200). Bytecode is
 #     written (see the top) by one import of everything a run uses, before anything is timed.
-step bytecode 120 "$PY" -c 'import torch, torch._dynamo, torch.optim, matplotlib.pyplot, hydra, mlflow, sqlalchemy, cvsweep.job, cvsweep.sweep, cvsweep.store_worker, cvsweep.compare, cvsweep.plots, cvsweep.cli, bench.compare'
+step bytecode 120 "$PY" -c 'import torch, torch._dynamo, torch.optim, matplotlib.pyplot, hydra, mlflow, sqlalchemy, cvsweep.job, cvsweep.sweep, cvsweep.store_worker, cvsweep.compare, cvsweep.plots, cvsweep.cli, bench.compare, bench.timeline, joblib, hydra_plugins.hydra_joblib_launcher.joblib_launcher'
 export CVSWEEP_DATA="$PWD/.devdata"
 export PYTHONUNBUFFERED=1
 export MLFLOW_DISABLE_TELEMETRY=true
@@ -138,6 +139,17 @@ want sweep && step sweep_2x2_fresh_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${
 want sweep && step sweep_2x2_same_store 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
     tracking.skip_finished=false "tracking.uri=sqlite:///$WORK/mlflow.db" \
     "hydra.sweep.dir=$WORK/multirun2"
+# 5b. The same sweep under bench.timeline (a new store): when each part ran, so the wall
+#     clock beyond the epochs is explained part by part. Its table ends the log.
+want timeline && step timeline_sweep_2x2 150 "$PY" -m bench.timeline -- "${SWEEP[@]}" \
+    "tracking.uri=sqlite:///$WORK/timeline.db" "hydra.sweep.dir=$WORK/multirun_timeline"
+# 5c. Hydra's joblib launcher: the jobs' processes start, import and compose side by side, and
+#     share the GPU (time-sliced between processes, not overlapped, without MPS).
+for n in 2 4; do
+    want joblib && step "sweep_2x2_joblib$n" 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" "${SWEEP[@]}" \
+        hydra/launcher=joblib "hydra.launcher.n_jobs=$n" \
+        "tracking.uri=sqlite:///$WORK/joblib$n.db" "hydra.sweep.dir=$WORK/multirun_joblib$n"
+done
 want split_off && step sweep_2x2_same_store_split_off 150 ${TIMER[@]+"${TIMER[@]}"} "$PY" \
     "${SWEEP[@]}" tracking.skip_finished=false trainer.split_bias_grad=off \
     "tracking.uri=sqlite:///$WORK/mlflow.db" "hydra.sweep.dir=$WORK/multirun3"

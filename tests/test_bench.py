@@ -77,3 +77,32 @@ def test_bench_profile_runs_a_command_and_prints_where_its_time_went(tmp_path, d
     assert "cvsweep/cli.py" in proc.stdout  # the focus table lists cvsweep's calls
     assert "Ordered by: internal time" in proc.stdout
     assert (tmp_path / "run.prof").stat().st_size > 0
+
+
+def test_bench_timeline_shows_when_each_part_of_a_run_ran(tmp_path, data_dir):
+    proc = _bench(
+        "timeline",
+        [
+            "--",
+            "train.py",
+            "trainer.epochs=1",
+            "dataset.train_limit=256",
+            "dataset.test_limit=256",
+            "trainer.log_every=2",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        data_dir,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "final test accuracy" in proc.stdout  # the command ran as usual
+    lines = proc.stderr.split("timeline (s since the process started)")[1].splitlines()
+    rows = {ln.split()[2]: ln.split() for ln in lines[1:] if len(ln.split()) >= 3}
+    # Nested in call order, each with its start and duration in seconds.
+    for name in ("cli.hydra_main", "job.run_job", "job._prepare", "engine.Trainer.fit"):
+        assert name in rows, lines
+    start, took = float(rows["engine.Trainer.fit"][0]), float(rows["engine.Trainer.fit"][1])
+    assert float(rows["job.run_job"][0]) <= start and took > 0
+    # Four 64-image batches, a log point every 2: two log points, shown as one line.
+    assert rows["engine.Trainer._log_point"][3] == "x2"
+    assert "job._TrackedTrainer.on_checkpoint" in rows  # the epoch's checkpoint upload
