@@ -102,7 +102,7 @@ def test_relaunched_sweep_skips_finished_runs_and_still_reports_them(tmp_path, d
 def test_run_killed_after_first_epoch_resumes_to_identical_result(tmp_path, data_dir):
     args = [
         "trainer.epochs=3",
-        "dataset.train_limit=512",
+        "dataset.train_limit=1024",
         "dataset.test_limit=1000",
         "trainer.log_every=4",
         "trainer.progress=off",
@@ -114,27 +114,42 @@ def test_run_killed_after_first_epoch_resumes_to_identical_result(tmp_path, data
 
     uri = f"tracking.uri={db_uri(tmp_path)}"
     proc = start_train([*args, uri, f"hydra.run.dir={tmp_path}/k"], tmp_path, data_dir)
-    # Step 12 is in epoch 2: epoch 1's checkpoint has been written and logged.
-    read_until(proc, "step     12 |", timeout=240)
+    # 16 batches an epoch, a log point every 4. Step 24 is in epoch 2: epoch 1's checkpoint
+    # (step 16) has been written and logged, and so have the points of step 20; epoch 2's
+    # checkpoint is 8 steps and 2 evaluations away.
+    read_until(proc, "step     24 |", timeout=240)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert wait_group_gone(proc.pid)  # the tracking process has written what it was sent
     client = MlflowClient(db_uri(tmp_path))
     (killed,) = _runs(client)
     assert killed.info.status == "RUNNING"  # SIGKILL leaves no chance to close it
+    before_resume = {
+        key: max(h.step for h in client.get_metric_history(killed.info.run_id, key))
+        for key in ("test_acc", "epoch_test_acc")
+    }
 
     resumed = run_train(args + [uri], tmp_path / "resumed", data_dir)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming run {killed.info.run_id}" in resumed.stdout
+    assert "from its checkpoint at step 16" in resumed.stdout
     (run,) = _runs(client)  # still one run: the killed one, now finished
     assert run.info.run_id == killed.info.run_id
     assert run.info.status == "FINISHED"
-    ref_acc = [line for line in reference.stdout.splitlines() if "step     24 |" in line]
-    got_acc = [line for line in resumed.stdout.splitlines() if "step     24 |" in line]
+    ref_acc = [line for line in reference.stdout.splitlines() if "step     40 |" in line]
+    got_acc = [line for line in resumed.stdout.splitlines() if "step     40 |" in line]
     assert ref_acc and ref_acc == got_acc
     w_ref = torch.load(tmp_path / "ref/run/model.pth", weights_only=True)
     w_res = torch.load(tmp_path / "resumed/run/model.pth", weights_only=True)
     assert all(torch.equal(w_ref[k], w_res[k]) for k in w_ref)
     history = client.get_metric_history(run.info.run_id, "test_acc")
-    final = [h.value for h in history if h.step == 24]
+    final = [h.value for h in history if h.step == 48]
     assert final and final[-1] == run.data.metrics["final_test_acc"]
+    # Step 20 (at least) was logged before the kill and trained again after it: every step
+    # is in the history once, as in an uninterrupted run.
+    assert before_resume["test_acc"] in (20, 24), before_resume
+    for key in ("test_acc", "train_loss", "lr"):
+        steps = [h.step for h in client.get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == list(range(4, 49, 4)), (key, steps)
+    epochs = [h.step for h in client.get_metric_history(run.info.run_id, "epoch_test_acc")]
+    assert sorted(epochs) == [1, 2, 3]

@@ -260,7 +260,8 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             if cfg.tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = str(cfg.tracking.parent_run_id)
             run_id = store.create_run(found["experiment_id"], run_name(ctx.overrides), tags)
-        tracker = ProxyTracker(store.proxy, store.uri, run_id)
+        logged = found["resumable"].get("last_steps") if resume_state is not None else None
+        tracker = ProxyTracker(store.proxy, store.uri, run_id, logged_steps=logged)
 
     status, error, result = "FAILED", None, None
     stopped_by: int | None = None

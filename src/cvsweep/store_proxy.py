@@ -205,11 +205,20 @@ def _close_at_exit(proxy: StoreProxy) -> None:
 class ProxyTracker:
     """One MLflow run as seen by the engine: every call is a message, none waits for the store."""
 
-    def __init__(self, proxy: StoreProxy, uri: str, run_id: str) -> None:
+    def __init__(
+        self,
+        proxy: StoreProxy,
+        uri: str,
+        run_id: str,
+        logged_steps: dict[str, int] | None = None,
+    ) -> None:
         self.proxy = proxy
         self.uri = uri
         self.run_id = run_id
         self._lost = False
+        # A resumed run: the last step of each metric already in the store. Training again
+        # from the checkpoint recomputes those points; they are not logged a second time.
+        self.logged_steps = dict(logged_steps or {})
 
     def _post(self, op: str, *args: Any) -> None:
         if self._lost:
@@ -222,8 +231,14 @@ class ProxyTracker:
             print(f"warning: {exc}", file=sys.stderr, flush=True)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        self._post("metrics", [(k, float(v), now, int(step)) for k, v in metrics.items()])
+        now, step = int(time.time() * 1000), int(step)
+        points = [
+            (k, float(v), now, step)
+            for k, v in metrics.items()
+            if step > self.logged_steps.get(k, step - 1)
+        ]
+        if points:
+            self._post("metrics", points)
 
     def log_params(self, params: dict[str, Any]) -> None:
         self._post("params", params)

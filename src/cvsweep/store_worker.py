@@ -57,6 +57,21 @@ class StoreDown(TrackingError):
     """A write not attempted: the store stopped answering earlier in this process."""
 
 
+def _last_steps(client: Any, run: Any) -> dict[str, int]:
+    """The last step each of a run's metrics reached in the store.
+
+    A resumed run trains again from its last checkpoint; the points its killed attempt logged
+    after that checkpoint are already here (MLflow cannot delete single points), so the
+    resumed attempt logs only the steps beyond these.
+    """
+    steps: dict[str, int] = {}
+    for key in run.data.metrics:
+        history = with_retry(lambda k=key: client.get_metric_history(run.info.run_id, k))
+        if history:
+            steps[key] = max(int(m.step) for m in history)
+    return steps
+
+
 @dataclass
 class _Outage:
     """A store that stopped answering: when, why, and the writes skipped since."""
@@ -235,7 +250,11 @@ class StoreSession:
                 and tags.get("cvsweep.checkpoint_epoch")
                 and tags.get("failure_reason") != "non_finite_loss"
             ):
-                found["resumable"] = {"run_id": r.info.run_id, "status": r.info.status}
+                found["resumable"] = {
+                    "run_id": r.info.run_id,
+                    "status": r.info.status,
+                    "last_steps": _last_steps(client, r),
+                }
         return found
 
     def op_download(self, uri: str, run_id: str, artifact: str, dest: str) -> str:
