@@ -1,6 +1,15 @@
 """The one entrypoint: `python train.py [overrides]`, or `python train.py -m a=x,y` to sweep."""
 
-from cvsweep.cli import hydra_main
+import sys
+from pathlib import Path
+
+# The checkout this file is in runs its own code and config, even where another checkout is
+# the one installed (a second clone, a worktree for comparing commits).
+_SRC = Path(__file__).resolve().parent / "src"
+if (_SRC / "cvsweep" / "__init__.py").is_file() and str(_SRC) not in sys.path:
+    sys.path.insert(0, str(_SRC))
+
+from cvsweep.cli import hydra_main  # noqa: E402
 
 if __name__ == "__main__":
     hydra_main()

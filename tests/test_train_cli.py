@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 
@@ -169,3 +170,26 @@ def test_a_note_can_be_added_to_a_run_without_a_preset(tmp_path, data_dir):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "experiment:\n  note: baseline" in proc.stdout
+
+
+def test_train_py_runs_the_code_and_config_of_its_own_checkout(tmp_path, data_dir):
+    # A second checkout (a clone, a worktree) beside the installed one, its config changed.
+    other = tmp_path / "other"
+    shutil.copytree(REPO / "src", other / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "conf", other / "conf")
+    shutil.copy(REPO / "train.py", other / "train.py")
+    train_yaml = other / "conf" / "train.yaml"
+    text = train_yaml.read_text()
+    assert "  report_batch_size: 16\n" in text
+    train_yaml.write_text(text.replace("  report_batch_size: 16\n", "  report_batch_size: 7\n"))
+    proc = subprocess.run(
+        [sys.executable, str(other / "train.py"), "trainer.shapes_only=true"]
+        + ["tracking.enabled=false", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| conv1 | Conv2d+ReLU | (7, 1, 28, 28) | (7, 16, 24, 24) | 416 |" in proc.stdout
