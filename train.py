@@ -4,7 +4,9 @@ import sys
 from pathlib import Path
 
 # The checkout this file is in runs its own code and config, even where another checkout is
-# the one installed (a second clone, a worktree for comparing commits).
+# the one installed (a second clone, a worktree for comparing commits). The processes it starts
+# follow: the tracking process is started from the package's own folder, and the launchers'
+# job processes are given this process's sys.path.
 _SRC = Path(__file__).resolve().parent / "src"
 if (_SRC / "cvsweep" / "__init__.py").is_file() and str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))

@@ -193,3 +193,17 @@ def test_train_py_runs_the_code_and_config_of_its_own_checkout(tmp_path, data_di
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| conv1 | Conv2d+ReLU | (7, 1, 28, 28) | (7, 16, 24, 24) | 416 |" in proc.stdout
+    # A launcher's job processes too (submitit's start a new interpreter for each job).
+    sweep = subprocess.run(
+        [sys.executable, str(other / "train.py"), "-m", "hydra/launcher=submitit_local"]
+        + ["trainer.shapes_only=true", "tracking.enabled=false"]
+        + [f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    report = (tmp_path / "sweep" / "0" / "shape_report.md").read_text()
+    assert "| conv1 | Conv2d+ReLU | (7, 1, 28, 28) | (7, 16, 24, 24) | 416 |" in report

@@ -232,10 +232,11 @@ class ProxyTracker:
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         now, step = int(time.time() * 1000), int(step)
+        logged = self.logged_steps
         points = [
             (k, float(v), now, step)
             for k, v in metrics.items()
-            if step > self.logged_steps.get(k, step - 1)
+            if k not in logged or step > logged[k]
         ]
         if points:
             self._post("metrics", points)
