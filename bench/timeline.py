@@ -33,6 +33,7 @@ from typing import Any
 # module -> the functions (or Class.method) in it to time, in roughly the order they run.
 PHASES: dict[str, list[str]] = {
     "hydra._internal.hydra": ["Hydra.compose_config"],
+    "hydra._internal.config_loader_impl": ["ConfigLoaderImpl.load_sweep_config"],
     "hydra.plugins.sweeper": ["Sweeper.validate_batch_is_legal"],
     "hydra._internal.core_plugins.basic_launcher": ["BasicLauncher.launch"],
     "hydra.core.utils": ["run_job"],

@@ -16,12 +16,13 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, validate
@@ -57,22 +58,47 @@ def job_overrides(config: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def validate_jobs(config: DictConfig, config_name: str | None) -> int:
+# Jobs composed and checked by validate_jobs, and the keys of the overrides the callback adds
+# to every job after that check (plain strings: the parent run id and the store URI). The
+# sweeper in hydra_plugins/cvsweep_sweeper does not compose these jobs a second time.
+_CHECKED: set[tuple[str, ...]] = set()
+_ADDED_KEYS: set[str] = set()
+
+
+def checked_job(overrides: Sequence[str]) -> bool:
+    """Has validate_jobs composed and checked this job (the callback's additions aside)?
+
+    The additions are recognised by key: Hydra hands them back re-escaped (`sqlite\\:///`).
+    """
+    own = tuple(o for o in overrides if o.split("=", 1)[0] not in _ADDED_KEYS)
+    return own in _CHECKED
+
+
+def validate_jobs(config: DictConfig) -> int:
     """Check every job's values before the parent run exists, so a bad sweep leaves no runs.
 
+    Each job is composed as Hydra's launcher will compose it (its config loader's
+    `load_sweep_config`), so the check also covers what Hydra's own check of the batch would.
     Returns how many jobs the sweep has (0 where the sweeper chooses them as it goes).
     """
     if "BasicSweeper" not in str(config.hydra.sweeper.get("_target_", "")):
         return 0  # other sweepers choose jobs as they go; each job still validates itself
-    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
 
+    loader = GlobalHydra.instance().config_loader()
     jobs = job_overrides(config)
+    _CHECKED.clear()
+    _ADDED_KEYS.clear()
     for i, overrides in enumerate(jobs):
         try:
-            validate(compose(config_name=config_name or "train", overrides=overrides))
+            job = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
+            with read_write(job), open_dict(job):
+                del job["hydra"]  # as Hydra's run_job does: the task sees the rest
+            validate(job)
         except (ConfigError, HydraException, OmegaConfBaseException) as exc:
             print(f"error: job #{i} ({' '.join(overrides)}): {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        _CHECKED.add(tuple(overrides))
     return len(jobs)
 
 
@@ -149,7 +175,7 @@ class MlflowSweepCallback(Callback):
         global _ACTIVE
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         _split_threads(config)
-        self.n_jobs = validate_jobs(config, kwargs.get("config_name"))
+        self.n_jobs = validate_jobs(config)
         check_output_dir(self.sweep_dir, "hydra.sweep.dir")
         _ACTIVE, self.runs_here, self.ended = self, _runs_jobs_here(config), False
         if not self.runs_here:
@@ -197,11 +223,13 @@ class MlflowSweepCallback(Callback):
                 raise SystemExit(2) from None
             print(f"warning: {exc} Sweeping without tracking.", flush=True)
             return
-        with open_dict(config):
-            config.hydra.overrides.task.append(f"tracking.parent_run_id={self.parent_id}")
+        added = [f"tracking.parent_run_id={self.parent_id}"]
         # Make the store URI absolute for every job, wherever the launcher runs it.
         if not any(o.startswith("tracking.uri=") for o in overrides):
-            config.hydra.overrides.task.append(f"tracking.uri={self.uri}")
+            added.append(f"tracking.uri={self.uri}")
+        with open_dict(config):
+            config.hydra.overrides.task.extend(added)
+        _ADDED_KEYS.update(o.split("=", 1)[0] for o in added)
         print(f"sweep parent run: {self.parent_id} ({sweep_name(overrides)})", flush=True)
 
     def _wait_for_workers(self, signum: int, _frame: Any) -> None:

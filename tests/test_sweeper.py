@@ -1,0 +1,36 @@
+"""The default sweeper: Hydra's basic sweeper without composing each checked job twice."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from .conftest import QUICK, REPO, cli_env
+
+
+def _compositions(tmp_path, data_dir, extra: list[str]) -> tuple[int, str]:
+    """How often a 2-job sweep composed a job's config, seen by bench.timeline."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.timeline", "--all", "--", "train.py", "-m"]
+        + ["optimizer=sgd,adam", *QUICK, "trainer.shapes_only=true", *extra]
+        + [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+        + [f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=REPO,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    timeline = proc.stderr.split("timeline (s since the process started)")[1]
+    return timeline.count("ConfigLoaderImpl.load_sweep_config"), proc.stdout
+
+
+def test_each_job_is_composed_once_to_check_it_and_once_to_run_it(tmp_path, data_dir):
+    count, out = _compositions(tmp_path / "default", data_dir, [])
+    assert count == 4, out[-2000:]
+    assert out.count("shape report:") == 2  # both jobs ran
+    # Hydra's own basic sweeper composes each job a third time, for its check of the batch.
+    count, out = _compositions(tmp_path / "basic", data_dir, ["hydra/sweeper=basic"])
+    assert count == 6, out[-2000:]
+    assert out.count("shape report:") == 2
