@@ -162,3 +162,34 @@ def test_a_run_finished_while_orphans_are_looked_for_stays_finished(tmp_path):
     assert client.get_run(finished).info.status == "FINISHED"
     assert "cvsweep.orphaned" not in client.get_run(finished).data.tags
     assert client.get_run(orphan).info.status == "KILLED"
+
+
+class _RecordingProxy:
+    """Stands in for the tracking process: keeps what a tracker posts."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, tuple]] = []
+
+    def post(self, op: str, *args) -> None:
+        self.posted.append((op, args))
+
+    def failures(self) -> list[str]:
+        return []
+
+
+def test_a_resumed_run_sends_no_point_the_store_already_has():
+    from cvsweep.store_proxy import ProxyTracker
+
+    proxy = _RecordingProxy()
+    # The killed attempt had logged test_acc up to step 20 and, at its very end, its final
+    # metrics at step 48 (the status was what it could not write).
+    logged = {"test_acc": 20, "final_test_acc": 48}
+    tracker = ProxyTracker(proxy, "sqlite:///x.db", "run1", logged_steps=logged)  # type: ignore[arg-type]
+    tracker.log_metrics({"test_acc": 0.5, "lr": 0.1}, step=20)  # recomputed after the resume
+    tracker.log_metrics({"test_acc": 0.6}, step=24)
+    tracker.finish("FINISHED", metrics={"final_test_acc": 0.9, "train_time_s": 3.0}, step=48)
+    sent = [(op, args[2]) for op, args in proxy.posted]
+    assert sent[0] == ("metrics", [("lr", 0.1, sent[0][1][0][2], 20)])
+    assert sent[1] == ("metrics", [("test_acc", 0.6, sent[1][1][0][2], 24)])
+    finish_op, finish_args = proxy.posted[2]
+    assert finish_op == "finish_run" and finish_args[3] == {"train_time_s": 3.0}

@@ -230,14 +230,14 @@ class ProxyTracker:
             self._lost = True
             print(f"warning: {exc}", file=sys.stderr, flush=True)
 
+    def _unlogged(self, metrics: dict[str, float], step: int) -> dict[str, float]:
+        """The metrics whose point at this step is not in the store yet (see logged_steps)."""
+        logged = self.logged_steps
+        return {k: float(v) for k, v in metrics.items() if k not in logged or step > logged[k]}
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         now, step = int(time.time() * 1000), int(step)
-        logged = self.logged_steps
-        points = [
-            (k, float(v), now, step)
-            for k, v in metrics.items()
-            if k not in logged or step > logged[k]
-        ]
+        points = [(k, v, now, step) for k, v in self._unlogged(metrics, step).items()]
         if points:
             self._post("metrics", points)
 
@@ -277,7 +277,7 @@ class ProxyTracker:
             self.uri,
             self.run_id,
             status,
-            {k: float(v) for k, v in (metrics or {}).items()},
+            self._unlogged(metrics or {}, int(step)),
             int(step),
             [asdict(p) for p in history or []],
             None if curves_path is None else str(curves_path),
