@@ -7,9 +7,11 @@ from pathlib import Path
 # the one installed (a second clone, a worktree for comparing commits). The processes it starts
 # follow: the tracking process is started from the package's own folder, and the launchers'
 # job processes are given this process's sys.path.
-_SRC = Path(__file__).resolve().parent / "src"
-if (_SRC / "cvsweep" / "__init__.py").is_file() and str(_SRC) not in sys.path:
-    sys.path.insert(0, str(_SRC))
+_SRC = str(Path(__file__).resolve().parent / "src")
+if Path(_SRC, "cvsweep", "__init__.py").is_file():
+    if _SRC in sys.path:
+        sys.path.remove(_SRC)
+    sys.path.insert(0, _SRC)
 
 from cvsweep.cli import hydra_main  # noqa: E402
 

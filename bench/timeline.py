@@ -30,12 +30,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-# module -> the functions (or Class.method) in it to time, in roughly the order they run.
+# module -> the functions (or Class.method) in it to time, in roughly the order they run. Not
+# Hydra's launchers or sweepers: Hydra's plugin scan runs their modules again, which replaces
+# a wrapped class with a fresh one.
 PHASES: dict[str, list[str]] = {
     "hydra._internal.hydra": ["Hydra.compose_config"],
     "hydra._internal.config_loader_impl": ["ConfigLoaderImpl.load_sweep_config"],
     "hydra.plugins.sweeper": ["Sweeper.validate_batch_is_legal"],
-    "hydra._internal.core_plugins.basic_launcher": ["BasicLauncher.launch"],
     "hydra.core.utils": ["run_job"],
     "cvsweep.cli": ["hydra_main", "train_task", "exit_without_teardown"],
     "cvsweep.sweep": [
@@ -177,6 +178,9 @@ class _PatchingLoader(importlib.abc.Loader):
     def exec_module(self, module: Any) -> None:
         self.loader.exec_module(module)
         _patch(module, self.recorder)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)  # get_source, resource readers, ...
 
 
 class _Finder(importlib.abc.MetaPathFinder):

@@ -34,3 +34,36 @@ def test_each_job_is_composed_once_to_check_it_and_once_to_run_it(tmp_path, data
     count, out = _compositions(tmp_path / "basic", data_dir, ["hydra/sweeper=basic"])
     assert count == 6, out[-2000:]
     assert out.count("shape report:") == 2
+
+
+def test_a_glob_sweep_is_checked_before_it_starts(tmp_path, data_dir):
+    proc = subprocess.run(
+        [sys.executable, "train.py", "-m", "optimizer=glob(ad*)", "optimizer.lr=-1"]
+        + [*QUICK, "trainer.shapes_only=true", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+        + [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"],
+        cwd=REPO,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "error: job #0 (optimizer=adam optimizer.lr=-1" in proc.stderr
+    assert "the learning rate must be > 0" in proc.stderr
+    assert not (tmp_path / "sweep" / "0").exists()  # no job ran
+
+
+def test_checked_jobs_count_only_for_the_sweep_config_they_were_checked_with():
+    from omegaconf import OmegaConf
+
+    from cvsweep import sweep
+
+    cfg, other = OmegaConf.create({"seed": 0}), OmegaConf.create({"seed": 0})
+    saved = sweep._CHECKED
+    try:
+        sweep._CHECKED = sweep._CheckedJobs(cfg, {("optimizer=sgd",)}, {"tracking.uri"})
+        assert sweep.checked_job(cfg, ["optimizer=sgd", "tracking.uri=sqlite\\:////x.db"])
+        assert not sweep.checked_job(cfg, ["optimizer=adam"])
+        assert not sweep.checked_job(other, ["optimizer=sgd"])  # a later sweep's config
+    finally:
+        sweep._CHECKED = saved

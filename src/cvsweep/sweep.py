@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def _split_threads(cfg: DictConfig) -> None:
         os.environ["CVSWEEP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(n_jobs)))
 
 
-def job_overrides(config: DictConfig) -> list[list[str]]:
+def job_overrides(config: DictConfig, loader: Any) -> list[list[str]]:
     """Each job's overrides, expanded the way Hydra's basic sweeper will expand them."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -54,41 +55,53 @@ def job_overrides(config: DictConfig) -> list[list[str]]:
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{k}={v}" for k, v in params.items()]
     arguments += [str(o) for o in config.hydra.overrides.task]
-    parsed = OverridesParser.create().parse_overrides(arguments)
+    # With the config loader, as the sweeper's parser has it: glob(*) over a group needs it.
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-# Jobs composed and checked by validate_jobs, and the keys of the overrides the callback adds
-# to every job after that check (plain strings: the parent run id and the store URI). The
-# sweeper in hydra_plugins/cvsweep_sweeper does not compose these jobs a second time.
-_CHECKED: set[tuple[str, ...]] = set()
-_ADDED_KEYS: set[str] = set()
+@dataclass
+class _CheckedJobs:
+    """The jobs validate_jobs composed and checked, and from which sweep config.
 
-
-def checked_job(overrides: Sequence[str]) -> bool:
-    """Has validate_jobs composed and checked this job (the callback's additions aside)?
-
-    The additions are recognised by key: Hydra hands them back re-escaped (`sqlite\\:///`).
+    The sweeper in hydra_plugins/cvsweep_sweeper does not compose these jobs a second time.
+    `added_keys`: the overrides the callback then adds to every job (plain strings, the parent
+    run id and the store URI), recognised by key because Hydra hands them back re-escaped
+    (`sqlite\\:///`).
     """
-    own = tuple(o for o in overrides if o.split("=", 1)[0] not in _ADDED_KEYS)
-    return own in _CHECKED
+
+    config: DictConfig | None = None
+    jobs: set[tuple[str, ...]] = field(default_factory=set)
+    added_keys: set[str] = field(default_factory=set)
+
+
+_CHECKED = _CheckedJobs()
+
+
+def checked_job(config: DictConfig, overrides: Sequence[str]) -> bool:
+    """Has validate_jobs composed and checked this job of the sweep with this very config?"""
+    if config is not _CHECKED.config:
+        return False
+    own = tuple(o for o in overrides if o.split("=", 1)[0] not in _CHECKED.added_keys)
+    return own in _CHECKED.jobs
 
 
 def validate_jobs(config: DictConfig) -> int:
     """Check every job's values before the parent run exists, so a bad sweep leaves no runs.
 
     Each job is composed as Hydra's launcher will compose it (its config loader's
-    `load_sweep_config`), so the check also covers what Hydra's own check of the batch would.
+    `load_sweep_config`), so the check also covers what Hydra's own check of the batch would,
+    bar the two plain-string overrides the callback adds afterwards.
     Returns how many jobs the sweep has (0 where the sweeper chooses them as it goes).
     """
+    global _CHECKED
+    _CHECKED = _CheckedJobs()
     if "BasicSweeper" not in str(config.hydra.sweeper.get("_target_", "")):
         return 0  # other sweepers choose jobs as they go; each job still validates itself
     from hydra.core.global_hydra import GlobalHydra
 
     loader = GlobalHydra.instance().config_loader()
-    jobs = job_overrides(config)
-    _CHECKED.clear()
-    _ADDED_KEYS.clear()
+    jobs = job_overrides(config, loader)
     for i, overrides in enumerate(jobs):
         try:
             job = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
@@ -98,7 +111,7 @@ def validate_jobs(config: DictConfig) -> int:
         except (ConfigError, HydraException, OmegaConfBaseException) as exc:
             print(f"error: job #{i} ({' '.join(overrides)}): {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
-        _CHECKED.add(tuple(overrides))
+    _CHECKED.config, _CHECKED.jobs = config, {tuple(job) for job in jobs}
     return len(jobs)
 
 
@@ -229,7 +242,7 @@ class MlflowSweepCallback(Callback):
             added.append(f"tracking.uri={self.uri}")
         with open_dict(config):
             config.hydra.overrides.task.extend(added)
-        _ADDED_KEYS.update(o.split("=", 1)[0] for o in added)
+        _CHECKED.added_keys.update(o.split("=", 1)[0] for o in added)
         print(f"sweep parent run: {self.parent_id} ({sweep_name(overrides)})", flush=True)
 
     def _wait_for_workers(self, signum: int, _frame: Any) -> None:

@@ -25,7 +25,7 @@ class CheckedBasicSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         from cvsweep.sweep import checked_job
 
-        unchecked = [job for job in batch if not checked_job(job)]
+        unchecked = [job for job in batch if not checked_job(self.config, job)]
         if unchecked:
             super().validate_batch_is_legal(unchecked)
 
