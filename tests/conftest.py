@@ -38,6 +38,18 @@ def cli_env(data: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_python(args: list[str], cwd: Path, data: Path) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` as a user types it in cwd (a script or -m module and its arguments)."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=cli_env(data),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def run_train(
     args: list[str],
     tmp: Path,

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from .conftest import QUICK, REPO, cli_env
+from .conftest import QUICK, REPO, run_python
 
 
 def _compositions(tmp_path, data_dir, extra: list[str]) -> tuple[int, str]:
     """How often a 2-job sweep composed a job's config, seen by bench.timeline."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.timeline", "--all", "--", "train.py", "-m"]
-        + ["optimizer=sgd,adam", *QUICK, "trainer.shapes_only=true", *extra]
+    proc = run_python(
+        ["-m", "bench.timeline", "--all", "--", "train.py", "-m", "optimizer=sgd,adam"]
+        + [*QUICK, "trainer.shapes_only=true", *extra]
         + [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]
         + [f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        cwd=REPO,
-        env=cli_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
+        REPO,
+        data_dir,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     timeline = proc.stderr.split("timeline (s since the process started)")[1]
@@ -37,15 +31,12 @@ def test_each_job_is_composed_once_to_check_it_and_once_to_run_it(tmp_path, data
 
 
 def test_a_glob_sweep_is_checked_before_it_starts(tmp_path, data_dir):
-    proc = subprocess.run(
-        [sys.executable, "train.py", "-m", "optimizer=glob(ad*)", "optimizer.lr=-1"]
-        + [*QUICK, "trainer.shapes_only=true", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = run_python(
+        ["train.py", "-m", "optimizer=glob(ad*)", "optimizer.lr=-1", *QUICK]
+        + ["trainer.shapes_only=true", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
         + [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"],
-        cwd=REPO,
-        env=cli_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
+        REPO,
+        data_dir,
     )
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "error: job #0 (optimizer=adam optimizer.lr=-1" in proc.stderr

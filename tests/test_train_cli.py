@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from cvsweep.config import ModelConfig
 from cvsweep.model import build_model
 
-from .conftest import QUICK, REPO, cli_env, run_train
+from .conftest import QUICK, REPO, cli_env, run_python, run_train
 
 LOG_LINE = re.compile(
     r"epoch +\d+/\d+ +batch +\d+/\d+ +step +\d+ \| train loss [\d.]+ acc +[\d.]+% "
@@ -182,27 +182,16 @@ def test_train_py_runs_the_code_and_config_of_its_own_checkout(tmp_path, data_di
     text = train_yaml.read_text()
     assert "  report_batch_size: 16\n" in text
     train_yaml.write_text(text.replace("  report_batch_size: 16\n", "  report_batch_size: 7\n"))
-    proc = subprocess.run(
-        [sys.executable, str(other / "train.py"), "trainer.shapes_only=true"]
-        + ["tracking.enabled=false", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=tmp_path,
-        env=cli_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    script, quiet = str(other / "train.py"), ["trainer.shapes_only=true", "tracking.enabled=false"]
+    proc = run_python([script, *quiet, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| conv1 | Conv2d+ReLU | (7, 1, 28, 28) | (7, 16, 24, 24) | 416 |" in proc.stdout
     # A launcher's job processes too (submitit's start a new interpreter for each job).
-    sweep = subprocess.run(
-        [sys.executable, str(other / "train.py"), "-m", "hydra/launcher=submitit_local"]
-        + ["trainer.shapes_only=true", "tracking.enabled=false"]
+    sweep = run_python(
+        [script, "-m", "hydra/launcher=submitit_local", *quiet]
         + [f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        cwd=tmp_path,
-        env=cli_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
+        tmp_path,
+        data_dir,
     )
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     report = (tmp_path / "sweep" / "0" / "shape_report.md").read_text()
