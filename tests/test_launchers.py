@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -120,3 +121,48 @@ def test_ctrl_c_in_a_joblib_sweep_lets_running_jobs_save_and_starts_no_other(tmp
     for job in ("0", "1"):
         assert results[job]["status"] == "KILLED"
         assert (tmp_path / "sweep" / job / "checkpoint.pt").is_file()
+
+
+def _tracking_processes_of_workers(launcher_pid: int) -> list[int]:
+    """Tracking processes (cvsweep.store_worker) that the launching process did not start."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+            ppid = int((cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"cvsweep.store_worker" in args and ppid != launcher_pid:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def test_a_joblib_sweep_whose_workers_lost_tracking_exits_3(tmp_path, data_dir):
+    """Jobs in other processes: their lost writes reach the launching process's exit code."""
+    args = [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "optimizer=sgd,adam",
+        "trainer.epochs=1",
+        "dataset.train_limit=4096",
+        "dataset.test_limit=500",
+        "trainer.batch_size=8",
+        "trainer.log_every=32",
+        "trainer.progress=off",
+        f"tracking.uri={db_uri(tmp_path)}",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+    ]
+    proc = start_train(args, tmp_path, data_dir)
+    seen = read_until(proc, "step     64 |", timeout=240)
+    killed = _tracking_processes_of_workers(proc.pid)
+    assert killed, "no worker's tracking process found"
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=240)
+    output = "".join(seen) + rest
+    assert proc.returncode == 3, output[-3000:]
+    assert "error: training finished and its files are complete, but the tracking store" in output
+    results = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob(f"*/{RESULT_FILE}")]
+    assert {r["status"] for r in results} == {"FINISHED"}  # both trained to the end
+    assert sum(1 for r in results if r["tracking_problems"] > 0) == len(killed)

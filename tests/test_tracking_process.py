@@ -77,6 +77,43 @@ def test_tracking_process_writes_what_it_got_and_leaves_when_the_trainer_is_kill
     assert {8, 16} <= set(steps)  # step 24 may have been printed but not yet sent
 
 
+def _tracking_process(trainer_pid: int) -> int:
+    """The pid of the trainer's tracking process (its child running cvsweep.store_worker)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+            ppid = int((cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == trainer_pid and b"cvsweep.store_worker" in args:
+            return int(cmdline.parent.name)
+    raise AssertionError(f"no tracking process under pid {trainer_pid}")
+
+
+@pytest.mark.parametrize("required", [True, False])
+def test_a_run_whose_tracking_was_lost_trains_on_and_exits_3_unless_optional(
+    tmp_path, data_dir, required
+):
+    """The tracking process dies mid-run: training goes on and its files are complete; the
+    exit code says the store is incomplete (3), or only warns with tracking.required=false."""
+    args = [*LONG_RUN, "trainer.epochs=4", f"tracking.uri={db_uri(tmp_path)}"]
+    args += [f"hydra.run.dir={tmp_path}/run", f"tracking.required={str(required).lower()}"]
+    proc = start_train(args, tmp_path, data_dir)
+    seen = read_until(proc, "step     16 |")
+    os.kill(_tracking_process(proc.pid), signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(seen) + rest
+    assert proc.returncode == (3 if required else 0), output[-3000:]
+    assert "Traceback" not in output
+    assert "warning: tracking: The tracking process (pid" in output
+    assert "final test accuracy:" in output  # trained to the end
+    assert (tmp_path / "run" / "model.pth").is_file()
+    incomplete = "error: training finished and its files are complete, but the tracking store"
+    assert (incomplete in output) == required
+    _, run = _only_run(tmp_path)
+    assert run.info.status == "RUNNING"  # never finished in the store: the next launch marks it
+
+
 def test_the_trainer_never_imports_mlflow(tmp_path, data_dir):
     # -X importtime reports this interpreter's imports only; the tracking process is another.
     proc = run_train(

@@ -121,14 +121,48 @@ def hydra_main() -> None:
     except SystemExit as exc:
         _on_the_way_out()
         stop_sweep(exc.code)
-        exit_without_teardown(exc.code)
-        raise
+        code = _with_tracking_outcome(exc.code)
+        exit_without_teardown(code)
+        raise SystemExit(code) from None
     except KeyboardInterrupt:  # Ctrl-C outside a job, e.g. while a parallel launcher waits
         _on_the_way_out()
         stop_sweep(130)
         exit_without_teardown(130)
         raise SystemExit(130) from None
-    exit_without_teardown(0)
+    code = _with_tracking_outcome(0)
+    exit_without_teardown(code)
+    if code:
+        raise SystemExit(code)
+
+
+TRACKING_INCOMPLETE = 3  # exit code: trained, but the required tracking store missed writes
+
+
+def _with_tracking_outcome(code: object) -> object:
+    """The exit code once the tracking process has written all it could.
+
+    A command that would exit 0 but whose required store did not get every write exits 3:
+    its files are complete, yet a script or a scheduler must see that the record is not, and
+    the same command run again completes it. Any other code is kept as it is.
+    """
+    if code not in (None, 0):
+        return code
+    from .store_proxy import LOST, close_shared
+
+    close_shared()
+    if not (LOST.required and LOST.problems):
+        return code
+    print(
+        "error: training finished and its files are complete, but the tracking store did not "
+        "get everything (the warnings above say what). Once the store "
+        "answers, run the same command again: a run the store does not hold as FINISHED is "
+        "resumed from its last uploaded checkpoint, or trained again where none was uploaded. "
+        "Exit code "
+        f"{TRACKING_INCOMPLETE} (with tracking.required=false this is only a warning).",
+        file=sys.stderr,
+        flush=True,
+    )
+    return TRACKING_INCOMPLETE
 
 
 def _on_the_way_out() -> None:

@@ -40,7 +40,7 @@ from .runtime import (
     seed_everything,
     set_deterministic,
 )
-from .store_proxy import Pending, ProxyTracker, shared_proxy
+from .store_proxy import LOST, Pending, ProxyTracker, shared_proxy, warn_lost
 from .tracker import NullTracker
 from .tracking import TrackingError, check_writable, flatten, resolve_uri, sqlite_path
 
@@ -69,6 +69,9 @@ class JobOutcome:
     final_test_acc: float | None = None
     error: str | None = None
     signal: int | None = None  # what stopped a KILLED job
+    # Tracking writes this job's process reported as not made (for a sweep whose jobs run
+    # in other processes: its launching process turns them into the exit code).
+    tracking_problems: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -199,7 +202,7 @@ class _Store:
         try:
             return str(self._new_run.result())
         except TrackingError as exc:
-            _console(f"warning: tracking: the run could not be created: {exc}")
+            warn_lost(f"the run could not be created: {exc}", stdout=True)
             return None
 
 
@@ -210,6 +213,9 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     launcher goes on with the other jobs; the sweep callback turns them into a non-zero exit.
     """
     t_start = time.perf_counter()
+    lost_before = len(LOST.problems)
+    if cfg.tracking.enabled and cfg.tracking.required:
+        LOST.required = True
     out_dir = Path(ctx.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     validate(cfg)
@@ -299,12 +305,17 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
         t_trained = time.perf_counter()
         if isinstance(tracker, ProxyTracker):
             for failure in _finish_run(tracker, status, result, out_dir):
-                _console(f"warning: tracking: {failure}")
+                warn_lost(failure, stdout=True)
 
     if store is not None:
         run_id = store.run_id(run_id)
     outcome = JobOutcome(
-        status, run_id, result.final_test_acc if result else None, error, stopped_by
+        status,
+        run_id,
+        result.final_test_acc if result else None,
+        error,
+        stopped_by,
+        tracking_problems=len(LOST.problems) - lost_before,
     )
     outcome.write(out_dir)
     t_end = time.perf_counter()

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,7 @@ class StoreProxy:
         self._answers: dict[int, tuple[Any, ...]] = {}
         self._lock = threading.Lock()
         self.closed = False
+        self.gone = False  # found dead, and said so to whoever asked
         self.used = False  # asked anything beyond warming up?
         # Set by the sweep callback in the process that runs a basic launcher's jobs: a job's
         # last uploads then overlap the next job instead of delaying it.
@@ -78,6 +79,7 @@ class StoreProxy:
             try:
                 self._send.send((msg_id, op, args, kwargs, reply))
             except OSError:
+                self.gone = True
                 raise TrackingError(self._gone_message()) from None
         return msg_id
 
@@ -96,6 +98,7 @@ class StoreProxy:
                 try:
                     answer = self._recv.recv()
                 except (EOFError, OSError):
+                    self.gone = True
                     raise TrackingError(self._gone_message()) from None
                 self._answers[answer[0]] = answer
             return self._answers.pop(msg_id)
@@ -121,10 +124,11 @@ class StoreProxy:
             self.discard()
             return []
         found: list[str] = []
+        reported = self.gone  # a death already reported is not news
         try:
             found = list(self.call("close"))
         except TrackingError as exc:
-            found = [str(exc)]
+            found = [] if reported else [str(exc)]
         finally:
             self.closed = True
             for conn in (self._send, self._recv):
@@ -199,7 +203,35 @@ def discard_unused() -> None:
 
 def _close_at_exit(proxy: StoreProxy) -> None:
     for failure in proxy.close():
-        print(f"warning: tracking: {failure}", file=sys.stderr, flush=True)
+        warn_lost(failure)
+
+
+def close_shared() -> None:
+    """Close this process's tracking process now, so its last failures count for the exit code."""
+    if _shared is not None and _shared.pid == os.getpid() and not _shared.closed:
+        _close_at_exit(_shared)
+
+
+@dataclass
+class _LostWrites:
+    """Tracking problems this process reported: writes the store did not get.
+
+    `required`: did a job of this process require its tracking (`tracking.required`)? Then a
+    command that trained but left the store incomplete does not exit 0 (cli.hydra_main), so a
+    script or a scheduler sees it and can run the same command again, which completes the run.
+    """
+
+    problems: list[str] = field(default_factory=list)
+    required: bool = False
+
+
+LOST = _LostWrites()
+
+
+def warn_lost(problem: str, *, stdout: bool = False) -> None:
+    """Say that a tracking write was not made, and keep it for the exit code."""
+    LOST.problems.append(problem)
+    print(f"warning: tracking: {problem}", file=sys.stdout if stdout else sys.stderr, flush=True)
 
 
 class ProxyTracker:
@@ -228,7 +260,7 @@ class ProxyTracker:
         except TrackingError as exc:
             # Training goes on; the run's files stay in its folder and the end says what is lost.
             self._lost = True
-            print(f"warning: {exc}", file=sys.stderr, flush=True)
+            warn_lost(str(exc))
 
     def _unlogged(self, metrics: dict[str, float], step: int) -> dict[str, float]:
         """The metrics whose point at this step is not in the store yet (see logged_steps)."""

@@ -28,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, validate
 from .identity import RESULT_FILE, run_name
-from .store_proxy import discard_unused, shared_proxy
+from .store_proxy import LOST, discard_unused, shared_proxy, warn_lost
 from .tracking import TrackingError, probe_writable, resolve_uri
 
 
@@ -197,6 +197,7 @@ class MlflowSweepCallback(Callback):
         if not config.tracking.enabled:
             discard_unused()
             return
+        LOST.required = LOST.required or bool(config.tracking.required)
         overrides = list(config.hydra.overrides.task)
         command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
         try:
@@ -277,6 +278,13 @@ class MlflowSweepCallback(Callback):
             raise SystemExit(self.interrupted)  # hydra_main records the sweep as stopped
         results = self._job_results()
         failed = [r for r in results if r.get("status") in ("FAILED", "KILLED")]
+        if not self.runs_here:
+            # Jobs in other processes warned there; this process's exit code counts them.
+            for r in results:
+                if r.get("tracking_problems"):
+                    LOST.problems.append(
+                        f"job {r.get('run_id')}: {r['tracking_problems']} (see its log)"
+                    )
         t_jobs = time.perf_counter()
         if self.parent_id is not None:
             self._report(results)
@@ -352,6 +360,10 @@ class MlflowSweepCallback(Callback):
             print(text, flush=True)
             print(f"comparison report: {self.sweep_dir / 'comparison.md'}", flush=True)
         except TrackingError as exc:
-            print(f"warning: the comparison report could not be made: {exc}", flush=True)
-        for failure in proxy.failures():
-            print(f"warning: tracking: {failure}", file=sys.stderr, flush=True)
+            warn_lost(f"the comparison report could not be made: {exc}", stdout=True)
+        try:
+            failures = proxy.failures()
+        except TrackingError as exc:
+            failures = [str(exc)]
+        for failure in failures:
+            warn_lost(failure)
