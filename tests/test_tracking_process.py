@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,66 @@ def test_a_resumed_run_sends_no_point_the_store_already_has():
     assert sent[1] == ("metrics", [("test_acc", 0.6, sent[1][1][0][2], 24)])
     finish_op, finish_args = proxy.posted[2]
     assert finish_op == "finish_run" and finish_args[3] == {"train_time_s": 3.0}
+
+
+def test_a_second_launch_of_a_running_config_leaves_the_live_run_alone(tmp_path, data_dir):
+    """The same command in a second terminal while the first still trains (with a checkpoint
+    uploaded): it must start its own run, not resume the live one (two writers, one history)."""
+    args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={db_uri(tmp_path)}"]
+    first = start_train([*args, f"hydra.run.dir={tmp_path}/first"], tmp_path, data_dir)
+    try:
+        read_until(first, "epoch   2/3")  # epoch 1's checkpoint was written and sent
+        os.kill(first.pid, signal.SIGSTOP)  # alive, but paused: its tracking process goes on
+        client = MlflowClient(db_uri(tmp_path))
+        exp = client.get_experiment_by_name("cvsweep").experiment_id
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            (run,) = client.search_runs([exp])
+            if run.data.tags.get("cvsweep.checkpoint_epoch") == "1":
+                break
+            time.sleep(0.2)
+        assert run.data.tags.get("cvsweep.checkpoint_epoch") == "1"
+        second = run_train([*args, f"hydra.run.dir={tmp_path}/second"], tmp_path, data_dir)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(first.pid, signal.SIGCONT)
+    rest, _ = first.communicate(timeout=120)
+    assert first.returncode == 0, rest[-2000:]
+    assert second.returncode == 0, second.stderr[-2000:]
+    live = run.info.run_id
+    note = f"note: run {live} of the same config is still RUNNING (pid {first.pid} on this host)"
+    assert note in second.stdout
+    assert "resuming run" not in second.stdout
+    runs = client.search_runs([exp])
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    for r in runs:  # each run has one writer: every point once
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "test_acc")]
+        assert sorted(steps) == list(range(8, 97, 8)), (r.info.run_id, steps)
+
+
+def test_a_running_run_of_another_host_is_live_until_it_goes_quiet(monkeypatch):
+    from types import SimpleNamespace
+
+    from cvsweep import tracking
+
+    now_ms = time.time() * 1000
+
+    def running_elsewhere() -> SimpleNamespace:
+        info = SimpleNamespace(run_id="r1", start_time=now_ms - 3600_000)
+        tags = {"cvsweep.host": "another-node", "cvsweep.pid": "123"}
+        return SimpleNamespace(info=info, data=SimpleNamespace(tags=tags, metrics={"lr": 0.1}))
+
+    class Client:
+        def __init__(self, seconds_ago: float) -> None:
+            self.ts = now_ms - seconds_ago * 1000
+
+        def get_metric_history(self, run_id, key):
+            return [
+                SimpleNamespace(timestamp=now_ms - 3600_000),
+                SimpleNamespace(timestamp=self.ts),
+            ]
+
+    recent = tracking.live_owner(Client(60), running_elsewhere())
+    assert recent is not None and recent.startswith("pid 123 on host another-node, last write")
+    quiet = tracking.STALE_AFTER_S + 60
+    assert tracking.live_owner(Client(quiet), running_elsewhere()) is None

@@ -238,6 +238,11 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     if store is not None and found is not None:
         for orphan in found.get("orphans") or []:
             _console(f"note: run {orphan} was left RUNNING by a process that is gone: now KILLED")
+        for busy in found.get("busy") or []:
+            _console(
+                f"note: run {busy['run_id']} of the same config is still RUNNING "
+                f"({busy['owner']}): this launch leaves it to that process"
+            )
         if found["finished"] is not None:
             fid = found["finished"]["run_id"]
             _console(f"skipped: identical to finished run {fid}")

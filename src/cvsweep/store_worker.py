@@ -35,6 +35,7 @@ from .tracking import (
     TrackingError,
     client_for,
     ensure_experiment,
+    live_owner,
     mark_orphans,
     probe_server,
     sqlite_path,
@@ -226,6 +227,7 @@ class StoreSession:
             "finished": None,
             "resumable": None,
             "orphans": orphans,
+            "busy": [],  # RUNNING runs of this config that a live process may still write
         }
         if config_hash is None:
             return found
@@ -239,6 +241,11 @@ class StoreSession:
         )
         for r in runs:
             tags = r.data.tags
+            if r.info.status == "RUNNING":
+                owner = live_owner(client, r)
+                if owner is not None:
+                    found["busy"].append({"run_id": r.info.run_id, "owner": owner})
+                    continue
             if r.info.status == "FINISHED" and found["finished"] is None:
                 found["finished"] = {
                     "run_id": r.info.run_id,

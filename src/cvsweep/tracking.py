@@ -280,6 +280,34 @@ def mark_orphans(client: Any, experiment_id: str) -> list[str]:
     return killed
 
 
+# A RUNNING run of another host that wrote nothing for this long is taken to be abandoned (its
+# machine lost); one that wrote more recently may still be training there and is left alone.
+# A live run writes at every log point and checkpoint: seconds to a minute apart for MNIST.
+STALE_AFTER_S = 900.0
+
+
+def live_owner(client: Any, run: Any) -> str | None:
+    """Who may still be training a RUNNING run, or None when nobody can be.
+
+    A later launch of the same config must not take over a run that a live process is still
+    writing (two writers, one history). On this host the owner's pid says it (`mark_orphans`
+    has marked the dead ones KILLED already); another host's process cannot be asked, so its
+    run counts as live until it has written nothing for STALE_AFTER_S.
+    """
+    tags = run.data.tags
+    host, pid = tags.get("cvsweep.host", "?"), tags.get("cvsweep.pid", "?")
+    if host == socket.gethostname():
+        return f"pid {pid} on this host" if pid.isdigit() and _pid_alive(int(pid)) else None
+    last_ms = int(run.info.start_time or 0)
+    for key in run.data.metrics:
+        history = with_retry(lambda k=key: client.get_metric_history(run.info.run_id, k))
+        last_ms = max([last_ms, *(int(m.timestamp) for m in history)])
+    idle_s = time.time() - last_ms / 1000
+    if idle_s >= STALE_AFTER_S:
+        return None
+    return f"pid {pid} on host {host}, last write {idle_s:.0f} s ago"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
