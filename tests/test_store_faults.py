@@ -125,7 +125,13 @@ def test_server_lost_mid_run_ends_quickly_and_the_run_resumes_later(tmp_path, da
         again_out, _ = again.communicate(timeout=300)
         assert again.returncode == 0, again_out[-3000:]
         assert f"note: run {run_id} was left RUNNING by a process that is gone" in again_out
-        assert f"resuming run {run_id} (KILLED) from its checkpoint at step 8" in again_out
+        # Training went on to the end while the server was away: the job folder's final
+        # state is ahead of the store's (step 8), so the run resumes from there, trains
+        # nothing more and sends the points the store missed from that state's history.
+        folder = work / "run"
+        resumed = f"resuming run {run_id} (KILLED) from the checkpoint in its job folder {folder}"
+        assert f"{resumed} at step 24" in again_out
+        assert "epoch   3/3" not in again_out  # nothing trained again
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri=uri)
@@ -134,6 +140,17 @@ def test_server_lost_mid_run_ends_quickly_and_the_run_resumes_later(tmp_path, da
         steps = [m.step for m in client.get_metric_history(run_id, "test_acc")]
         # the points sent before the server went away were written with the checkpoint
         assert steps[:4] == [2, 4, 6, 8] and set(steps) == set(range(2, 25, 2))
+        assert len(steps) == len(set(steps))
+        # ...and the same values the first launch printed for them
+        printed = re.findall(r"step +(\d+) \|.*\| test loss [\d.]+ acc +([\d.]+)%", out)
+        stored = {m.step: m.value for m in client.get_metric_history(run_id, "test_acc")}
+        assert printed and all(abs(100 * stored[int(s)] - float(a)) < 0.01 for s, a in printed)
+        epochs = [m.step for m in client.get_metric_history(run_id, "epoch_test_acc")]
+        assert sorted(epochs) == [1, 2, 3]
+        assert run.data.tags["cvsweep.checkpoint_epoch"] == "3"
+        names = {a.path for a in client.list_artifacts(run_id)}
+        assert {"model.pth", "curves.png", "checkpoint"} <= names
+        assert "final_test_acc" in run.data.metrics
     finally:
         assert server.stop() == 0
 

@@ -112,8 +112,28 @@ def test_a_run_whose_tracking_was_lost_trains_on_and_exits_3_unless_optional(
     assert (tmp_path / "run" / "model.pth").is_file()
     incomplete = "error: training finished and its files are complete, but the tracking store"
     assert (incomplete in output) == required
-    _, run = _only_run(tmp_path)
+    client, run = _only_run(tmp_path)
     assert run.info.status == "RUNNING"  # never finished in the store: the next launch marks it
+    if not required:
+        return
+    # The same command again (a new job folder): the run resumes from the state its own
+    # folder holds, ahead of the store, and the store gets everything it missed.
+    again = run_train(args[:-2], tmp_path / "again", data_dir)  # folder: again/run
+    assert again.returncode == 0, again.stderr[-2000:]
+    rid = run.info.run_id
+    folder = tmp_path / "run"
+    assert (
+        f"resuming run {rid} (KILLED) from the checkpoint in its job folder {folder}"
+        in again.stdout
+    )
+    assert "at step 128" in again.stdout  # 4 epochs of 32 mini-batches: all of it
+    assert (tmp_path / "again" / "run" / "model.pth").is_file()
+    assert (tmp_path / "again" / "run" / "checkpoint.pt").is_file()
+    run = client.get_run(rid)
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(rid, "test_acc")]
+    assert sorted(steps) == list(range(8, 129, 8))  # every point once
+    assert run.data.tags["output_dir"] == str(tmp_path / "again" / "run")
 
 
 def test_the_trainer_never_imports_mlflow(tmp_path, data_dir):
@@ -251,7 +271,7 @@ def test_a_second_launch_of_a_running_config_leaves_the_live_run_alone(tmp_path,
                 break
             time.sleep(0.2)
         assert run.data.tags.get("cvsweep.checkpoint_epoch") == "1"
-        second = run_train([*args, f"hydra.run.dir={tmp_path}/second"], tmp_path, data_dir)
+        second = run_train(args, tmp_path / "second", data_dir)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(first.pid, signal.SIGCONT)
@@ -295,3 +315,25 @@ def test_a_running_run_of_another_host_is_live_until_it_goes_quiet(monkeypatch):
     assert recent is not None and recent.startswith("pid 123 on host another-node, last write")
     quiet = tracking.STALE_AFTER_S + 60
     assert tracking.live_owner(Client(quiet), running_elsewhere()) is None
+
+
+def test_a_job_folder_checkpoint_is_used_only_when_it_is_this_runs(tmp_path):
+    """Another config's state (a reused folder), or one whose history disagrees with the
+    store, is not resumed from; a matching one is, and is copied into the new job folder."""
+    import torch
+
+    from cvsweep.job import _local_resume
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    history = [{"step": 8, "test_acc": 0.5}, {"step": 16, "test_acc": 0.75}]
+    path = old / "checkpoint.pt"
+    torch.save({"config_hash": "abc", "step": 16, "history": history}, path)
+    found = {"local_checkpoint": str(path), "last_steps": {"test_acc": 8}, "last_test_acc": 0.5}
+    assert _local_resume(found, "other", new) is None
+    assert _local_resume({**found, "last_test_acc": 0.6}, "abc", new) is None
+    assert _local_resume({**found, "last_steps": {"test_acc": 24}}, "abc", new) is None
+    assert not (new / "checkpoint.pt").exists()
+    state = _local_resume(found, "abc", new)
+    assert state is not None and state["step"] == 16
+    assert (new / "checkpoint.pt").read_bytes() == path.read_bytes()

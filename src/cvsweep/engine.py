@@ -27,6 +27,7 @@ from torch import nn
 from . import augment as aug
 from .checkpoint import CHECKPOINT_NAME, MODEL_NAME, atomic_save, restore_rng_state, rng_state
 from .data import DeviceData
+from .identity import config_hash
 from .model import split_conv_bias_grads
 from .optim import Phase, build_optimizer, build_scheduler, current_lr, plan_phases
 from .runtime import speed_settings
@@ -67,6 +68,17 @@ class LogPoint:
     test_loss: float
     test_acc: float
     lr: float
+
+
+def _point_metrics(point: LogPoint) -> dict[str, float]:
+    """The metrics of one log point, as the tracker gets them."""
+    return {
+        "train_loss": point.train_loss,
+        "train_acc": point.train_acc,
+        "test_loss": point.test_loss,
+        "test_acc": point.test_acc,
+        "lr": point.lr,
+    }
 
 
 @dataclass
@@ -258,6 +270,7 @@ class Trainer:
             split_conv_bias_grads(self.model)
         self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
         self.model_path = self.out_dir / MODEL_NAME
+        self.config_hash = config_hash(cfg)
 
     # ----------------------------------------------------------------- the step
     def _make_step(
@@ -356,17 +369,28 @@ class Trainer:
             f" | test loss {point.test_loss:.4f} acc {100 * point.test_acc:6.2f}%"
             f" | lr {point.lr:.3e}"
         )
-        self.tracker.log_metrics(
-            {
-                "train_loss": point.train_loss,
-                "train_acc": point.train_acc,
-                "test_loss": point.test_loss,
-                "test_acc": point.test_acc,
-                "lr": point.lr,
-            },
-            step=step,
-        )
+        self.tracker.log_metrics(_point_metrics(point), step=step)
         return point
+
+    def _epoch_metrics(self, point: LogPoint, epoch_time: float) -> dict[str, float]:
+        return {
+            "epoch_test_acc": point.test_acc,
+            "epoch_test_loss": point.test_loss,
+            "epoch_time_s": epoch_time,
+            "samples_per_s": self.steps_per_epoch * self.batch_size / max(epoch_time, 1e-9),
+        }
+
+    def _send_history(self, run: _Progress) -> None:
+        """A resumed run sends its recorded history again: the tracker passes on only the
+        points the store lacks, those after the store's last writes (a checkpoint from the
+        run's own folder can be ahead of the store when the store was lost mid-run)."""
+        for point in run.history:
+            self.tracker.log_metrics(_point_metrics(point), step=point.step)
+        last_of_epoch = {point.epoch: point for point in run.history}
+        for epoch, epoch_time in enumerate(run.epoch_times, start=1):
+            if epoch in last_of_epoch:
+                metrics = self._epoch_metrics(last_of_epoch[epoch], epoch_time)
+                self.tracker.log_metrics(metrics, step=epoch)
 
     def _progress(self, epoch: int, start: int) -> Any:
         mode = self.cfg.trainer.progress
@@ -398,6 +422,8 @@ class Trainer:
         """The exact training state: resuming from it continues as if never stopped."""
         return {
             "format": 1,
+            # Which config this state belongs to: a resume from a run's local folder checks it.
+            "config_hash": self.config_hash,
             "phase": phase,
             "epoch_in_phase": epoch_in_phase,
             "batch": batch,
@@ -425,6 +451,7 @@ class Trainer:
             start_phase, start_epoch = resume["phase"], resume["epoch_in_phase"]
             start_batch = resume["batch"]
             resume_perm = None if resume["perm"] is None else resume["perm"].to(device)
+            self._send_history(run)
         self.model.train()
         epoch = sum(p.epochs for p in self.phases[:start_phase]) + start_epoch
         bs = self.batch_size
@@ -504,15 +531,8 @@ class Trainer:
                     run.epoch_times.append(epoch_time)
                     if run.step % self.log_every != 0:
                         self._log_point(epoch, self.steps_per_epoch, run, current_lr(optimizer))
-                    point = run.history[-1]
                     self.tracker.log_metrics(
-                        {
-                            "epoch_test_acc": point.test_acc,
-                            "epoch_test_loss": point.test_loss,
-                            "epoch_time_s": epoch_time,
-                            "samples_per_s": self.steps_per_epoch * bs / max(epoch_time, 1e-9),
-                        },
-                        step=epoch,
+                        self._epoch_metrics(run.history[-1], epoch_time), step=epoch
                     )
                     if self.cfg.trainer.checkpoint_every_epoch or epoch == self.total_epochs:
                         next_phase, next_epoch = phase.index, e + 1
@@ -524,6 +544,8 @@ class Trainer:
                         atomic_save(state, self.checkpoint_path)
                         self.on_checkpoint(epoch)
                     self._save_model()
+        if resume is not None and start_phase >= len(self.phases):
+            self._save_model()  # resumed from a finished state: nothing left to train
         last = run.history[-1]
         return TrainResult(
             history=run.history,

@@ -120,16 +120,21 @@ class _TrackedTrainer(Trainer):
     """
 
     def on_checkpoint(self, epoch: int) -> None:
-        if not isinstance(self.tracker, ProxyTracker):
-            return
-        snapshot = self.out_dir / f".checkpoint-epoch{epoch}" / self.checkpoint_path.name
-        snapshot.parent.mkdir(exist_ok=True)
-        try:
-            os.link(self.checkpoint_path, snapshot)
-        except OSError:
-            shutil.copyfile(self.checkpoint_path, snapshot)
-        self.tracker.log_artifact(snapshot, "checkpoint", remove=True)
-        self.tracker.set_tags({"cvsweep.checkpoint_epoch": str(epoch)})
+        if isinstance(self.tracker, ProxyTracker):
+            _upload_checkpoint(self.tracker, self.checkpoint_path, epoch)
+
+
+def _upload_checkpoint(tracker: ProxyTracker, path: Path, epoch: int) -> None:
+    """Upload a hard-linked snapshot of the checkpoint and say which epoch it ends."""
+    snapshot = path.parent / f".checkpoint-epoch{epoch}" / path.name
+    snapshot.parent.mkdir(exist_ok=True)
+    snapshot.unlink(missing_ok=True)  # an earlier attempt's, never uploaded (store lost)
+    try:
+        os.link(path, snapshot)
+    except OSError:
+        shutil.copyfile(path, snapshot)
+    tracker.log_artifact(snapshot, "checkpoint", remove=True)
+    tracker.set_tags({"cvsweep.checkpoint_epoch": str(epoch)})
 
 
 def _console(line: str) -> None:
@@ -234,6 +239,7 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
 
     tracker: ProxyTracker | NullTracker = NullTracker()
     resume_state: dict[str, Any] | None = None
+    local = False  # resumed from the run's own job folder, not from the store
     run_id: str | None = None
     if store is not None and found is not None:
         for orphan in found.get("orphans") or []:
@@ -251,7 +257,9 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             return outcome
         if found["resumable"] is not None:
             rid = found["resumable"]["run_id"]
-            resume_state = _download_checkpoint(store, rid)
+            resume_state, local = _local_resume(found["resumable"], chash, out_dir), True
+            if resume_state is None and found["resumable"].get("uploaded", True):
+                resume_state, local = _download_checkpoint(store, rid), False
             if resume_state is not None:
                 # This process's pid first: from the moment the run is RUNNING again, another
                 # launch looking for orphans must see a live owner.
@@ -260,8 +268,13 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
                 store.proxy.post("update_status", store.uri, rid, "RUNNING")
                 store.proxy.post("untag", store.uri, rid, ["failure_reason", "failure_step"])
                 run_id = rid
+                where = (
+                    f"the checkpoint in its job folder {Path(found['resumable']['local_checkpoint']).parent}"
+                    if local
+                    else "its checkpoint"
+                )
                 _console(
-                    f"resuming run {rid} ({found['resumable']['status']}) from its checkpoint "
+                    f"resuming run {rid} ({found['resumable']['status']}) from {where} "
                     f"at step {resume_state['step']}"
                 )
     _console(prepared.report_md.read_text().rstrip())
@@ -281,6 +294,10 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     try:
         if isinstance(tracker, ProxyTracker):
             _log_run_setup(tracker, cfg, ctx, chash, device, threads, resumed=resume_state)
+            if local and resume_state is not None:  # the store gets the state it lacked
+                _upload_checkpoint(
+                    tracker, out_dir / CHECKPOINT_NAME, len(resume_state["epoch_times"])
+                )
         if cfg.trainer.shapes_only:
             tracker.log_artifact(prepared.report_md)
             tracker.log_artifact(prepared.report_json)
@@ -363,6 +380,38 @@ def _finish_run(
             "artifacts": [(result.model_path, None)],
         }
     return tracker.finish(status, wait=not tracker.proxy.defer_finish, **final)
+
+
+def _local_resume(resumable: dict[str, Any], chash: str, out_dir: Path) -> dict[str, Any] | None:
+    """The state in the unfinished run's own job folder, when it is this run's and not behind
+    the store; copied into this job's folder, whose checkpoint the run then uploads.
+
+    A store lost mid-run misses the checkpoints written after it went away, and training went
+    on: resuming from the folder continues where training stopped instead of where the store
+    did, and `fit` sends the missing points from the state's history.
+    """
+    path = resumable.get("local_checkpoint")
+    if not path:
+        return None
+    try:
+        state = load_checkpoint(Path(path))
+    except Exception as exc:
+        _console(f"note: the checkpoint {path} cannot be read ({exc}); not resuming from it")
+        return None
+    if state.get("config_hash") != chash:
+        return None  # the folder was reused by another config (a fixed hydra.run.dir)
+    # The store's last test accuracy point must be in the state's history, with its value:
+    # otherwise the state is behind the store, or another run's.
+    last_step = (resumable.get("last_steps") or {}).get("test_acc")
+    last_value = resumable.get("last_test_acc")
+    if last_step is not None and last_value is not None:
+        point = next((p for p in state["history"] if p["step"] == last_step), None)
+        if point is None or abs(float(point["test_acc"]) - float(last_value)) > 1e-9:
+            return None
+    here = out_dir / CHECKPOINT_NAME
+    if Path(path).resolve() != here.resolve():
+        shutil.copyfile(path, here)
+    return state
 
 
 def _download_checkpoint(store: _Store, run_id: str) -> dict[str, Any] | None:

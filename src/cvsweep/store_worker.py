@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -71,6 +72,23 @@ def _last_steps(client: Any, run: Any) -> dict[str, int]:
         if history:
             steps[key] = max(int(m.step) for m in history)
     return steps
+
+
+LOCAL_CHECKPOINT = "checkpoint.pt"  # checkpoint.CHECKPOINT_NAME (that module imports torch)
+
+
+def _local_checkpoint(tags: dict[str, str]) -> str | None:
+    """The checkpoint in an unfinished run's own job folder, where this host can read it.
+
+    It can be ahead of the one the store holds: a store lost mid-run missed the later
+    uploads while training went on and wrote them locally. The trainer checks that it is
+    this run's before resuming from it (job._local_resume).
+    """
+    folder = tags.get("output_dir")
+    if not folder or tags.get("cvsweep.host") != socket.gethostname():
+        return None
+    path = Path(folder) / LOCAL_CHECKPOINT
+    return str(path) if path.is_file() else None
 
 
 @dataclass
@@ -254,14 +272,19 @@ class StoreSession:
             if (
                 found["resumable"] is None
                 and r.info.status in ("KILLED", "FAILED", "RUNNING")
-                and tags.get("cvsweep.checkpoint_epoch")
                 and tags.get("failure_reason") != "non_finite_loss"
             ):
-                found["resumable"] = {
-                    "run_id": r.info.run_id,
-                    "status": r.info.status,
-                    "last_steps": _last_steps(client, r),
-                }
+                uploaded = bool(tags.get("cvsweep.checkpoint_epoch"))
+                local = _local_checkpoint(tags)
+                if uploaded or local:
+                    found["resumable"] = {
+                        "run_id": r.info.run_id,
+                        "status": r.info.status,
+                        "last_steps": _last_steps(client, r),
+                        "uploaded": uploaded,
+                        "local_checkpoint": local,
+                        "last_test_acc": r.data.metrics.get("test_acc"),
+                    }
         return found
 
     def op_download(self, uri: str, run_id: str, artifact: str, dest: str) -> str:
