@@ -142,3 +142,17 @@ QUICK = [
     "trainer.eval_batch_size=1000",
     "trainer.progress=off",
 ]
+
+
+def tracking_processes() -> list[tuple[int, int]]:
+    """(pid, parent pid) of every running tracking process (cvsweep.store_worker)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+            ppid = int((cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"cvsweep.store_worker" in args:
+            found.append((int(cmdline.parent.name), ppid))
+    return found

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -14,7 +13,7 @@ from cvsweep.identity import RESULT_FILE
 from cvsweep.server import free_port, start_server, stop_server, wait_ready
 from cvsweep.sweep import NOT_STARTED
 
-from .conftest import QUICK, db_uri, read_until, run_train, start_train
+from .conftest import QUICK, db_uri, read_until, run_train, start_train, tracking_processes
 
 pytestmark = pytest.mark.slow
 
@@ -123,20 +122,6 @@ def test_ctrl_c_in_a_joblib_sweep_lets_running_jobs_save_and_starts_no_other(tmp
         assert (tmp_path / "sweep" / job / "checkpoint.pt").is_file()
 
 
-def _tracking_processes_of_workers(launcher_pid: int) -> list[int]:
-    """Tracking processes (cvsweep.store_worker) that the launching process did not start."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-            ppid = int((cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if b"cvsweep.store_worker" in args and ppid != launcher_pid:
-            found.append(int(cmdline.parent.name))
-    return found
-
-
 def test_a_joblib_sweep_whose_workers_lost_tracking_exits_3(tmp_path, data_dir):
     """Jobs in other processes: their lost writes reach the launching process's exit code."""
     args = [
@@ -155,7 +140,7 @@ def test_a_joblib_sweep_whose_workers_lost_tracking_exits_3(tmp_path, data_dir):
     ]
     proc = start_train(args, tmp_path, data_dir)
     seen = read_until(proc, "step     64 |", timeout=240)
-    killed = _tracking_processes_of_workers(proc.pid)
+    killed = [pid for pid, ppid in tracking_processes() if ppid != proc.pid]  # the workers'
     assert killed, "no worker's tracking process found"
     for pid in killed:
         os.kill(pid, signal.SIGKILL)

@@ -23,6 +23,7 @@ from .conftest import (
     read_until,
     run_train,
     start_train,
+    tracking_processes,
     wait_group_gone,
 )
 
@@ -80,16 +81,9 @@ def test_tracking_process_writes_what_it_got_and_leaves_when_the_trainer_is_kill
 
 
 def _tracking_process(trainer_pid: int) -> int:
-    """The pid of the trainer's tracking process (its child running cvsweep.store_worker)."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-            ppid = int((cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == trainer_pid and b"cvsweep.store_worker" in args:
-            return int(cmdline.parent.name)
-    raise AssertionError(f"no tracking process under pid {trainer_pid}")
+    """The pid of the trainer's own tracking process."""
+    (pid,) = [pid for pid, ppid in tracking_processes() if ppid == trainer_pid]
+    return pid
 
 
 @pytest.mark.parametrize("required", [True, False])
