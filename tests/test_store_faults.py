@@ -155,6 +155,69 @@ def test_server_lost_mid_run_ends_quickly_and_the_run_resumes_later(tmp_path, da
         assert server.stop() == 0
 
 
+@pytest.mark.slow
+def test_server_away_for_a_while_leaves_a_hole_that_the_same_command_fills(tmp_path, data_dir):
+    """The server goes away during epoch 2 and is back before the run ends: the run ends
+    FINISHED but tagged incomplete (a hole in its history), the command exits 3, and the same
+    command resumes the run from its job folder and fills the hole instead of skipping it."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        os.environ.pop(var, None)
+    store, work = tmp_path / "store", tmp_path / "work"
+    store.mkdir()
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    quick = [a for a in QUICK if not a.startswith(("trainer.epochs=", "trainer.log_every="))]
+    args = [*quick, "trainer.epochs=3", "trainer.log_every=2", f"tracking.uri={uri}"]
+    server = _start_server(store, port)
+    proc = start_train([*args, f"hydra.run.dir={work}/run"], work, data_dir)
+    try:
+        read_until(proc, "epoch   2/3  batch     2/8")
+        os.kill(proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 60
+        while _checkpoint_epoch(uri) != "1" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.stop() == 0
+        os.kill(proc.pid, signal.SIGCONT)
+        read_until(proc, "epoch   3/3  batch     2/8")  # epoch 2's points: not written
+        os.kill(proc.pid, signal.SIGSTOP)
+        time.sleep(12)  # the tracking process gives up on its write (6-9 s): server lost
+        server = _start_server(store, port)
+        time.sleep(6)  # it looks at the server again every 5 s: back
+        os.kill(proc.pid, signal.SIGCONT)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 3, out[-3000:]
+        assert "the tracking store did not get everything" in out
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        run_id = re.search(r"mlflow run: (\w+)", out).group(1)  # type: ignore[union-attr]
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and "cvsweep.incomplete" in run.data.tags
+        holed = {m.step for m in client.get_metric_history(run_id, "test_acc")}
+        assert {2, 4, 6, 8, 18, 20, 22, 24} <= holed and not holed >= set(range(10, 17, 2))
+
+        again = run_train(args, tmp_path / "again", data_dir)  # a new job folder
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+        assert "skipped" not in again.stdout
+        folder = work / "run"
+        resumed = f"resuming run {run_id} (FINISHED) from the checkpoint in its job folder {folder}"
+        assert f"{resumed} at step 24" in again.stdout
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and "cvsweep.incomplete" not in run.data.tags
+        steps = [m.step for m in client.get_metric_history(run_id, "test_acc")]
+        assert sorted(steps) == list(range(2, 25, 2))  # the hole filled, every point once
+        printed = re.findall(r"step +(\d+) \|.*\| test loss [\d.]+ acc +([\d.]+)%", out)
+        stored = {m.step: m.value for m in client.get_metric_history(run_id, "test_acc")}
+        assert all(abs(100 * stored[int(s)] - float(a)) < 0.01 for s, a in printed)
+        assert run.data.tags["output_dir"] == str(tmp_path / "again" / "run")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        server.stop()
+
+
 def test_damaged_store_is_a_clear_error_and_stays_as_it_was(tmp_path, data_dir):
     db = tmp_path / "mlflow.db"
     junk = bytes(range(256)) * 80

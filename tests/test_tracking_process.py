@@ -236,7 +236,7 @@ def test_a_resumed_run_sends_no_point_the_store_already_has():
     proxy = _RecordingProxy()
     # The killed attempt had logged test_acc up to step 20 and, at its very end, its final
     # metrics at step 48 (the status was what it could not write).
-    logged = {"test_acc": 20, "final_test_acc": 48}
+    logged = {"test_acc": [4, 8, 12, 16, 20], "final_test_acc": [48]}
     tracker = ProxyTracker(proxy, "sqlite:///x.db", "run1", logged_steps=logged)  # type: ignore[arg-type]
     tracker.log_metrics({"test_acc": 0.5, "lr": 0.1}, step=20)  # recomputed after the resume
     tracker.log_metrics({"test_acc": 0.6}, step=24)
@@ -246,6 +246,12 @@ def test_a_resumed_run_sends_no_point_the_store_already_has():
     assert sent[1] == ("metrics", [("test_acc", 0.6, sent[1][1][0][2], 24)])
     finish_op, finish_args = proxy.posted[2]
     assert finish_op == "finish_run" and finish_args[3] == {"train_time_s": 3.0}
+    # A hole in the store's history (writes lost while a server was away) is filled.
+    proxy = _RecordingProxy()
+    tracker = ProxyTracker(proxy, "sqlite:///x.db", "run1", logged_steps={"test_acc": [4, 16]})  # type: ignore[arg-type]
+    for step in (4, 8, 12, 16):
+        tracker.log_metrics({"test_acc": step / 100}, step=step)
+    assert [args[2][0][3] for _, args in proxy.posted] == [8, 12]
 
 
 def test_a_second_launch_of_a_running_config_leaves_the_live_run_alone(tmp_path, data_dir):
@@ -323,11 +329,24 @@ def test_a_job_folder_checkpoint_is_used_only_when_it_is_this_runs(tmp_path):
     history = [{"step": 8, "test_acc": 0.5}, {"step": 16, "test_acc": 0.75}]
     path = old / "checkpoint.pt"
     torch.save({"config_hash": "abc", "step": 16, "history": history}, path)
-    found = {"local_checkpoint": str(path), "last_steps": {"test_acc": 8}, "last_test_acc": 0.5}
+    found = {"local_checkpoint": str(path), "logged_steps": {"test_acc": [8]}, "last_test_acc": 0.5}
     assert _local_resume(found, "other", new) is None
     assert _local_resume({**found, "last_test_acc": 0.6}, "abc", new) is None
-    assert _local_resume({**found, "last_steps": {"test_acc": 24}}, "abc", new) is None
+    assert _local_resume({**found, "logged_steps": {"test_acc": [8, 24]}}, "abc", new) is None
     assert not (new / "checkpoint.pt").exists()
     state = _local_resume(found, "abc", new)
     assert state is not None and state["step"] == 16
     assert (new / "checkpoint.pt").read_bytes() == path.read_bytes()
+
+
+def test_a_dead_owners_pid_taken_by_another_process_is_not_an_owner():
+    """A container restarted under the same host name often gives its new trainer the dead
+    one's pid: the process's start time tells them apart."""
+    from cvsweep.tracking import owner_alive, owner_tags, process_token
+
+    mine = owner_tags(os.getpid())
+    assert owner_alive(mine)
+    assert mine["cvsweep.proc"] == process_token(os.getpid()) != ""
+    reused = {**mine, "cvsweep.proc": mine["cvsweep.proc"].rsplit(":", 1)[0] + ":1"}
+    assert not owner_alive(reused)  # same pid, another process
+    assert owner_alive({k: v for k, v in mine.items() if k != "cvsweep.proc"})  # older tags

@@ -129,13 +129,11 @@ def hydra_main() -> None:
         stop_sweep(130)
         exit_without_teardown(130)
         raise SystemExit(130) from None
+    _on_the_way_out()  # the tracking process's last writes decide the exit code
     code = _with_tracking_outcome(0)
     exit_without_teardown(code)
     if code:
         raise SystemExit(code)
-
-
-TRACKING_INCOMPLETE = 3  # exit code: trained, but the required tracking store missed writes
 
 
 def _with_tracking_outcome(code: object) -> object:
@@ -147,7 +145,7 @@ def _with_tracking_outcome(code: object) -> object:
     """
     if code not in (None, 0):
         return code
-    from .store_proxy import LOST, close_shared
+    from .store_proxy import LOST, TRACKING_INCOMPLETE, close_shared
 
     close_shared()
     if not (LOST.required and LOST.problems):

@@ -271,6 +271,7 @@ class Trainer:
         self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
         self.model_path = self.out_dir / MODEL_NAME
         self.config_hash = config_hash(cfg)
+        self.upload_resumed_state = False  # on_checkpoint() for the state fit() resumes from
 
     # ----------------------------------------------------------------- the step
     def _make_step(
@@ -454,6 +455,8 @@ class Trainer:
             self._send_history(run)
         self.model.train()
         epoch = sum(p.epochs for p in self.phases[:start_phase]) + start_epoch
+        if resume is not None and self.upload_resumed_state:
+            self.on_checkpoint(epoch + 1 if start_batch else epoch)  # the epoch it is in
         bs = self.batch_size
         stop = _StopFlag()
         with stop.installed():

@@ -12,7 +12,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,15 @@ from .runtime import (
 )
 from .store_proxy import LOST, Pending, ProxyTracker, shared_proxy, warn_lost
 from .tracker import NullTracker
-from .tracking import TrackingError, check_writable, flatten, resolve_uri, sqlite_path
+from .tracking import (
+    INCOMPLETE_TAG,
+    TrackingError,
+    check_writable,
+    flatten,
+    owner_tags,
+    resolve_uri,
+    sqlite_path,
+)
 
 GROUPS = ("dataset", "model", "optimizer", "augment", "schedule")
 
@@ -72,6 +79,7 @@ class JobOutcome:
     # Tracking writes this job's process reported as not made (for a sweep whose jobs run
     # in other processes: its launching process turns them into the exit code).
     tracking_problems: int = 0
+    pid: int = field(default_factory=os.getpid)  # the process that ran the job
 
     @property
     def exit_code(self) -> int:
@@ -260,13 +268,13 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             resume_state, local = _local_resume(found["resumable"], chash, out_dir), True
             if resume_state is None and found["resumable"].get("uploaded", True):
                 resume_state, local = _download_checkpoint(store, rid), False
-            if resume_state is not None:
-                # This process's pid first: from the moment the run is RUNNING again, another
-                # launch looking for orphans must see a live owner.
-                owner = {"cvsweep.host": socket.gethostname(), "cvsweep.pid": str(os.getpid())}
-                store.proxy.post("tags", store.uri, rid, owner)
-                store.proxy.post("update_status", store.uri, rid, "RUNNING")
-                store.proxy.post("untag", store.uri, rid, ["failure_reason", "failure_step"])
+            if resume_state is None:
+                # The tracking process claimed the run for this process when it chose it
+                # (RUNNING, this pid): give it back as it was.
+                store.proxy.post("update_status", store.uri, rid, found["resumable"]["status"])
+            else:
+                stale = ["failure_reason", "failure_step", INCOMPLETE_TAG]
+                store.proxy.post("untag", store.uri, rid, stale)
                 run_id = rid
                 where = (
                     f"the checkpoint in its job folder {Path(found['resumable']['local_checkpoint']).parent}"
@@ -280,11 +288,11 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     _console(prepared.report_md.read_text().rstrip())
     if store is not None and found is not None:
         if run_id is None:
-            tags = {"config_hash": chash}
+            tags = {"config_hash": chash, **owner_tags(os.getpid())}
             if cfg.tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = str(cfg.tracking.parent_run_id)
             run_id = store.create_run(found["experiment_id"], run_name(ctx.overrides), tags)
-        logged = found["resumable"].get("last_steps") if resume_state is not None else None
+        logged = found["resumable"].get("logged_steps") if resume_state is not None else None
         tracker = ProxyTracker(store.proxy, store.uri, run_id, logged_steps=logged)
 
     status, error, result = "FAILED", None, None
@@ -294,16 +302,12 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     try:
         if isinstance(tracker, ProxyTracker):
             _log_run_setup(tracker, cfg, ctx, chash, device, threads, resumed=resume_state)
-            if local and resume_state is not None:  # the store gets the state it lacked
-                _upload_checkpoint(
-                    tracker, out_dir / CHECKPOINT_NAME, len(resume_state["epoch_times"])
-                )
         if cfg.trainer.shapes_only:
             tracker.log_artifact(prepared.report_md)
             tracker.log_artifact(prepared.report_json)
             _console(f"shape report: {prepared.report_md} (trainer.shapes_only=true: no training)")
         else:
-            result = _train(cfg, prepared, device, tracker, out_dir, resume_state)
+            result = _train(cfg, prepared, device, tracker, out_dir, resume_state, local)
         status = "FINISHED"
     except Interrupted as exc:
         status, error, stopped_by = "KILLED", str(exc), exc.signum
@@ -402,7 +406,7 @@ def _local_resume(resumable: dict[str, Any], chash: str, out_dir: Path) -> dict[
         return None  # the folder was reused by another config (a fixed hydra.run.dir)
     # The store's last test accuracy point must be in the state's history, with its value:
     # otherwise the state is behind the store, or another run's.
-    last_step = (resumable.get("last_steps") or {}).get("test_acc")
+    last_step = max((resumable.get("logged_steps") or {}).get("test_acc") or [None])
     last_value = resumable.get("last_test_acc")
     if last_step is not None and last_value is not None:
         point = next((p for p in state["history"] if p["step"] == last_step), None)
@@ -452,8 +456,7 @@ def _log_run_setup(
         "device": device_name(device),
         "num_threads": str(threads),
         "output_dir": str(ctx.output_dir),
-        "cvsweep.host": socket.gethostname(),
-        "cvsweep.pid": str(os.getpid()),
+        **owner_tags(os.getpid()),
         "mlflow.source.name": "train.py",
         **_git_info(Path(__file__).resolve().parents[2]),
         **ctx.extra_tags,
@@ -512,6 +515,7 @@ def _train(
     tracker: Any,
     out_dir: Path,
     resume_state: dict[str, Any] | None,
+    from_folder: bool = False,
 ) -> TrainResult:
     tracker.log_artifact(prepared.report_md)
     tracker.log_artifact(prepared.report_json)
@@ -531,6 +535,9 @@ def _train(
         device,
         console=_console,
     )
+    # A state from the run's job folder is newer than the store's checkpoint: uploaded once
+    # its history's missing points have been sent.
+    trainer.upload_resumed_state = from_folder
     return trainer.fit(resume=resume_state)
 
 

@@ -27,6 +27,7 @@ from .store_errors import (
     quiet_downloads,
     store_failure,
 )
+from .store_proxy import TRACKING_INCOMPLETE
 from .tracking import TrackingError, with_retry
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{40}$")
@@ -139,7 +140,8 @@ def _original(client: Any, uri: str, run_id: str) -> Any:
 
 
 def rerun_main(args: argparse.Namespace) -> int:
-    """Exit 0 (1 with --check when the numbers differ), 2 for what the user must fix."""
+    """Exit 0 (1 with --check when the numbers differ), 2 for what the user must fix, 3 when
+    the tracking store missed some of the rerun."""
     quiet_downloads()
     try:
         run_id = check_run_id(args.run_id)
@@ -173,6 +175,14 @@ def rerun_main(args: argparse.Namespace) -> int:
     if outcome.status != "FINISHED" or outcome.run_id is None:
         print(f"error: the rerun ended {outcome.status}: {outcome.error}", file=sys.stderr)
         return 1
+    if outcome.tracking_problems:
+        print(
+            "error: the rerun trained, but the tracking store did not get all of it (the "
+            "warnings above say what), so its numbers are not compared. Its files are in "
+            f"{out_dir}.",
+            file=sys.stderr,
+        )
+        return TRACKING_INCOMPLETE
     lines, largest = compare_runs(client, original, outcome.run_id)
     print(f"\nrerun of {run_id} -> {outcome.run_id}")
     print("\n".join(lines))

@@ -226,6 +226,7 @@ class _LostWrites:
 
 
 LOST = _LostWrites()
+TRACKING_INCOMPLETE = 3  # exit code: trained, but the required tracking store missed writes
 
 
 def warn_lost(problem: str, *, stdout: bool = False) -> None:
@@ -242,15 +243,15 @@ class ProxyTracker:
         proxy: StoreProxy,
         uri: str,
         run_id: str,
-        logged_steps: dict[str, int] | None = None,
+        logged_steps: dict[str, list[int]] | None = None,
     ) -> None:
         self.proxy = proxy
         self.uri = uri
         self.run_id = run_id
         self._lost = False
-        # A resumed run: the last step of each metric already in the store. Training again
-        # from the checkpoint recomputes those points; they are not logged a second time.
-        self.logged_steps = dict(logged_steps or {})
+        # A resumed run: the steps of each metric already in the store. The history sent
+        # again and the points recomputed after the checkpoint are sent only where missing.
+        self.logged_steps = {k: set(v) for k, v in (logged_steps or {}).items()}
 
     def _post(self, op: str, *args: Any) -> None:
         if self._lost:
@@ -265,7 +266,7 @@ class ProxyTracker:
     def _unlogged(self, metrics: dict[str, float], step: int) -> dict[str, float]:
         """The metrics whose point at this step is not in the store yet (see logged_steps)."""
         logged = self.logged_steps
-        return {k: float(v) for k, v in metrics.items() if k not in logged or step > logged[k]}
+        return {k: float(v) for k, v in metrics.items() if step not in logged.get(k, ())}
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         now, step = int(time.time() * 1000), int(step)

@@ -32,12 +32,14 @@ from typing import Any
 
 from .store_errors import broken_store
 from .tracking import (
+    INCOMPLETE_TAG,
     MlflowTracker,
     TrackingError,
     client_for,
     ensure_experiment,
     live_owner,
     mark_orphans,
+    owner_tags,
     probe_server,
     sqlite_path,
     unreachable,
@@ -59,18 +61,17 @@ class StoreDown(TrackingError):
     """A write not attempted: the store stopped answering earlier in this process."""
 
 
-def _last_steps(client: Any, run: Any) -> dict[str, int]:
-    """The last step each of a run's metrics reached in the store.
+def _logged_steps(client: Any, run: Any) -> dict[str, list[int]]:
+    """The steps each of a run's metrics has in the store.
 
-    A resumed run trains again from its last checkpoint; the points its killed attempt logged
-    after that checkpoint are already here (MLflow cannot delete single points), so the
-    resumed attempt logs only the steps beyond these.
+    A resumed run sends its history again, or trains again from its last checkpoint; the
+    points already here (MLflow cannot delete single points) are not sent a second time, and
+    the ones missing, before or after the store's last, are.
     """
-    steps: dict[str, int] = {}
+    steps: dict[str, list[int]] = {}
     for key in run.data.metrics:
         history = with_retry(lambda k=key: client.get_metric_history(run.info.run_id, k))
-        if history:
-            steps[key] = max(int(m.step) for m in history)
+        steps[key] = sorted({int(m.step) for m in history})
     return steps
 
 
@@ -115,8 +116,8 @@ class _Outage:
             f"{writes} not made (runs: {runs}): the tracking store {uri} stopped answering "
             f"(a write failed at {when}: {self.reason}). The job's files in its output "
             "folder are complete. Once the store is back, run the same command again: the "
-            "unfinished run is marked KILLED and, if a checkpoint of it was uploaded, resumed "
-            "from there."
+            "run is resumed from its last checkpoint (its job folder's on this machine, else "
+            "the store's) and the store gets the points it missed."
         )
 
 
@@ -131,6 +132,9 @@ class StoreSession:
         self.handles: dict[str, str] = {}  # trainer's name for a run -> its MLflow id
         self.failures: list[str] = []
         self.outages: dict[str, _Outage] = {}
+        # Writes of each run that were not made: a run that has any is not complete in the
+        # store, whatever its status (op_finish_run tags it, op_open_job resumes it).
+        self.lost_writes: dict[str, int] = {}
         self.plots_wanted = False  # a run exists: its end will draw curves.png
 
     # ------------------------------------------------------------ helpers
@@ -141,6 +145,11 @@ class StoreSession:
             run = self.runs[run_id] = MlflowTracker(client_for(uri), run_id)
             self.run_uris[run_id] = uri
         return run
+
+    def note_lost(self, run_id: str | None) -> None:
+        if run_id:
+            run_id = self.handles.get(run_id, run_id)
+            self.lost_writes[run_id] = self.lost_writes.get(run_id, 0) + 1
 
     def guarded(self, uri: str, run_id: str | None, what: str, fn: Any) -> Any:
         """fn(), unless the store stopped answering: then skip it at once and count it.
@@ -153,6 +162,7 @@ class StoreSession:
         outage = self.outages.get(uri)
         if outage is not None and not self._back(uri, outage):
             outage.count(run)
+            self.note_lost(run)
             raise StoreDown(f"{what}: not written, the tracking store {uri} is not answering")
         try:
             return fn()
@@ -162,7 +172,10 @@ class StoreSession:
                     uri, _Outage(time.time(), _short_reason(exc), time.monotonic())
                 )
                 outage.count(run)
+                self.note_lost(run)
                 raise StoreDown(f"{what}: {_describe(exc)}") from None
+            if run is not None:
+                self.note_lost(run)
             raise
 
     def _back(self, uri: str, outage: _Outage) -> bool:
@@ -264,14 +277,15 @@ class StoreSession:
                 if owner is not None:
                     found["busy"].append({"run_id": r.info.run_id, "owner": owner})
                     continue
-            if r.info.status == "FINISHED" and found["finished"] is None:
+            incomplete = r.info.status == "FINISHED" and INCOMPLETE_TAG in tags
+            if r.info.status == "FINISHED" and not incomplete and found["finished"] is None:
                 found["finished"] = {
                     "run_id": r.info.run_id,
                     "final_test_acc": r.data.metrics.get("final_test_acc"),
                 }
             if (
                 found["resumable"] is None
-                and r.info.status in ("KILLED", "FAILED", "RUNNING")
+                and (r.info.status in ("KILLED", "FAILED", "RUNNING") or incomplete)
                 and tags.get("failure_reason") != "non_finite_loss"
             ):
                 uploaded = bool(tags.get("cvsweep.checkpoint_epoch"))
@@ -280,12 +294,27 @@ class StoreSession:
                     found["resumable"] = {
                         "run_id": r.info.run_id,
                         "status": r.info.status,
-                        "last_steps": _last_steps(client, r),
+                        "logged_steps": _logged_steps(client, r),
                         "uploaded": uploaded,
                         "local_checkpoint": local,
                         "last_test_acc": r.data.metrics.get("test_acc"),
                     }
+        if found["resumable"] is not None and found["finished"] is None:
+            self._claim(client, found["resumable"]["run_id"])
         return found
+
+    @staticmethod
+    def _claim(client: Any, run_id: str) -> None:
+        """The run this launch will resume is its own from now: another launch that looks
+        for runs of the same config sees a live owner (its trainer: this process's parent),
+        not a run to take over. Done here, not once the trainer has loaded its data, so two
+        launches cannot both pick it in between. The trainer gives it back if it cannot
+        resume after all (job.run_job)."""
+        from mlflow.entities import RunTag
+
+        tags = [RunTag(k, v) for k, v in owner_tags(os.getppid()).items()]
+        with_retry(lambda: client.log_batch(run_id, tags=tags))
+        with_retry(lambda: client.update_run(run_id, status="RUNNING"))
 
     def op_download(self, uri: str, run_id: str, artifact: str, dest: str) -> str:
         client = client_for(uri)
@@ -384,15 +413,29 @@ class StoreSession:
             steps.append(
                 (Path(path).name, lambda p=path, a=artifact_path: run.log_artifact(Path(p), a))
             )
-        steps.append((f"status {status}", lambda: run.finish(status)))
         for what, fn in steps:
-            try:
-                self.guarded(uri, run_id, what, fn)
-            except StoreDown:
-                pass  # counted in the store's outage, reported once
-            except Exception as exc:
-                self.failures.append(f"{what} of run {run_id}: {_describe(exc)}")
+            self._finish_step(uri, run_id, what, fn)
+        lost = self.lost_writes.get(run_id, 0)
+        if status == "FINISHED" and lost:
+            # Trained to the end, but the store missed some of it (a server away for a while):
+            # the tag keeps the next launch from skipping the run as finished; it resumes the
+            # run instead and sends what is missing. Without the tag, no FINISHED either.
+            tag = {INCOMPLETE_TAG: f"{lost} writes were not made"}
+            if not self._finish_step(uri, run_id, "incomplete tag", lambda: run.set_tags(tag)):
+                self.runs.pop(run_id, None)
+                return
+        self._finish_step(uri, run_id, f"status {status}", lambda: run.finish(status))
         self.runs.pop(run_id, None)
+
+    def _finish_step(self, uri: str, run_id: str, what: str, fn: Any) -> bool:
+        try:
+            self.guarded(uri, run_id, what, fn)
+            return True
+        except StoreDown:
+            return False  # counted in the store's outage, reported once
+        except Exception as exc:
+            self.failures.append(f"{what} of run {run_id}: {_describe(exc)}")
+            return False
 
     @staticmethod
     def _curves(run: MlflowTracker, history: list[dict[str, Any]], path: Path) -> None:

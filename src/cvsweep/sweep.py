@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .config import ConfigError, validate
 from .identity import RESULT_FILE, run_name
 from .store_proxy import LOST, discard_unused, shared_proxy, warn_lost
-from .tracking import TrackingError, probe_writable, resolve_uri
+from .tracking import TrackingError, owner_tags, probe_writable, resolve_uri
 
 
 def sweep_name(overrides: list[str]) -> str:
@@ -214,8 +213,7 @@ class MlflowSweepCallback(Callback):
                 {
                     "cvsweep.sweep": "true",
                     # Like a job's: a later launch marks the parent KILLED if this process dies.
-                    "cvsweep.host": socket.gethostname(),
-                    "cvsweep.pid": str(os.getpid()),
+                    **owner_tags(os.getpid()),
                     "sweep_dir": str(self.sweep_dir),
                     "command": command,
                     "overrides": " ".join(overrides),
@@ -278,13 +276,14 @@ class MlflowSweepCallback(Callback):
             raise SystemExit(self.interrupted)  # hydra_main records the sweep as stopped
         results = self._job_results()
         failed = [r for r in results if r.get("status") in ("FAILED", "KILLED")]
-        if not self.runs_here:
-            # Jobs in other processes warned there; this process's exit code counts them.
-            for r in results:
-                if r.get("tracking_problems"):
-                    LOST.problems.append(
-                        f"job {r.get('run_id')}: {r['tracking_problems']} (see its log)"
-                    )
+        for r in results:
+            # Jobs that ran in other processes warned there (another log, with submitit);
+            # said again here, they count for this process's exit code.
+            if r.get("tracking_problems") and r.get("pid") != os.getpid():
+                warn_lost(
+                    f"run {r.get('run_id')}: {r['tracking_problems']} writes not made, "
+                    "see its job's log"
+                )
         t_jobs = time.perf_counter()
         if self.parent_id is not None:
             self._report(results)

@@ -8,6 +8,7 @@ retried with backoff so no point is lost.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
@@ -266,13 +267,13 @@ def mark_orphans(client: Any, experiment_id: str) -> list[str]:
         tags = run.data.tags
         if tags.get("cvsweep.host") != host or not tags.get("cvsweep.pid", "").isdigit():
             continue
-        if _pid_alive(int(tags["cvsweep.pid"])):
+        if owner_alive(tags):
             continue
         # The list above may be stale: the run's process can have finished it and exited since,
         # and a FINISHED run must never become KILLED. Read once more, now that it is gone.
         now = with_retry(lambda r=run: client.get_run(r.info.run_id))
         pid = now.data.tags.get("cvsweep.pid", "")
-        if now.info.status != "RUNNING" or not pid.isdigit() or _pid_alive(int(pid)):
+        if now.info.status != "RUNNING" or not pid.isdigit() or owner_alive(now.data.tags):
             continue  # finished meanwhile, or taken over by a live process that resumes it
         with_retry(lambda r=run: client.set_tag(r.info.run_id, "cvsweep.orphaned", "true"))
         with_retry(lambda r=run: client.set_terminated(r.info.run_id, "KILLED"))
@@ -280,25 +281,62 @@ def mark_orphans(client: Any, experiment_id: str) -> list[str]:
     return killed
 
 
+INCOMPLETE_TAG = "cvsweep.incomplete"  # on a FINISHED run whose store missed some writes
+
 # A RUNNING run of another host that wrote nothing for this long is taken to be abandoned (its
 # machine lost); one that wrote more recently may still be training there and is left alone.
 # A live run writes at every log point and checkpoint: seconds to a minute apart for MNIST.
 STALE_AFTER_S = 900.0
 
 
+def process_token(pid: int) -> str:
+    """What tells this process apart from a later one given the same pid: the boot and the
+    process's start time (Linux /proc; empty elsewhere). A container restarted on the same
+    host name often gives its new trainer the dead one's pid."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+    return f"{boot}:{start}"
+
+
+def owner_tags(pid: int) -> dict[str, str]:
+    """The tags that say which process trains a run, and since when it holds it."""
+    return {
+        "cvsweep.host": socket.gethostname(),
+        "cvsweep.pid": str(pid),
+        "cvsweep.proc": process_token(pid),
+        "cvsweep.claimed_at": f"{time.time():.3f}",
+    }
+
+
+def owner_alive(tags: dict[str, str]) -> bool:
+    """Is the process a run's tags name (on this host) still the one that wrote them?"""
+    pid = tags.get("cvsweep.pid", "")
+    if not pid.isdigit() or not _pid_alive(int(pid)):
+        return False
+    token = tags.get("cvsweep.proc")
+    return not token or token == process_token(int(pid))
+
+
 def live_owner(client: Any, run: Any) -> str | None:
     """Who may still be training a RUNNING run, or None when nobody can be.
 
     A later launch of the same config must not take over a run that a live process is still
-    writing (two writers, one history). On this host the owner's pid says it (`mark_orphans`
-    has marked the dead ones KILLED already); another host's process cannot be asked, so its
-    run counts as live until it has written nothing for STALE_AFTER_S.
+    writing (two writers, one history). On this host the owner process says it
+    (`mark_orphans` has marked the dead ones KILLED already); another host's process cannot be
+    asked, so its run counts as live until it has written nothing for STALE_AFTER_S: no
+    metric point, and no claim (`cvsweep.claimed_at`, written when a process takes the run).
+    That last rule reads another host's clock.
     """
     tags = run.data.tags
     host, pid = tags.get("cvsweep.host", "?"), tags.get("cvsweep.pid", "?")
     if host == socket.gethostname():
-        return f"pid {pid} on this host" if pid.isdigit() and _pid_alive(int(pid)) else None
+        return f"pid {pid} on this host" if owner_alive(tags) else None
     last_ms = int(run.info.start_time or 0)
+    with contextlib.suppress(ValueError):
+        last_ms = max(last_ms, int(float(tags.get("cvsweep.claimed_at", "0")) * 1000))
     for key in run.data.metrics:
         history = with_retry(lambda k=key: client.get_metric_history(run.info.run_id, k))
         last_ms = max([last_ms, *(int(m.timestamp) for m in history)])
