@@ -180,9 +180,9 @@ def test_server_away_for_a_while_leaves_a_hole_that_the_same_command_fills(tmp_p
         os.kill(proc.pid, signal.SIGCONT)
         read_until(proc, "epoch   3/3  batch     2/8")  # epoch 2's points: not written
         os.kill(proc.pid, signal.SIGSTOP)
-        time.sleep(12)  # the tracking process gives up on its write (6-9 s): server lost
+        time.sleep(15)  # the tracking process gives up on its write (6-9 s): server lost
         server = _start_server(store, port)
-        time.sleep(6)  # it looks at the server again every 5 s: back
+        time.sleep(8)  # it looks at the server again every 5 s: back
         os.kill(proc.pid, signal.SIGCONT)
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 3, out[-3000:]
@@ -194,7 +194,8 @@ def test_server_away_for_a_while_leaves_a_hole_that_the_same_command_fills(tmp_p
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED" and "cvsweep.incomplete" in run.data.tags
         holed = {m.step for m in client.get_metric_history(run_id, "test_acc")}
-        assert {2, 4, 6, 8, 18, 20, 22, 24} <= holed and not holed >= set(range(10, 17, 2))
+        # step 18 was sent just before the pause: written or lost depending on timing
+        assert {2, 4, 6, 8, 20, 22, 24} <= holed and not holed >= set(range(10, 17, 2))
 
         again = run_train(args, tmp_path / "again", data_dir)  # a new job folder
         assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]

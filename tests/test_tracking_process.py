@@ -350,3 +350,32 @@ def test_a_dead_owners_pid_taken_by_another_process_is_not_an_owner():
     reused = {**mine, "cvsweep.proc": mine["cvsweep.proc"].rsplit(":", 1)[0] + ":1"}
     assert not owner_alive(reused)  # same pid, another process
     assert owner_alive({k: v for k, v in mine.items() if k != "cvsweep.proc"})  # older tags
+
+
+def test_two_launches_at_once_do_not_both_resume_the_same_run(tmp_path, data_dir):
+    """A stopped run, then the same command twice at the same moment: one resumes the run,
+    the other trains a run of its own; no point is written twice."""
+    args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={db_uri(tmp_path)}"]
+    first = start_train([*args, f"hydra.run.dir={tmp_path}/first"], tmp_path, data_dir)
+    read_until(first, "step     40 |")
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM
+    client, stopped = _only_run(tmp_path)
+    rid = stopped.info.run_id
+    launches = [
+        start_train([*args, f"hydra.run.dir={tmp_path}/{name}"], tmp_path, data_dir)
+        for name in ("a", "b")
+    ]
+    outputs = [proc.communicate(timeout=300)[0] for proc in launches]
+    assert [proc.returncode for proc in launches] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    resumed = [out for out in outputs if f"resuming run {rid}" in out]
+    assert len(resumed) == 1, [o[:1500] for o in outputs]
+    (other,) = [out for out in outputs if f"resuming run {rid}" not in out]
+    assert f"note: run {rid} of the same config is" in other
+    exp = client.get_experiment_by_name("cvsweep").experiment_id
+    runs = client.search_runs([exp])
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    for r in runs:
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "test_acc")]
+        assert sorted(steps) == list(range(8, 97, 8)), (r.info.run_id, steps)

@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,7 @@ class JobOutcome:
     # in other processes: its launching process turns them into the exit code).
     tracking_problems: int = 0
     pid: int = field(default_factory=os.getpid)  # the process that ran the job
+    host: str = field(default_factory=socket.gethostname)
 
     @property
     def exit_code(self) -> int:
@@ -134,9 +136,10 @@ class _TrackedTrainer(Trainer):
 
 def _upload_checkpoint(tracker: ProxyTracker, path: Path, epoch: int) -> None:
     """Upload a hard-linked snapshot of the checkpoint and say which epoch it ends."""
-    snapshot = path.parent / f".checkpoint-epoch{epoch}" / path.name
-    snapshot.parent.mkdir(exist_ok=True)
-    snapshot.unlink(missing_ok=True)  # an earlier attempt's, never uploaded (store lost)
+    # A folder of its own per upload: an earlier one of the same epoch (a resumed state's,
+    # an earlier attempt's that the store never took) may still be waiting for its upload.
+    snapshot = Path(tempfile.mkdtemp(prefix=f".checkpoint-epoch{epoch}-", dir=path.parent))
+    snapshot = snapshot / path.name
     try:
         os.link(path, snapshot)
     except OSError:
@@ -263,15 +266,15 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             outcome = JobOutcome("SKIPPED", fid, found["finished"]["final_test_acc"])
             outcome.write(out_dir)
             return outcome
-        if found["resumable"] is not None:
+        claim = _claim(store, found["resumable"])
+        if claim is not None:
             rid = found["resumable"]["run_id"]
+            found["resumable"]["logged_steps"] = claim["logged_steps"]
             resume_state, local = _local_resume(found["resumable"], chash, out_dir), True
             if resume_state is None and found["resumable"].get("uploaded", True):
                 resume_state, local = _download_checkpoint(store, rid), False
-            if resume_state is None:
-                # The tracking process claimed the run for this process when it chose it
-                # (RUNNING, this pid): give it back as it was.
-                store.proxy.post("update_status", store.uri, rid, found["resumable"]["status"])
+            if resume_state is None:  # as it was before the claim
+                store.proxy.post("give_back", store.uri, rid, claim["previous"])
             else:
                 stale = ["failure_reason", "failure_step", INCOMPLETE_TAG]
                 store.proxy.post("untag", store.uri, rid, stale)
@@ -384,6 +387,26 @@ def _finish_run(
             "artifacts": [(result.model_path, None)],
         }
     return tracker.finish(status, wait=not tracker.proxy.defer_finish, **final)
+
+
+def _claim(store: _Store, resumable: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Take the run to resume over for this process; None when there is none, or when another
+    launch of the same config has just taken it (then this one trains a run of its own)."""
+    if resumable is None:
+        return None
+    rid = resumable["run_id"]
+    try:
+        claim = store.proxy.call("claim", store.uri, rid)
+    except TrackingError as exc:
+        _console(f"warning: cannot resume run {rid}: {exc}; starting a new run")
+        return None
+    if not claim["ok"]:
+        _console(
+            f"note: run {rid} of the same config is being resumed by another launch "
+            f"({claim['owner']}): this launch leaves it to that one"
+        )
+        return None
+    return claim
 
 
 def _local_resume(resumable: dict[str, Any], chash: str, out_dir: Path) -> dict[str, Any] | None:

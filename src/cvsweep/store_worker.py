@@ -24,6 +24,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 
 from .store_errors import broken_store
 from .tracking import (
+    CLAIM_TAG,
     INCOMPLETE_TAG,
     MlflowTracker,
     TrackingError,
@@ -220,7 +222,15 @@ class StoreSession:
 
     # ------------------------------------------------------------ ops
     # Ops whose first argument is a store URI, and (where they have one) whose second is a run.
-    _STORE_OPS = ("open_job", "download", "update_status", "create_run", "sweep_report")
+    _STORE_OPS = (
+        "open_job",
+        "claim",
+        "give_back",
+        "download",
+        "update_status",
+        "create_run",
+        "sweep_report",
+    )
     _RUN_OPS = ("metrics", "params", "tags", "untag", "artifact", "artifacts")
 
     def handle(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -299,22 +309,55 @@ class StoreSession:
                         "local_checkpoint": local,
                         "last_test_acc": r.data.metrics.get("test_acc"),
                     }
-        if found["resumable"] is not None and found["finished"] is None:
-            self._claim(client, found["resumable"]["run_id"])
         return found
 
-    @staticmethod
-    def _claim(client: Any, run_id: str) -> None:
-        """The run this launch will resume is its own from now: another launch that looks
-        for runs of the same config sees a live owner (its trainer: this process's parent),
-        not a run to take over. Done here, not once the trainer has loaded its data, so two
-        launches cannot both pick it in between. The trainer gives it back if it cannot
-        resume after all (job.run_job)."""
+    CLAIM_SETTLE_S = 0.5  # longer than a store write takes: see op_claim
+
+    def op_claim(self, uri: str, run_id: str) -> dict[str, Any]:
+        """Make a run this trainer's to resume, unless another live process holds it.
+
+        MLflow has no compare-and-set, so: read the run fresh (a live owner means no), write
+        this trainer's owner tags with a token of its own and the status RUNNING, wait
+        longer than a write takes, and read again. Of launches that got past the first read
+        together, each wrote before any read again, so all of them see the last writer's
+        token and only that one resumes; the others start runs of their own. Answers
+        {"ok": bool, "owner": who holds it, "previous": status and owner tags to give back}.
+        """
         from mlflow.entities import RunTag
 
-        tags = [RunTag(k, v) for k, v in owner_tags(os.getppid()).items()]
-        with_retry(lambda: client.log_batch(run_id, tags=tags))
+        client = client_for(uri)
+        fresh = with_retry(lambda: client.get_run(run_id))
+        owner = live_owner(client, fresh) if fresh.info.status == "RUNNING" else None
+        if owner is not None:
+            return {"ok": False, "owner": owner}
+        if fresh.info.status == "FINISHED" and INCOMPLETE_TAG not in fresh.data.tags:
+            return {"ok": False, "owner": "finished meanwhile by another launch"}
+        keys = ("cvsweep.host", "cvsweep.pid", "cvsweep.proc", "cvsweep.claimed_at")
+        previous = {
+            "status": fresh.info.status,
+            "tags": {k: fresh.data.tags[k] for k in keys if k in fresh.data.tags},
+        }
+        token = uuid.uuid4().hex
+        mine = {**owner_tags(os.getppid()), CLAIM_TAG: token}  # the trainer is the parent
+        with_retry(lambda: client.log_batch(run_id, tags=[RunTag(k, v) for k, v in mine.items()]))
         with_retry(lambda: client.update_run(run_id, status="RUNNING"))
+        time.sleep(self.CLAIM_SETTLE_S)
+        now = with_retry(lambda: client.get_run(run_id))
+        if now.data.tags.get(CLAIM_TAG) != token:
+            return {"ok": False, "owner": live_owner(client, now) or "another launch"}
+        # Read now, not when the run was chosen: what the store holds once it is ours.
+        logged = _logged_steps(client, now)
+        return {"ok": True, "owner": None, "previous": previous, "logged_steps": logged}
+
+    def op_give_back(self, uri: str, run_id: str, previous: dict[str, Any]) -> None:
+        """A claimed run this trainer could not resume after all: as it was before."""
+        client = client_for(uri)
+        if previous["tags"]:
+            from mlflow.entities import RunTag
+
+            tags = [RunTag(k, v) for k, v in previous["tags"].items()]
+            with_retry(lambda: client.log_batch(run_id, tags=tags))
+        with_retry(lambda: client.update_run(run_id, status=previous["status"]))
 
     def op_download(self, uri: str, run_id: str, artifact: str, dest: str) -> str:
         client = client_for(uri)
@@ -353,7 +396,12 @@ class StoreSession:
         tags = with_retry(lambda: run.client.get_run(run.run_id)).data.tags
         for key in keys:
             if key in tags:
-                with_retry(lambda k=key: run.client.delete_tag(run.run_id, k))
+                try:
+                    with_retry(lambda k=key: run.client.delete_tag(run.run_id, k))
+                except Exception:
+                    now = with_retry(lambda: run.client.get_run(run.run_id)).data.tags
+                    if key in now:
+                        raise  # still there: a real failure (gone meanwhile is fine)
 
     def op_params(self, uri: str, run_id: str, params: dict[str, Any]) -> None:
         self._run(uri, run_id).log_params(params)

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -279,7 +280,8 @@ class MlflowSweepCallback(Callback):
         for r in results:
             # Jobs that ran in other processes warned there (another log, with submitit);
             # said again here, they count for this process's exit code.
-            if r.get("tracking_problems") and r.get("pid") != os.getpid():
+            here = r.get("pid") == os.getpid() and r.get("host") == socket.gethostname()
+            if r.get("tracking_problems") and not here:
                 warn_lost(
                     f"run {r.get('run_id')}: {r['tracking_problems']} writes not made, "
                     "see its job's log"

@@ -282,6 +282,7 @@ def mark_orphans(client: Any, experiment_id: str) -> list[str]:
 
 
 INCOMPLETE_TAG = "cvsweep.incomplete"  # on a FINISHED run whose store missed some writes
+CLAIM_TAG = "cvsweep.claim"  # the token of the launch that took a run over to resume it
 
 # A RUNNING run of another host that wrote nothing for this long is taken to be abandoned (its
 # machine lost); one that wrote more recently may still be training there and is left alone.
@@ -316,8 +317,8 @@ def owner_alive(tags: dict[str, str]) -> bool:
     pid = tags.get("cvsweep.pid", "")
     if not pid.isdigit() or not _pid_alive(int(pid)):
         return False
-    token = tags.get("cvsweep.proc")
-    return not token or token == process_token(int(pid))
+    token, now = tags.get("cvsweep.proc"), process_token(int(pid))
+    return not token or not now or token == now  # unreadable (hidepid): taken as the owner
 
 
 def live_owner(client: Any, run: Any) -> str | None:
