@@ -379,3 +379,27 @@ def test_two_launches_at_once_do_not_both_resume_the_same_run(tmp_path, data_dir
     for r in runs:
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "test_acc")]
         assert sorted(steps) == list(range(8, 97, 8)), (r.info.run_id, steps)
+
+
+def test_a_resumed_run_writes_the_params_its_first_attempt_could_not(tmp_path, data_dir):
+    """Params are written once (MLflow refuses to change one): a resumed run sends only the
+    ones the store lacks, e.g. those lost when the store went away right after the run began."""
+    import sqlite3
+
+    args = [*LONG_RUN, "trainer.epochs=2", f"tracking.uri={db_uri(tmp_path)}"]
+    first = start_train([*args, f"hydra.run.dir={tmp_path}/first"], tmp_path, data_dir)
+    read_until(first, "step     40 |")
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=120)
+    client, stopped = _only_run(tmp_path)
+    rid, params = stopped.info.run_id, stopped.data.params
+    assert params["optimizer.lr"] and params["optimizer"] == "adam"
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:  # the writes the store never got
+        db.execute("DELETE FROM params WHERE run_uuid = ? AND key LIKE 'optimizer%'", (rid,))
+    assert not any(k.startswith("optimizer") for k in client.get_run(rid).data.params)
+    again = run_train(args, tmp_path / "again", data_dir)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert f"resuming run {rid}" in again.stdout
+    run = client.get_run(rid)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == params  # the lost ones back, the others unchanged

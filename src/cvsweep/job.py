@@ -270,6 +270,7 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
         if claim is not None:
             rid = found["resumable"]["run_id"]
             found["resumable"]["logged_steps"] = claim["logged_steps"]
+            found["resumable"]["param_keys"] = claim["param_keys"]
             resume_state, local = _local_resume(found["resumable"], chash, out_dir), True
             if resume_state is None and found["resumable"].get("uploaded", True):
                 resume_state, local = _download_checkpoint(store, rid), False
@@ -304,7 +305,10 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     t_trained = t_train
     try:
         if isinstance(tracker, ProxyTracker):
-            _log_run_setup(tracker, cfg, ctx, chash, device, threads, resumed=resume_state)
+            logged_params = None
+            if resume_state is not None and found is not None and found["resumable"]:
+                logged_params = set(found["resumable"].get("param_keys") or [])
+            _log_run_setup(tracker, cfg, ctx, chash, device, threads, logged_params)
         if cfg.trainer.shapes_only:
             tracker.log_artifact(prepared.report_md)
             tracker.log_artifact(prepared.report_json)
@@ -460,15 +464,21 @@ def _log_run_setup(
     chash: str,
     device: torch.device,
     threads: int,
-    resumed: dict[str, Any] | None,
+    logged_params: set[str] | None,
 ) -> None:
-    if resumed is None:
-        container = OmegaConf.to_container(cfg, resolve=True)
-        params = flatten(container)
-        for group in GROUPS:
-            params[group] = ctx.choices.get(group, cfg[group].get("name"))
-        if "experiment" in ctx.choices and ctx.choices["experiment"]:
-            params["experiment"] = ctx.choices["experiment"]
+    """Params, tags and the config files of a run; for a resumed run (`logged_params`: the
+    keys the store has) only the params its first attempt could not write. MLflow refuses to
+    change a param, and a resumed attempt may differ in ones that do not change results
+    (`dataset.root`, `trainer.device`): those already there stay."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    params = flatten(container)
+    for group in GROUPS:
+        params[group] = ctx.choices.get(group, cfg[group].get("name"))
+    if "experiment" in ctx.choices and ctx.choices["experiment"]:
+        params["experiment"] = ctx.choices["experiment"]
+    if logged_params is not None:
+        params = {k: v for k, v in params.items() if k not in logged_params}
+    if params:
         tracker.log_params(params)
     tags = {
         "overrides": " ".join(ctx.overrides),

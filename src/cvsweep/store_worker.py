@@ -346,8 +346,13 @@ class StoreSession:
         if now.data.tags.get(CLAIM_TAG) != token:
             return {"ok": False, "owner": live_owner(client, now) or "another launch"}
         # Read now, not when the run was chosen: what the store holds once it is ours.
-        logged = _logged_steps(client, now)
-        return {"ok": True, "owner": None, "previous": previous, "logged_steps": logged}
+        return {
+            "ok": True,
+            "owner": None,
+            "previous": previous,
+            "logged_steps": _logged_steps(client, now),
+            "param_keys": sorted(now.data.params),
+        }
 
     def op_give_back(self, uri: str, run_id: str, previous: dict[str, Any]) -> None:
         """A claimed run this trainer could not resume after all: as it was before."""
