@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -87,21 +88,26 @@ def test_four_parallel_writers_through_a_tracking_server(tmp_path, data_dir):
         stop_server(server)
 
 
-def test_ctrl_c_in_a_joblib_sweep_lets_running_jobs_save_and_starts_no_other(tmp_path, data_dir):
-    args = [
+def _two_workers(tmp: Path, optimizers: str) -> list[str]:
+    """A joblib sweep on two workers whose jobs train long enough to be stopped mid-way."""
+    return [
         "-m",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
-        "optimizer=sgd,adam,adamw",
+        optimizers,
         "trainer.epochs=1",
         "dataset.train_limit=4096",
         "dataset.test_limit=500",
         "trainer.batch_size=8",
         "trainer.log_every=32",
         "trainer.progress=off",
-        f"tracking.uri={db_uri(tmp_path)}",
-        f"hydra.sweep.dir={tmp_path}/sweep",
+        f"tracking.uri={db_uri(tmp)}",
+        f"hydra.sweep.dir={tmp}/sweep",
     ]
+
+
+def test_ctrl_c_in_a_joblib_sweep_lets_running_jobs_save_and_starts_no_other(tmp_path, data_dir):
+    args = _two_workers(tmp_path, "optimizer=sgd,adam,adamw")
     proc = start_train(args, tmp_path, data_dir)
     seen = read_until(proc, "step     64 |", timeout=240)
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches every worker too
@@ -124,20 +130,7 @@ def test_ctrl_c_in_a_joblib_sweep_lets_running_jobs_save_and_starts_no_other(tmp
 
 def test_a_joblib_sweep_whose_workers_lost_tracking_exits_3(tmp_path, data_dir):
     """Jobs in other processes: their lost writes reach the launching process's exit code."""
-    args = [
-        "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "optimizer=sgd,adam",
-        "trainer.epochs=1",
-        "dataset.train_limit=4096",
-        "dataset.test_limit=500",
-        "trainer.batch_size=8",
-        "trainer.log_every=32",
-        "trainer.progress=off",
-        f"tracking.uri={db_uri(tmp_path)}",
-        f"hydra.sweep.dir={tmp_path}/sweep",
-    ]
+    args = _two_workers(tmp_path, "optimizer=sgd,adam")
     proc = start_train(args, tmp_path, data_dir)
     seen = read_until(proc, "step     64 |", timeout=240)
     killed = [pid for pid, ppid in tracking_processes() if ppid != proc.pid]  # the workers'

@@ -80,27 +80,43 @@ def _checkpoint_epoch(uri: str) -> str | None:
     return runs[0].data.tags.get("cvsweep.checkpoint_epoch") if runs else None
 
 
-@pytest.mark.slow
-def test_server_lost_mid_run_ends_quickly_and_the_run_resumes_later(tmp_path, data_dir):
-    """The server dies while a run trains: the job ends in seconds, says what was not written,
-    keeps its files; once the server is back, the same command resumes the run."""
+def _wait_for_checkpoint(uri: str, epoch: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while _checkpoint_epoch(uri) != epoch and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _server_run(tmp: Path) -> tuple[Path, Path, int, str, list[str]]:
+    """A store folder, a work folder, a free port, its URI, and a 3-epoch run logging to it
+    every 2 mini-batches (the server itself is started by the test)."""
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(var, None)
-    store, work = tmp_path / "store", tmp_path / "work"
+    store, work = tmp / "store", tmp / "work"
     store.mkdir()
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     quick = [a for a in QUICK if not a.startswith(("trainer.epochs=", "trainer.log_every="))]
-    args = [*quick, "trainer.epochs=3", "trainer.log_every=2", f"tracking.uri={uri}"]
+    return (
+        store,
+        work,
+        port,
+        uri,
+        [*quick, "trainer.epochs=3", "trainer.log_every=2", f"tracking.uri={uri}"],
+    )
+
+
+@pytest.mark.slow
+def test_server_lost_mid_run_ends_quickly_and_the_run_resumes_later(tmp_path, data_dir):
+    """The server dies while a run trains: the job ends in seconds, says what was not written,
+    keeps its files; once the server is back, the same command resumes the run."""
+    store, work, port, uri, args = _server_run(tmp_path)
     args.append(f"hydra.run.dir={work}/run")
     server = _start_server(store, port)
     proc = start_train(args, work, data_dir)
     try:
         read_until(proc, "epoch   2/3  batch     2/8")  # epoch 1 ended and was sent
         os.kill(proc.pid, signal.SIGSTOP)  # the trainer waits; its tracking process uploads
-        deadline = time.monotonic() + 60
-        while _checkpoint_epoch(uri) != "1" and time.monotonic() < deadline:
-            time.sleep(0.2)
+        _wait_for_checkpoint(uri, "1")
         assert _checkpoint_epoch(uri) == "1"
     except BaseException:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -160,22 +176,13 @@ def test_server_away_for_a_while_leaves_a_hole_that_the_same_command_fills(tmp_p
     """The server goes away during epoch 2 and is back before the run ends: the run ends
     FINISHED but tagged incomplete (a hole in its history), the command exits 3, and the same
     command resumes the run from its job folder and fills the hole instead of skipping it."""
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        os.environ.pop(var, None)
-    store, work = tmp_path / "store", tmp_path / "work"
-    store.mkdir()
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    quick = [a for a in QUICK if not a.startswith(("trainer.epochs=", "trainer.log_every="))]
-    args = [*quick, "trainer.epochs=3", "trainer.log_every=2", f"tracking.uri={uri}"]
+    store, work, port, uri, args = _server_run(tmp_path)
     server = _start_server(store, port)
     proc = start_train([*args, f"hydra.run.dir={work}/run"], work, data_dir)
     try:
         read_until(proc, "epoch   2/3  batch     2/8")
         os.kill(proc.pid, signal.SIGSTOP)
-        deadline = time.monotonic() + 60
-        while _checkpoint_epoch(uri) != "1" and time.monotonic() < deadline:
-            time.sleep(0.2)
+        _wait_for_checkpoint(uri, "1")
         assert server.stop() == 0
         os.kill(proc.pid, signal.SIGCONT)
         read_until(proc, "epoch   3/3  batch     2/8")  # epoch 2's points: not written

@@ -152,10 +152,10 @@ def _with_tracking_outcome(code: object) -> object:
         return code
     print(
         "error: training finished and its files are complete, but the tracking store did not "
-        "get everything (the warnings above say what). Once the store "
-        "answers, run the same command again: a run the store does not hold as FINISHED is "
-        "resumed from its last uploaded checkpoint, or trained again where none was uploaded. "
-        "Exit code "
+        "get everything (the warnings above say what). Once the store answers, run the same "
+        "command again: the run is resumed from its last checkpoint (its job folder's on this "
+        "machine, else the store's; trained again where there is none) and the store gets "
+        "what it missed. Exit code "
         f"{TRACKING_INCOMPLETE} (with tracking.required=false this is only a warning).",
         file=sys.stderr,
         flush=True,

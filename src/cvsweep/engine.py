@@ -383,8 +383,8 @@ class Trainer:
 
     def _send_history(self, run: _Progress) -> None:
         """A resumed run sends its recorded history again: the tracker passes on only the
-        points the store lacks, those after the store's last writes (a checkpoint from the
-        run's own folder can be ahead of the store when the store was lost mid-run)."""
+        points the store lacks (a store that was away for a while missed some, and a
+        checkpoint from the run's own folder can be ahead of the store)."""
         for point in run.history:
             self.tracker.log_metrics(_point_metrics(point), step=point.step)
         last_of_epoch = {point.epoch: point for point in run.history}

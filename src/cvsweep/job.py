@@ -272,7 +272,7 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             found["resumable"]["logged_steps"] = claim["logged_steps"]
             found["resumable"]["param_keys"] = claim["param_keys"]
             resume_state, local = _local_resume(found["resumable"], chash, out_dir), True
-            if resume_state is None and found["resumable"].get("uploaded", True):
+            if resume_state is None and found["resumable"]["uploaded"]:
                 resume_state, local = _download_checkpoint(store, rid), False
             if resume_state is None:  # as it was before the claim
                 store.proxy.post("give_back", store.uri, rid, claim["previous"])
@@ -305,9 +305,9 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     t_trained = t_train
     try:
         if isinstance(tracker, ProxyTracker):
-            logged_params = None
-            if resume_state is not None and found is not None and found["resumable"]:
-                logged_params = set(found["resumable"].get("param_keys") or [])
+            logged_params = None  # a resumed run's (the claim read them)
+            if resume_state is not None:
+                logged_params = set(found["resumable"]["param_keys"])
             _log_run_setup(tracker, cfg, ctx, chash, device, threads, logged_params)
         if cfg.trainer.shapes_only:
             tracker.log_artifact(prepared.report_md)
@@ -433,7 +433,8 @@ def _local_resume(resumable: dict[str, Any], chash: str, out_dir: Path) -> dict[
         return None  # the folder was reused by another config (a fixed hydra.run.dir)
     # The store's last test accuracy point must be in the state's history, with its value:
     # otherwise the state is behind the store, or another run's.
-    last_step = max((resumable.get("logged_steps") or {}).get("test_acc") or [None])
+    steps = resumable["logged_steps"].get("test_acc")  # sorted
+    last_step = steps[-1] if steps else None
     last_value = resumable.get("last_test_acc")
     if last_step is not None and last_value is not None:
         point = next((p for p in state["history"] if p["step"] == last_step), None)

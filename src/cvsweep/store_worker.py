@@ -35,6 +35,7 @@ from .store_errors import broken_store
 from .tracking import (
     CLAIM_TAG,
     INCOMPLETE_TAG,
+    OWNER_KEYS,
     MlflowTracker,
     TrackingError,
     client_for,
@@ -304,7 +305,6 @@ class StoreSession:
                     found["resumable"] = {
                         "run_id": r.info.run_id,
                         "status": r.info.status,
-                        "logged_steps": _logged_steps(client, r),
                         "uploaded": uploaded,
                         "local_checkpoint": local,
                         "last_test_acc": r.data.metrics.get("test_acc"),
@@ -321,7 +321,8 @@ class StoreSession:
         longer than a write takes, and read again. Of launches that got past the first read
         together, each wrote before any read again, so all of them see the last writer's
         token and only that one resumes; the others start runs of their own. Answers
-        {"ok": bool, "owner": who holds it, "previous": status and owner tags to give back}.
+        {"ok": bool, "owner": who holds it, "previous": status and owner tags to give back,
+        "logged_steps" and "param_keys": what the store holds of the run once it is ours}.
         """
         from mlflow.entities import RunTag
 
@@ -332,10 +333,9 @@ class StoreSession:
             return {"ok": False, "owner": owner}
         if fresh.info.status == "FINISHED" and INCOMPLETE_TAG not in fresh.data.tags:
             return {"ok": False, "owner": "finished meanwhile by another launch"}
-        keys = ("cvsweep.host", "cvsweep.pid", "cvsweep.proc", "cvsweep.claimed_at")
         previous = {
             "status": fresh.info.status,
-            "tags": {k: fresh.data.tags[k] for k in keys if k in fresh.data.tags},
+            "tags": {k: fresh.data.tags[k] for k in OWNER_KEYS if k in fresh.data.tags},
         }
         token = uuid.uuid4().hex
         mine = {**owner_tags(os.getppid()), CLAIM_TAG: token}  # the trainer is the parent

@@ -302,14 +302,13 @@ def process_token(pid: int) -> str:
     return f"{boot}:{start}"
 
 
+OWNER_KEYS = ("cvsweep.host", "cvsweep.pid", "cvsweep.proc", "cvsweep.claimed_at")
+
+
 def owner_tags(pid: int) -> dict[str, str]:
     """The tags that say which process trains a run, and since when it holds it."""
-    return {
-        "cvsweep.host": socket.gethostname(),
-        "cvsweep.pid": str(pid),
-        "cvsweep.proc": process_token(pid),
-        "cvsweep.claimed_at": f"{time.time():.3f}",
-    }
+    values = (socket.gethostname(), str(pid), process_token(pid), f"{time.time():.3f}")
+    return dict(zip(OWNER_KEYS, values, strict=True))
 
 
 def owner_alive(tags: dict[str, str]) -> bool:
