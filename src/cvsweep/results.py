@@ -1249,8 +1249,7 @@ def _section_header(doc: Doc, preset: Preset, index: int) -> None:
         doc.add(f"The preset's budget: {notes['budget']}.", "")
     if notes.get("quick_look"):
         doc.add(
-            "On 2 CPU cores the full preset takes long; for a quick look: "
-            f"`{preset.command} {notes['quick_look']}`.",
+            f"For a quick look on a smaller budget: `{preset.command} {notes['quick_look']}`.",
             "",
         )
 
