@@ -249,6 +249,7 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     found = store.answer() if store is not None else None
 
     tracker: ProxyTracker | NullTracker = NullTracker()
+    claimed: dict[str, Any] | None = None  # the unfinished run this job resumes, once ours
     resume_state: dict[str, Any] | None = None
     local = False  # resumed from the run's own job folder, not from the store
     run_id: str | None = None
@@ -266,27 +267,25 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             outcome = JobOutcome("SKIPPED", fid, found["finished"]["final_test_acc"])
             outcome.write(out_dir)
             return outcome
-        claim = _claim(store, found["resumable"])
-        if claim is not None:
-            rid = found["resumable"]["run_id"]
-            found["resumable"]["logged_steps"] = claim["logged_steps"]
-            found["resumable"]["param_keys"] = claim["param_keys"]
-            resume_state, local = _local_resume(found["resumable"], chash, out_dir), True
-            if resume_state is None and found["resumable"]["uploaded"]:
+        claimed = _claim(store, found["resumable"])
+        if claimed is not None:
+            rid = claimed["run_id"]
+            resume_state, local = _local_resume(claimed, chash, out_dir), True
+            if resume_state is None and claimed["uploaded"]:
                 resume_state, local = _download_checkpoint(store, rid), False
             if resume_state is None:  # as it was before the claim
-                store.proxy.post("give_back", store.uri, rid, claim["previous"])
+                store.proxy.post("give_back", store.uri, rid, claimed["previous"])
             else:
                 stale = ["failure_reason", "failure_step", INCOMPLETE_TAG]
                 store.proxy.post("untag", store.uri, rid, stale)
                 run_id = rid
                 where = (
-                    f"the checkpoint in its job folder {Path(found['resumable']['local_checkpoint']).parent}"
+                    f"the checkpoint in its job folder {Path(claimed['local_checkpoint']).parent}"
                     if local
                     else "its checkpoint"
                 )
                 _console(
-                    f"resuming run {rid} ({found['resumable']['status']}) from {where} "
+                    f"resuming run {rid} ({claimed['status']}) from {where} "
                     f"at step {resume_state['step']}"
                 )
     _console(prepared.report_md.read_text().rstrip())
@@ -296,7 +295,7 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             if cfg.tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = str(cfg.tracking.parent_run_id)
             run_id = store.create_run(found["experiment_id"], run_name(ctx.overrides), tags)
-        logged = found["resumable"].get("logged_steps") if resume_state is not None else None
+        logged = claimed["logged_steps"] if claimed and resume_state is not None else None
         tracker = ProxyTracker(store.proxy, store.uri, run_id, logged_steps=logged)
 
     status, error, result = "FAILED", None, None
@@ -306,8 +305,8 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     try:
         if isinstance(tracker, ProxyTracker):
             logged_params = None  # a resumed run's (the claim read them)
-            if resume_state is not None:
-                logged_params = set(found["resumable"]["param_keys"])
+            if claimed and resume_state is not None:
+                logged_params = set(claimed["param_keys"])
             _log_run_setup(tracker, cfg, ctx, chash, device, threads, logged_params)
         if cfg.trainer.shapes_only:
             tracker.log_artifact(prepared.report_md)
@@ -394,8 +393,10 @@ def _finish_run(
 
 
 def _claim(store: _Store, resumable: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Take the run to resume over for this process; None when there is none, or when another
-    launch of the same config has just taken it (then this one trains a run of its own)."""
+    """Take the run to resume over for this process: the run as the lookup found it, with what
+    the store holds of it now that it is ours ("logged_steps", "param_keys") and its status
+    before the claim ("previous"). None when there is none, or when another launch of the same
+    config has just taken it (then this one trains a run of its own)."""
     if resumable is None:
         return None
     rid = resumable["run_id"]
@@ -410,7 +411,12 @@ def _claim(store: _Store, resumable: dict[str, Any] | None) -> dict[str, Any] | 
             f"({claim['owner']}): this launch leaves it to that one"
         )
         return None
-    return claim
+    return {
+        **resumable,
+        "logged_steps": claim["logged_steps"],
+        "param_keys": claim["param_keys"],
+        "previous": claim["previous"],
+    }
 
 
 def _local_resume(resumable: dict[str, Any], chash: str, out_dir: Path) -> dict[str, Any] | None:
