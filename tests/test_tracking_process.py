@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -80,6 +81,26 @@ def test_tracking_process_writes_what_it_got_and_leaves_when_the_trainer_is_kill
     assert {8, 16} <= set(steps)  # step 24 may have been printed but not yet sent
 
 
+def _wait_until_stored(tmp: Path, key: str, step: int, timeout: float = 60.0) -> None:
+    """Block until the store holds metric `key` at `step`.
+
+    The console runs ahead of the tracking process, which writes asynchronously (on a busy
+    machine it may not even have created the run when step 16 is printed). Reading the SQLite
+    file directly keeps this check from racing the tracking process's own schema set-up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.Error):
+            con = sqlite3.connect(f"file:{tmp / 'mlflow.db'}?mode=ro", uri=True, timeout=1)
+            try:
+                query = "SELECT 1 FROM metrics WHERE key = ? AND step = ?"
+                if con.execute(query, (key, step)).fetchone():
+                    return
+            finally:
+                con.close()
+        time.sleep(0.05)
+    raise AssertionError(f"the store never got {key} at step {step}")
+
+
 def _tracking_process(trainer_pid: int) -> int:
     """The pid of the trainer's own tracking process."""
     (pid,) = [pid for pid, ppid in tracking_processes() if ppid == trainer_pid]
@@ -92,10 +113,11 @@ def test_a_run_whose_tracking_was_lost_trains_on_and_exits_3_unless_optional(
 ):
     """The tracking process dies mid-run: training goes on and its files are complete; the
     exit code says the store is incomplete (3), or only warns with tracking.required=false."""
-    args = [*LONG_RUN, "trainer.epochs=4", f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*LONG_RUN, "trainer.epochs=8", f"tracking.uri={db_uri(tmp_path)}"]
     args += [f"hydra.run.dir={tmp_path}/run", f"tracking.required={str(required).lower()}"]
     proc = start_train(args, tmp_path, data_dir)
     seen = read_until(proc, "step     16 |")
+    _wait_until_stored(tmp_path, "test_acc", 8)  # mid-run in the store too, not only on screen
     os.kill(_tracking_process(proc.pid), signal.SIGKILL)
     rest, _ = proc.communicate(timeout=120)
     output = "".join(seen) + rest
@@ -120,13 +142,13 @@ def test_a_run_whose_tracking_was_lost_trains_on_and_exits_3_unless_optional(
         f"resuming run {rid} (KILLED) from the checkpoint in its job folder {folder}"
         in again.stdout
     )
-    assert "at step 128" in again.stdout  # 4 epochs of 32 mini-batches: all of it
+    assert "at step 256" in again.stdout  # 8 epochs of 32 mini-batches: all of it
     assert (tmp_path / "again" / "run" / "model.pth").is_file()
     assert (tmp_path / "again" / "run" / "checkpoint.pt").is_file()
     run = client.get_run(rid)
     assert run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(rid, "test_acc")]
-    assert sorted(steps) == list(range(8, 129, 8))  # every point once
+    assert sorted(steps) == list(range(8, 257, 8))  # every point once
     assert run.data.tags["output_dir"] == str(tmp_path / "again" / "run")
 
 
@@ -384,8 +406,6 @@ def test_two_launches_at_once_do_not_both_resume_the_same_run(tmp_path, data_dir
 def test_a_resumed_run_writes_the_params_its_first_attempt_could_not(tmp_path, data_dir):
     """Params are written once (MLflow refuses to change one): a resumed run sends only the
     ones the store lacks, e.g. those lost when the store went away right after the run began."""
-    import sqlite3
-
     args = [*LONG_RUN, "trainer.epochs=2", f"tracking.uri={db_uri(tmp_path)}"]
     first = start_train([*args, f"hydra.run.dir={tmp_path}/first"], tmp_path, data_dir)
     read_until(first, "step     40 |")
