@@ -1,4 +1,4 @@
-"""compare, rerun and report on a store that is damaged or missing: one paragraph, exit 2.
+"""compare, rerun and report on a store that is damaged, missing or down: one paragraph, exit 2.
 
 The file is only ever read: a damaged store stays byte for byte as it was, and a missing one is
 not created, so the user can still restore or inspect what they had.
@@ -11,6 +11,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
+from cvsweep.server import free_port
 
 from .conftest import cli_env, data_root, run_cvsweep
 
@@ -99,3 +101,18 @@ def test_store_damaged_after_its_first_page(tmp_path: Path) -> None:
     _assert_one_paragraph(output)
     assert f"The tracking store {db} is damaged and cannot be read" in output
     assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_server_that_is_not_running_is_named_at_once(tmp_path: Path, name: str) -> None:
+    # MLflow alone retries a refused connection for minutes before it gives up; the timeout
+    # below is only a guard against that hang, the command itself answers in seconds.
+    uri = f"http://127.0.0.1:{free_port()}"
+    proc = run_cvsweep(
+        [*COMMANDS[name], "--tracking-uri", uri], tmp_path, cli_env(data_root()), timeout=60
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    _assert_one_paragraph(output)
+    assert f"Tracking server {uri} is not answering" in output
+    assert "cvsweep server --port PORT" in output and "tracking.required" not in output

@@ -29,6 +29,18 @@ def test_unwritable_store_is_a_clear_error_before_training(tmp_path, data_dir):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("uri", ["sqlite:///{tmp}", "sqlite:///"])
+def test_store_uri_naming_a_folder_is_a_clear_error(tmp_path, data_dir, uri):
+    # `sqlite:///` alone resolves to the folder the command runs in.
+    proc = run_train([*QUICK, f"tracking.uri={uri.format(tmp=tmp_path)}"], tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"Tracking store sqlite:///{tmp_path} names a folder, not a database file" in (
+        proc.stderr
+    )
+    assert f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}" in proc.stderr
+    assert "Traceback" not in proc.stderr and "training cnn" not in proc.stdout
+
+
 def test_optional_store_trains_and_warns(tmp_path, data_dir):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

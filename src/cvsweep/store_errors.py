@@ -17,7 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .tracking import TrackingError, resolve_uri, sqlite_path, sqlite_tables, with_retry
+from .tracking import (
+    TrackingError,
+    limit_http_retries,
+    probe_server,
+    resolve_uri,
+    sqlite_path,
+    sqlite_tables,
+    with_retry,
+)
 
 EXIT_USER_ERROR = 2
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -27,6 +35,12 @@ BROKEN_DATABASE = (
     "database disk image is malformed",
     "file is encrypted",
     "no such table",
+)
+
+
+COMMAND_ADVICE = (
+    "Start it (`cvsweep server --port PORT` in the folder that holds its store), or point "
+    "--tracking-uri at the store your runs were logged to (sqlite:///path/to/mlflow.db)."
 )
 
 
@@ -142,6 +156,12 @@ def open_client(uri: str | None, missing_hint: str = "") -> tuple[Any, str]:
     db = sqlite_path(resolved)
     if db is not None:
         check_sqlite_store(db, missing_hint)
+    if resolved.startswith(("http://", "https://")):
+        limit_http_retries()  # a server lost half-way fails the command in seconds too
+        try:
+            probe_server(resolved, advice=COMMAND_ADVICE)
+        except TrackingError as exc:
+            raise StoreError(str(exc)) from None
     try:
         client = MlflowClient(tracking_uri=resolved)
         with_retry(lambda: client.search_experiments(max_results=1))

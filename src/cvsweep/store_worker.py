@@ -40,6 +40,7 @@ from .tracking import (
     TrackingError,
     client_for,
     ensure_experiment,
+    limit_http_retries,
     live_owner,
     mark_orphans,
     owner_tags,
@@ -49,15 +50,6 @@ from .tracking import (
     unreachable_cause,
     with_retry,
 )
-
-# MLflow retries an HTTP call for about four minutes by default before it gives up. For a
-# server that went away during a run, that is how long the job's end would wait per write;
-# this budget (6-9 s) still rides out a quick restart, with `with_retry` on top for answers
-# that say busy. A user's own settings win.
-HTTP_RETRY_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-}
 
 
 class StoreDown(TrackingError):
@@ -594,8 +586,7 @@ def main(argv: list[str]) -> int:
     # must not stop this process before the trainer has recorded the run as KILLED.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    for key, value in HTTP_RETRY_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    limit_http_retries()
     # The trainer's output is the user's: no download progress bars, no notes about creating
     # the store's tables (warnings and errors still show).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -123,6 +123,11 @@ def check_writable(uri: str) -> None:
     """For a SQLite store: can its folder be written? Raises TrackingError saying what to do."""
     db = sqlite_path(uri)
     if db is not None:
+        if db.is_dir():
+            raise TrackingError(
+                f"Tracking store {uri} names a folder, not a database file. Name a file in it, "
+                f"e.g. tracking.uri=sqlite:///{db / 'mlflow.db'}, or set tracking.enabled=false."
+            )
         try:
             probe_writable(db.parent)
         except OSError as exc:
@@ -194,7 +199,28 @@ def _cached_client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-def probe_server(uri: str, timeout: float = 5.0) -> None:
+TRAIN_ADVICE = (
+    "Start it with `cvsweep server --port PORT`, fix tracking.uri, or set "
+    "tracking.required=false to train anyway."
+)
+
+# MLflow retries an HTTP call for about four minutes by default before it gives up. For a
+# server that went away during a run, that is how long the job's end would wait per write (and
+# a command like `cvsweep compare` would hang as long); this budget (6-9 s) still rides out a
+# quick restart, with `with_retry` on top for answers that say busy. A user's own settings win.
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+
+
+def limit_http_retries() -> None:
+    """Apply HTTP_RETRY_DEFAULTS in this process unless the user set their own."""
+    for key, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def probe_server(uri: str, timeout: float = 5.0, advice: str = TRAIN_ADVICE) -> None:
     """Fail in seconds, not after MLflow's minutes of retries, when the server is down."""
     import urllib.error
     import urllib.request
@@ -206,8 +232,7 @@ def probe_server(uri: str, timeout: float = 5.0) -> None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(
-            f"Tracking server {uri} is not answering ({reason}). Start it with `cvsweep server "
-            "--port PORT`, fix tracking.uri, or set tracking.required=false to train anyway."
+            f"Tracking server {uri} is not answering ({reason}). {advice}"
         ) from None
 
 
