@@ -30,6 +30,8 @@ from .conftest import QUICK, REPO, cli_env, db_uri, run_train
         ("trainer.device=tpu", "trainer.device"),
         ("augment.degrees=200", "augment.degrees"),
         ("trainer.split_bias_grad=sometimes", "trainer.split_bias_grad"),
+        ("model.layers.0.kernel=50", "model.layers.0.kernel"),  # larger than the image
+        ("model.layers.2.kernel=13", "model.layers.2.kernel"),  # conv2 gets pool1's 12x12
     ],
 )
 def test_out_of_range_values_name_the_key(tmp_path, data_dir, override, key):
@@ -96,6 +98,33 @@ def test_unknown_key_added_with_plus_stops_before_any_run(tmp_path, data_dir, ov
     assert "Traceback" not in proc.stderr
     assert "shape report" not in proc.stdout  # stopped before any data was read
     assert not (tmp_path / "mlflow.db").exists()  # and before any tracking run existed
+
+
+def test_a_layer_list_that_cannot_be_built_is_a_config_error():
+    register_schemas()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train")
+    cfg.model.layers[0].kind = "linear"  # conv1 as a linear layer: pool1 would get a flat input
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.layers\.1\.kind='maxpool': a maxpool layer "
+        r"cannot follow the linear layer conv1",
+    ):
+        validate(cfg)
+
+
+def test_a_sweep_with_an_impossible_layer_stops_before_any_job(tmp_path, data_dir):
+    proc = run_train(
+        ["-m", "model.layers.0.kernel=5,50", *QUICK, f"tracking.uri={db_uri(tmp_path)}"],
+        tmp_path,
+        data_dir,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "job #1 (model.layers.0.kernel=50" in proc.stderr
+    assert "layer conv1 gets a 28x28 input (padding 0), smaller than its kernel" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "training cnn" not in proc.stdout  # job #0 did not run either
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_unknown_optimizer_key_names_the_settings_not_an_empty_dict():

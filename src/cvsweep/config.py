@@ -191,6 +191,19 @@ ACTIVATIONS = (None, "relu", "gelu", "tanh")
 TRI_STATE = ("auto", "on", "off")
 
 
+def feature_map_size(size: int, layer: Any) -> int:
+    """Side of a conv or maxpool layer's output for a size x size input.
+
+    Here, not in model.py, so a config is checked before any job starts (a sweep's included)
+    without importing torch; build_model uses the same arithmetic. A maxpool stride of 1
+    means torch's default, stride = kernel.
+    """
+    if layer.kind == "conv":
+        return (size + 2 * int(layer.padding) - int(layer.kernel)) // int(layer.stride) + 1
+    stride = int(layer.stride) if layer.stride > 1 else int(layer.kernel)
+    return (size - int(layer.kernel)) // stride + 1
+
+
 def _require(ok: bool, key: str, value: Any, rule: str) -> None:
     if not ok:
         raise ConfigError(f"Invalid config value {key}={value!r}: {rule}.")
@@ -396,6 +409,7 @@ def _check_values(cfg: DictConfig) -> None:
         )
         if layer.kind != "maxpool":
             _require(layer.out >= 1, f"{key}.out", layer.out, "must be >= 1")
+    _check_layer_sizes(m)
     last = m.layers[-1]
     _require(
         last.kind == "linear" and last.out == m.num_classes,
@@ -421,6 +435,34 @@ def _check_values(cfg: DictConfig) -> None:
         _require(phase.epochs >= 1, f"schedule.phases.{i}.epochs", phase.epochs, "must be >= 1")
         _validate_optimizer(
             optimizer_config(cfg.optimizer, phase.optimizer), f"schedule.phases.{i}.optimizer"
+        )
+
+
+def _check_layer_sizes(m: DictConfig) -> None:
+    """The layer list must be buildable: no layer shrinks the image to nothing, and nothing
+    spatial follows a linear layer (the tensor is flat by then)."""
+    _require(m.in_channels >= 1, "model.in_channels", m.in_channels, "must be >= 1")
+    _require(m.image_size >= 1, "model.image_size", m.image_size, "must be >= 1")
+    size, flat_at = int(m.image_size), None
+    for i, layer in enumerate(m.layers):
+        key = f"model.layers.{i}"
+        if layer.kind == "linear":
+            flat_at = flat_at or layer.name
+            continue
+        _require(
+            flat_at is None,
+            f"{key}.kind",
+            layer.kind,
+            f"a {layer.kind} layer cannot follow the linear layer {flat_at} (its output is flat)",
+        )
+        before, size = size, feature_map_size(size, layer)
+        _require(
+            size >= 1,
+            f"{key}.kernel",
+            layer.kernel,
+            f"layer {layer.name} gets a {before}x{before} input (padding {layer.padding}), "
+            "smaller than its kernel, and would shrink it to nothing; use a smaller kernel or "
+            "more padding",
         )
 
 

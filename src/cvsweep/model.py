@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import feature_map_size
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
@@ -36,13 +38,12 @@ def build_model(model_cfg: Any) -> nn.Sequential:
                 raise ModelConfigError(f"layer {layer.name}: conv after a linear layer")
             parts = [nn.Conv2d(channels, layer.out, layer.kernel, layer.stride, layer.padding)]
             channels = int(layer.out)
-            size = (size + 2 * layer.padding - layer.kernel) // layer.stride + 1
+            size = feature_map_size(size, layer)
         elif layer.kind == "maxpool":
             if features is not None:
                 raise ModelConfigError(f"layer {layer.name}: pooling after a linear layer")
             parts = [nn.MaxPool2d(layer.kernel, layer.stride if layer.stride > 1 else None)]
-            stride = layer.stride if layer.stride > 1 else layer.kernel
-            size = (size - layer.kernel) // stride + 1
+            size = feature_map_size(size, layer)
         else:  # linear
             parts = []
             if features is None:
