@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from cvsweep.config import ModelConfig
 from cvsweep.model import build_model
 
-from .conftest import QUICK, REPO, cli_env, run_python, run_train
+from .conftest import QUICK, REPO, cli_env, db_uri, run_python, run_train
 
 LOG_LINE = re.compile(
     r"epoch +\d+/\d+ +batch +\d+/\d+ +step +\d+ \| train loss [\d.]+ acc +[\d.]+% "
@@ -62,6 +62,16 @@ def test_cnn_c6_prints_its_total(tmp_path, data_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "28,758" in proc.stdout
     assert "| conv1 | Conv2d+ReLU | (16, 1, 28, 28) | (16, 6, 24, 24) | 156 |" in proc.stdout
+
+
+def test_shape_report_is_printed_again_when_the_run_is_skipped(tmp_path, data_dir):
+    args = ["trainer.shapes_only=true", f"tracking.uri={db_uri(tmp_path)}"]
+    first = run_train(args, tmp_path / "a", data_dir)
+    again = run_train(args, tmp_path / "b", data_dir)
+    assert first.returncode == 0 and again.returncode == 0, again.stderr[-2000:]
+    row = "| conv1 | Conv2d+ReLU | (16, 1, 28, 28) | (16, 16, 24, 24) | 416 |"
+    assert row in first.stdout and row in again.stdout
+    assert "skipped: identical to finished run" in again.stdout
 
 
 def test_same_config_twice_gives_identical_metrics_and_weights(tmp_path, data_dir):

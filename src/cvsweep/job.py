@@ -263,6 +263,8 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
             )
         if found["finished"] is not None:
             fid = found["finished"]["run_id"]
+            if cfg.trainer.shapes_only:  # the report is what was asked for: it costs nothing
+                _console(prepared.report_md.read_text().rstrip())
             _console(f"skipped: identical to finished run {fid}")
             outcome = JobOutcome("SKIPPED", fid, found["finished"]["final_test_acc"])
             outcome.write(out_dir)
