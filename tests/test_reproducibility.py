@@ -55,6 +55,11 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     )
     assert changed.returncode == 1
     assert "check failed" in changed.stderr
+    # The exact rerun is the same measurement, not a second seed: compare counts it once.
+    cmp = _cvsweep(["compare", "cvsweep", "--tracking-uri", db_uri(tmp_path)], tmp_path, data_dir)
+    assert cmp.returncode == 0, cmp.stderr[-2000:]
+    assert "2 runs" in cmp.stdout and "note: 1 finished run(s) repeat a config" in cmp.stderr
+    assert reruns[0].info.run_id in cmp.stdout and original.info.run_id not in cmp.stdout
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,36 @@ def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
     runs = [r for r in runs if not is_sweep(r)]
     if not runs:
         raise CompareError(f"Experiment {target!r} has no runs yet.")
-    return runs, f"Experiment {target}"
+    kept = latest_per_config(runs)
+    if len(kept) < len(runs):
+        print(
+            f"note: {len(runs) - len(kept)} finished run(s) repeat a config already finished "
+            "(`cvsweep rerun`, or tracking.skip_finished=false): each config counts once, its "
+            "latest run; name runs by id to compare repeats",
+            file=sys.stderr,
+        )
+    return kept, f"Experiment {target}"
+
+
+def latest_per_config(runs: list[Any]) -> list[Any]:
+    """Each config's latest finished run, and every unfinished run.
+
+    A config run again (a rerun, a repeat with skip_finished=false) measures the same thing
+    with the same seed: counting it again would pass it off as another seed in the groups.
+    """
+    latest: dict[str, str] = {}  # config hash -> run id
+    for run in sorted(runs, key=lambda r: r.info.end_time or 0):
+        chash = run.data.tags.get("config_hash")
+        if run.info.status == "FINISHED" and chash:
+            latest[chash] = run.info.run_id
+    repeats = {
+        r.info.run_id
+        for r in runs
+        if r.info.status == "FINISHED"
+        and r.data.tags.get("config_hash")
+        and latest[r.data.tags["config_hash"]] != r.info.run_id
+    }
+    return [r for r in runs if r.info.run_id not in repeats]
 
 
 def build_report(client: Any, args: argparse.Namespace) -> Path:
