@@ -62,6 +62,29 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     assert reruns[0].info.run_id in cmp.stdout and original.info.run_id not in cmp.stdout
 
 
+def test_rerun_uses_the_thread_count_the_original_was_given(tmp_path, data_dir):
+    # A parallel launcher gives each job a share of the cores through CVSWEEP_NUM_THREADS;
+    # the job's config still says trainer.num_threads=0 (auto). The rerun, launched without
+    # it, must train with the same count, or the float sums (and so the numbers) differ.
+    env = {**cli_env(data_dir), "CVSWEEP_NUM_THREADS": "1"}
+    first = run_train([*QUICK, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir, env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    client = MlflowClient(db_uri(tmp_path))
+    (original,) = _runs(client)
+    assert original.data.tags["num_threads"] == "1"
+    assert original.data.params["trainer.num_threads"] == "0"
+    proc = _cvsweep(
+        ["rerun", original.info.run_id, "--check", "--tracking-uri", db_uri(tmp_path)],
+        tmp_path,
+        data_dir,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "check passed: largest difference 0.000e+00" in proc.stdout
+    (rerun,) = [r for r in _runs(client) if r.data.tags.get("rerun_of")]
+    assert rerun.data.tags["num_threads"] == "1"
+    assert rerun.data.tags["config_hash"] == original.data.tags["config_hash"]
+
+
 @pytest.mark.parametrize(
     "bad_id", ["../../etc", "/tmp/x", "%2e%2e", "a" * 40, "ABC", "0123456789abcdef" * 2 + "/.."]
 )

@@ -7,6 +7,7 @@ defaults have moved. The id is checked before anything is downloaded or written.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
@@ -128,6 +129,32 @@ def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], 
     return lines, largest
 
 
+def same_threads(cfg: DictConfig, original: Any) -> str | None:
+    """Train with the thread count the original run had; returns a note when that matters.
+
+    On a CPU the thread count changes how float sums are split, so the numbers too. A run
+    logged with trainer.num_threads=0 (auto) got its count at launch: the machine's, or the
+    share a parallel launcher gave it through CVSWEEP_NUM_THREADS. The count is passed the
+    same way here, so the config (and its hash) stays the original's. An explicit count in
+    the config, or CVSWEEP_NUM_THREADS set by the user, is left alone.
+    """
+    import torch
+
+    logged = str(original.data.tags.get("num_threads", ""))
+    if int(cfg.trainer.num_threads) > 0 or not logged.isdigit() or int(logged) < 1:
+        return None
+    if os.environ.get("CVSWEEP_NUM_THREADS"):
+        return None
+    os.environ["CVSWEEP_NUM_THREADS"] = logged
+    if int(logged) == torch.get_num_threads():
+        return None
+    return (
+        f"note: the original run trained with {logged} CPU thread(s) (trainer.num_threads=0 "
+        f"chose them at launch); the rerun uses {logged} too, not this machine's "
+        f"{torch.get_num_threads()}, since the thread count changes the numbers on a CPU"
+    )
+
+
 def _original(client: Any, uri: str, run_id: str) -> Any:
     from mlflow.exceptions import MlflowException
 
@@ -152,6 +179,9 @@ def rerun_main(args: argparse.Namespace) -> int:
             cfg = apply_overrides(typed_config(raw), list(args.overrides))
             with_tracking = {"uri": uri, "parent_run_id": None, "skip_finished": False}
             cfg = OmegaConf.merge(cfg, {"tracking": with_tracking})
+            note = same_threads(cfg, original)
+            if note:
+                print(note, flush=True)
             out_dir = Path("outputs") / "rerun" / f"{run_id[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
             overrides = [
                 o for o in logged_overrides if not o.startswith("tracking.parent_run_id=")
