@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from .conftest import (
@@ -414,6 +415,9 @@ def test_a_resumed_run_writes_the_params_its_first_attempt_could_not(tmp_path, d
     client, stopped = _only_run(tmp_path)
     rid, params = stopped.info.run_id, stopped.data.params
     assert params["optimizer.lr"] and params["optimizer"] == "adam"
+    state = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=False)
+    assert state["batch"] > 0 and len(state["epoch_times"]) == 1  # stopped inside epoch 2
+    before_stop = state["elapsed_s"] - state["epoch_times"][0]
     with sqlite3.connect(tmp_path / "mlflow.db") as db:  # the writes the store never got
         db.execute("DELETE FROM params WHERE run_uuid = ? AND key LIKE 'optimizer%'", (rid,))
     assert not any(k.startswith("optimizer") for k in client.get_run(rid).data.params)
@@ -423,3 +427,11 @@ def test_a_resumed_run_writes_the_params_its_first_attempt_could_not(tmp_path, d
     run = client.get_run(rid)
     assert run.info.status == "FINISHED"
     assert run.data.params == params  # the lost ones back, the others unchanged
+    # Epoch 2 was trained in two parts: its time is both, and its throughput the whole epoch's.
+    (epoch2,) = [m for m in client.get_metric_history(rid, "epoch_time_s") if m.step == 2]
+    (speed,) = [m for m in client.get_metric_history(rid, "samples_per_s") if m.step == 2]
+    assert epoch2.value > before_stop
+    final = torch.load(tmp_path / "again" / "run" / "checkpoint.pt", weights_only=False)
+    assert sum(final["epoch_times"]) == pytest.approx(final["elapsed_s"])  # no time unowned
+    assert epoch2.value == pytest.approx(final["epoch_times"][1])
+    assert speed.value * epoch2.value == pytest.approx(32 * 64, rel=1e-6)

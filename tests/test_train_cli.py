@@ -74,6 +74,22 @@ def test_shape_report_is_printed_again_when_the_run_is_skipped(tmp_path, data_di
     assert "skipped: identical to finished run" in again.stdout
 
 
+def test_logged_lr_at_an_epoch_end_does_not_depend_on_log_every(tmp_path, data_dir):
+    # StepLR steps once per epoch (lr x0.7): every point of epoch 1, its last one included,
+    # shows the rate epoch 1 trained with, whether or not log_every divides the epoch.
+    rates = {}
+    for every in (3, 4):
+        args = [*QUICK, "trainer.epochs=2", "schedule=step", f"trainer.log_every={every}"]
+        proc = run_train([*args, "tracking.enabled=false"], tmp_path / str(every), data_dir)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = re.findall(
+            r"epoch +(\d+)/2 +batch +\d+/8 +step +(\d+) \|.*\| lr (\S+)", proc.stdout
+        )
+        rates[every] = {int(step): (int(epoch), float(lr)) for epoch, step, lr in lines}
+    assert rates[3][8] == rates[4][8] == (1, rates[4][4][1])  # step 8 ends epoch 1 (8 batches)
+    assert rates[3][16] == rates[4][16] == (2, round(0.7 * rates[4][4][1], 6))
+
+
 def test_same_config_twice_gives_identical_metrics_and_weights(tmp_path, data_dir):
     args = [*QUICK, "augment=rot_flip", "tracking.enabled=false", "trainer.num_threads=2"]
     a = run_train(args, tmp_path / "a", data_dir)

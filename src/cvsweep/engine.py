@@ -487,9 +487,11 @@ class Trainer:
                 for e in range(first_epoch, phase.epochs):
                     epoch += 1
                     t0 = time.perf_counter()
-                    b0 = 0
+                    b0, carried = 0, 0.0
                     if resume_perm is not None:
                         perm, b0, resume_perm = resume_perm, start_batch, None
+                        # this epoch's time before the stop: counted in elapsed, in no epoch
+                        carried = max(run.elapsed - sum(run.epoch_times), 0.0)
                     else:
                         perm = torch.randperm(self.n_train, generator=self.generator, device=device)
                     bar = self._progress(epoch, b0)
@@ -525,15 +527,17 @@ class Trainer:
                             raise Interrupted(stop.signum, self.checkpoint_path)
                     if bar is not None:
                         bar.close()
+                    epoch_lr = current_lr(optimizer)  # the rate this epoch's steps used
                     if scheduler is not None and not per_batch:
                         scheduler.step()
                     if self.device.type == "cuda":
                         torch.cuda.synchronize()
-                    epoch_time = time.perf_counter() - t0
-                    run.elapsed += epoch_time
+                    took = time.perf_counter() - t0
+                    run.elapsed += took
+                    epoch_time = carried + took  # a resumed epoch: both parts of it
                     run.epoch_times.append(epoch_time)
-                    if run.step % self.log_every != 0:
-                        self._log_point(epoch, self.steps_per_epoch, run, current_lr(optimizer))
+                    if run.step % self.log_every != 0:  # the same lr as a point in the loop
+                        self._log_point(epoch, self.steps_per_epoch, run, epoch_lr)
                     self.tracker.log_metrics(
                         self._epoch_metrics(run.history[-1], epoch_time), step=epoch
                     )
