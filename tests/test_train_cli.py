@@ -90,6 +90,25 @@ def test_logged_lr_at_an_epoch_end_does_not_depend_on_log_every(tmp_path, data_d
     assert rates[3][16] == rates[4][16] == (2, round(0.7 * rates[4][4][1], 6))
 
 
+def test_phased_schedule_names_its_phases_and_the_overrides_it_does_not_use(tmp_path, data_dir):
+    quick = [a for a in QUICK if not a.startswith("trainer.epochs=")]
+    args = [*quick, "schedule=sgd_then_adam", "trainer.epochs=5", "optimizer.lr=0.1"]
+    args += ["optimizer.weight_decay=0.001", "schedule.phases.0.epochs=1"]
+    args += ["schedule.phases.1.epochs=2", "tracking.enabled=false"]
+    proc = run_train(args, tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    # every phase sets its lr and epochs; weight_decay reaches the adam phase (the run's group)
+    assert (
+        "note: schedule sgd_then_adam trains in phases that set their own epochs and optimizer: "
+        "trainer.epochs=5 optimizer.lr=0.1 not used" in out
+    )
+    assert "phase 1/2: epoch 1 of 3, sgd lr=0.0001 weight_decay=0.0 momentum=0.9" in out
+    assert "phase 2/2: epochs 2-3 of 3, adam lr=0.0001 weight_decay=0.001" in out
+    assert out.index("phase 2/2") < out.index("epoch   2/3")
+    assert "epoch   3/3" in out and "epoch   4/" not in out
+
+
 def test_same_config_twice_gives_identical_metrics_and_weights(tmp_path, data_dir):
     args = [*QUICK, "augment=rot_flip", "tracking.enabled=false", "trainer.num_threads=2"]
     a = run_train(args, tmp_path / "a", data_dir)

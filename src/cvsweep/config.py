@@ -466,6 +466,39 @@ def _check_layer_sizes(m: DictConfig) -> None:
         )
 
 
+def unused_with_phases(cfg: DictConfig, overrides: Iterable[str]) -> list[str]:
+    """The command-line overrides a phased schedule makes moot, to say so instead of silently.
+
+    With schedule.phases the phases fix the run's length, so trainer.epochs is not used; an
+    optimizer setting is not used when every phase sets it itself or names another optimizer
+    (which starts from that optimizer's defaults), and the optimizer group choice is not used
+    when every phase names its own.
+    """
+    phases = list(cfg.schedule.phases or [])
+    if not phases:
+        return []
+    run_name = cfg.optimizer.name
+    unused = []
+    for item in overrides:
+        key, sep, _ = item.lstrip("+~").partition("=")
+        if not sep:
+            continue
+        if key == "trainer.epochs":
+            unused.append(item)
+        elif key == "optimizer":
+            if all("name" in (p.optimizer or {}) for p in phases):
+                unused.append(item)
+        elif key.startswith("optimizer."):
+            setting = key.split(".", 1)[1]
+            if all(
+                setting in (p.optimizer or {})
+                or (p.optimizer or {}).get("name", run_name) != run_name
+                for p in phases
+            ):
+                unused.append(item)
+    return unused
+
+
 def total_epochs(cfg: DictConfig) -> int:
     """Phases, when present, fix the length of the run; otherwise trainer.epochs does."""
     if cfg.schedule.phases:

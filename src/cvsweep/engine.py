@@ -373,6 +373,18 @@ class Trainer:
         self.tracker.log_metrics(_point_metrics(point), step=step)
         return point
 
+    def _phase_line(self, phase: Phase) -> str:
+        """`phase 1/2: epochs 1-10, sgd lr=0.0001 momentum=0.9 ...`: which optimizer trains
+        which epochs, printed as the phase starts (a resumed run starts mid-phase)."""
+        first = sum(p.epochs for p in self.phases[: phase.index]) + 1
+        last = first + phase.epochs - 1
+        span = f"epochs {first}-{last}" if last > first else f"epoch {first}"
+        settings = " ".join(f"{k}={v}" for k, v in phase.optimizer.items() if k != "name")
+        return (
+            f"phase {phase.index + 1}/{len(self.phases)}: {span} of {self.total_epochs}, "
+            f"{phase.optimizer.name} {settings}"
+        )
+
     def _epoch_metrics(self, point: LogPoint, epoch_time: float) -> dict[str, float]:
         return {
             "epoch_test_acc": point.test_acc,
@@ -474,6 +486,8 @@ class Trainer:
                     phase.epochs,
                     self.steps_per_epoch,
                 )
+                if len(self.phases) > 1:
+                    self.console(self._phase_line(phase))
                 first_epoch = 0
                 if resume is not None and phase.index == start_phase:
                     optimizer.load_state_dict(resume["optimizer"])

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import data as data_mod
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-from .config import ConfigError, validate
+from .config import ConfigError, unused_with_phases, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import RESULT_FILE, config_hash, run_name
 from .model import build_model
@@ -291,6 +291,13 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
                     f"at step {resume_state['step']}"
                 )
     _console(prepared.report_md.read_text().rstrip())
+    moot = unused_with_phases(cfg, ctx.overrides)
+    if moot and not cfg.trainer.shapes_only:
+        _console(
+            f"note: schedule {cfg.schedule.name} trains in phases that set their own epochs and "
+            f"optimizer: {' '.join(moot)} not used (set schedule.phases.N.epochs or "
+            "schedule.phases.N.optimizer.KEY instead)"
+        )
     if store is not None and found is not None:
         if run_id is None:
             tags = {"config_hash": chash, **owner_tags(os.getpid())}
