@@ -41,6 +41,15 @@ def test_store_uri_naming_a_folder_is_a_clear_error(tmp_path, data_dir, uri):
     assert "Traceback" not in proc.stderr and "training cnn" not in proc.stdout
 
 
+def test_store_uri_of_a_scheme_mlflow_cannot_use_is_a_clear_error(tmp_path, data_dir):
+    proc = run_train([*QUICK, "tracking.uri=foo://bar"], tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: tracking.uri='foo://bar': MLflow cannot keep runs in a 'foo' store" in (
+        proc.stderr
+    )
+    assert "Traceback" not in proc.stderr and "training cnn" not in proc.stdout
+
+
 def test_optional_store_trains_and_warns(tmp_path, data_dir):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -58,8 +67,10 @@ def test_server_down_is_a_clear_error(tmp_path, data_dir):
     port = free_port()
     proc = run_train([*QUICK, f"tracking.uri=http://127.0.0.1:{port}"], tmp_path, data_dir)
     assert proc.returncode == 2
-    assert f"Tracking server http://127.0.0.1:{port} is not answering" in proc.stderr
+    assert f"error: Tracking server http://127.0.0.1:{port} is not answering" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert "not made" not in proc.stderr  # a store never reached lost no write
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_bad_value_in_a_sweep_creates_no_runs(tmp_path, data_dir):

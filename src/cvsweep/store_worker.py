@@ -146,7 +146,9 @@ class StoreSession:
             run_id = self.handles.get(run_id, run_id)
             self.lost_writes[run_id] = self.lost_writes.get(run_id, 0) + 1
 
-    def guarded(self, uri: str, run_id: str | None, what: str, fn: Any) -> Any:
+    def guarded(
+        self, uri: str, run_id: str | None, what: str, fn: Any, answered: bool = False
+    ) -> Any:
         """fn(), unless the store stopped answering: then skip it at once and count it.
 
         A store that fails with "nothing answers" is marked down; later writes are skipped
@@ -154,8 +156,12 @@ class StoreSession:
         job whose server went away ends in seconds and says once what was not written.
         """
         run = self.handles.get(run_id, run_id) if run_id else None
+        # `answered`: the trainer waits for this op's answer and says itself what failed (a
+        # lookup, a run not created): it is not also counted as a write silently lost.
         outage = self.outages.get(uri)
         if outage is not None and not self._back(uri, outage):
+            if answered:
+                raise StoreDown(f"the tracking store {uri} is not answering ({outage.reason})")
             outage.count(run)
             self.note_lost(run)
             raise StoreDown(f"{what}: not written, the tracking store {uri} is not answering")
@@ -166,10 +172,13 @@ class StoreSession:
                 outage = self.outages.setdefault(
                     uri, _Outage(time.time(), _short_reason(exc), time.monotonic())
                 )
+                if answered:
+                    known = isinstance(exc, TrackingError)  # already one paragraph
+                    raise StoreDown(str(exc) if known else f"{what}: {_describe(exc)}") from None
                 outage.count(run)
                 self.note_lost(run)
                 raise StoreDown(f"{what}: {_describe(exc)}") from None
-            if run is not None:
+            if run is not None and not answered:
                 self.note_lost(run)
             raise
 
@@ -226,14 +235,16 @@ class StoreSession:
     )
     _RUN_OPS = ("metrics", "params", "tags", "untag", "artifact", "artifacts")
 
-    def handle(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def handle(
+        self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any], answered: bool = False
+    ) -> Any:
         fn = getattr(self, f"op_{op}")
         if op not in self._STORE_OPS and op not in self._RUN_OPS:
             return fn(*args, **kwargs)
         uri = str(args[0])
         run_id = str(args[1]) if op in self._RUN_OPS else None
         try:
-            return self.guarded(uri, run_id, op, lambda: fn(*args, **kwargs))
+            return self.guarded(uri, run_id, op, lambda: fn(*args, **kwargs), answered)
         except Exception as exc:
             db = sqlite_path(uri)
             if db is None or not broken_store(exc):
@@ -564,7 +575,7 @@ def serve(inbox_conn: Connection, outbox_conn: Connection) -> None:
             sys.stderr.flush()
             os._exit(0)
         try:
-            result = session.handle(op, args, kwargs)
+            result = session.handle(op, args, kwargs, answered=wants_reply)
         except Exception as exc:
             if wants_reply:
                 kind = "TrackingError" if isinstance(exc, TrackingError) else type(exc).__name__

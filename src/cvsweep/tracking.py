@@ -37,6 +37,10 @@ def default_uri(launch_dir: Path | None = None) -> str:
     return f"sqlite:///{base / 'mlflow.db'}"
 
 
+# The tracking-store schemes MLflow accepts (file:// stores are deprecated by MLflow).
+STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
+
+
 def resolve_uri(uri: str | None, launch_dir: Path | None = None) -> str:
     """Make a store URI absolute so every job of a sweep, whatever its cwd, hits one store."""
     if not uri:
@@ -50,6 +54,13 @@ def resolve_uri(uri: str | None, launch_dir: Path | None = None) -> str:
         raise TrackingError(
             f"tracking.uri={uri!r} is not a store URI. Use sqlite:///path/to/mlflow.db or "
             "http://127.0.0.1:PORT (a tracking server)."
+        )
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()  # postgresql+psycopg2://...
+    if scheme not in STORE_SCHEMES:
+        raise TrackingError(
+            f"tracking.uri={uri!r}: MLflow cannot keep runs in a {scheme!r} store. Use "
+            "sqlite:///path/to/mlflow.db, http://HOST:PORT (a tracking server), or a database "
+            "MLflow supports (postgresql://, mysql://, mssql://)."
         )
     return uri
 
