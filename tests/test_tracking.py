@@ -160,6 +160,8 @@ def test_non_finite_loss_fails_with_reason_and_keeps_no_nan_weights(tmp_path, da
     assert run.data.tags["failure_reason"] == "non_finite_loss"
     assert int(run.data.tags["failure_step"]) >= 1
     assert not (tmp_path / "run" / "model.pth").exists()
+    assert "No weights were saved (none were good yet)" in proc.stdout
+    assert "were kept" not in proc.stdout
 
 
 def test_one_failing_child_does_not_stop_the_sweep(tmp_path, data_dir):
@@ -212,6 +214,19 @@ def test_sigterm_marks_run_killed_and_saves_state(tmp_path, data_dir):
     assert run.data.tags["failure_reason"] == "interrupted"
 
 
+def test_sigterm_without_tracking_says_nothing_will_resume_it(tmp_path, data_dir):
+    args = ["trainer.epochs=50", "dataset.train_limit=2048", "dataset.test_limit=500"]
+    args += ["trainer.log_every=8", "trainer.progress=off", "tracking.enabled=false"]
+    proc = start_train([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, data_dir)
+    seen = read_until(proc, "step     16 |")
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(seen) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    assert "note: this run was not tracked, so nothing resumes it" in output
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
 def test_compare_rebuilds_the_report_from_the_store(sweep, data_dir):
     tmp, proc = sweep
     client = MlflowClient(db_uri(tmp))
@@ -253,7 +268,7 @@ def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes_it_exactly(tmp_path
     output = "".join(seen) + rest
     assert proc.returncode == 130, output[-3000:]
     assert "Interrupted by SIGINT" in output and "Traceback" not in output
-    assert "the sweep was stopped (Ctrl-C) after 1 of 2 jobs" in output
+    assert "the sweep was stopped (Ctrl-C) with 0 of 2 jobs done, 1 interrupted" in output
     assert "#1 :" not in output  # the second job never started
     client = MlflowClient(db_uri(tmp_path))
     (parent,) = [r for r in _runs(client) if r.data.tags.get("cvsweep.sweep") == "true"]

@@ -419,6 +419,13 @@ def _check_values(cfg: DictConfig) -> None:
     )
 
     _validate_optimizer(cfg.optimizer, "optimizer")
+    if cfg.tracking.enabled:
+        _require(
+            bool(str(cfg.tracking.experiment or "").strip()),
+            "tracking.experiment",
+            cfg.tracking.experiment,
+            "must name an MLflow experiment (default: cvsweep)",
+        )
     s = cfg.schedule
     _require(
         s.scheduler in SCHEDULERS,

@@ -37,12 +37,18 @@ from .tracker import Tracker
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN/inf loss; the step is in the message and in `.step`."""
 
-    def __init__(self, step: int, epoch: int, since: int | None = None) -> None:
+    def __init__(
+        self, step: int, epoch: int, since: int | None = None, kept: tuple[str, ...] = ()
+    ) -> None:
         where = f"mini-batch {step}" if since is None else f"mini-batches {since}..{step}"
+        saved = (
+            f"The last good {' and '.join(kept)} (from the end of an earlier epoch) were kept. "
+            if kept
+            else "No weights were saved (none were good yet). "
+        )
         super().__init__(
-            f"Non-finite loss at {where} (epoch {epoch}): training stopped. "
-            "The last good checkpoint and model.pth were kept. Lower the learning rate "
-            "(optimizer.lr) or check the data normalization."
+            f"Non-finite loss at {where} (epoch {epoch}): training stopped. {saved}Lower the "
+            "learning rate (optimizer.lr) or check the data normalization."
         )
         self.step = step
         self.epoch = epoch
@@ -341,7 +347,7 @@ class Trainer:
         """Evaluate, print one line, log the metrics, and reset the interval sums."""
         acc, step = run.acc, run.step
         if self.device.type == "cuda" and not math.isfinite(float(acc.loss.item())):
-            raise NonFiniteLoss(step, epoch, since=step - acc.batches + 1)
+            raise NonFiniteLoss(step, epoch, since=step - acc.batches + 1, kept=self._kept())
         test_loss, test_acc = evaluate(
             self.model,
             self.data.test_x,
@@ -582,6 +588,10 @@ class Trainer:
             epoch_times=run.epoch_times,
         )
 
+    def _kept(self) -> tuple[str, ...]:
+        """The files of this job folder that hold good weights when training diverges."""
+        return tuple(p.name for p in (self.checkpoint_path, self.model_path) if p.is_file())
+
     def on_checkpoint(self, epoch: int) -> None:
         """Hook for callers, after each checkpoint write: at an epoch's end, and the exact
         state when a signal stops training (the job uploads it to the tracker here)."""
@@ -592,7 +602,7 @@ class Trainer:
         # On CPU a read is free, so every step is checked; on CUDA a read would sync the
         # device, so the summed loss is checked at each log point instead (see _log_point).
         if self.device.type == "cpu" and not math.isfinite(float(loss)):
-            raise NonFiniteLoss(step, epoch)
+            raise NonFiniteLoss(step, epoch, kept=self._kept())
         if scheduler is not None and per_batch:
             scheduler.step()
         if self.fault_at_step is not None and step == self.fault_at_step:

@@ -328,6 +328,11 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
         status, error, stopped_by = "KILLED", str(exc), exc.signum
         tracker.set_tags({"failure_reason": "interrupted"})
         _console(f"error: {exc}")
+        if not isinstance(tracker, ProxyTracker):  # resuming finds the run through the store
+            _console(
+                "note: this run was not tracked, so nothing resumes it: the same command trains "
+                "from the start (with tracking on, it resumes from this state)"
+            )
     except KeyboardInterrupt:
         status, error, stopped_by = "KILLED", "interrupted", signal.SIGINT
         tracker.set_tags({"failure_reason": "interrupted"})
