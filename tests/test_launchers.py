@@ -116,7 +116,7 @@ def test_ctrl_c_in_a_joblib_sweep_lets_running_jobs_save_and_starts_no_other(tmp
     assert proc.returncode == 130, output[-3000:]
     assert "stopping: the running jobs save their state" in output
     assert output.count("Interrupted by SIGINT; state saved") == 2
-    assert "the sweep was stopped (Ctrl-C) after 2 of 3 jobs" in output
+    assert "the sweep was stopped (Ctrl-C) with 0 of 3 jobs done, 2 interrupted" in output
     results = {
         p.parent.name: json.loads(p.read_text())
         for p in (tmp_path / "sweep").glob(f"*/{RESULT_FILE}")

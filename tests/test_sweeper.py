@@ -58,3 +58,16 @@ def test_checked_jobs_count_only_for_the_sweep_config_they_were_checked_with():
         assert not sweep.checked_job(other, ["optimizer=sgd"])  # a later sweep's config
     finally:
         sweep._CHECKED = saved
+
+
+def test_an_untracked_sweep_says_there_is_no_report(tmp_path, data_dir):
+    proc = run_python(
+        ["train.py", "-m", "optimizer=sgd,adam", *QUICK, "trainer.shapes_only=true"]
+        + ["tracking=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        REPO,
+        data_dir,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.count("shape report:") == 2
+    assert "note: no comparison report: it is built from the tracking store's runs" in proc.stdout
+    assert not (tmp_path / "sweep" / "comparison.md").exists()

@@ -114,12 +114,16 @@ def hydra_main() -> None:
     main = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(
         train_task
     )
-    from .sweep import stop_sweep
+    from .sweep import config_composed, stop_sweep
 
     try:
         main()
     except SystemExit as exc:
         _on_the_way_out()
+        if exc.code == 1 and not config_composed():
+            # Hydra rejected the command line and said why; like every other config error,
+            # that is the user's to fix: exit code 2, not a failed job's 1.
+            exc = SystemExit(2)
         stop_sweep(exc.code)
         code = _with_tracking_outcome(exc.code)
         exit_without_teardown(code)

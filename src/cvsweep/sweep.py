@@ -135,6 +135,14 @@ def check_output_dir(path: Path, key: str) -> None:
 
 
 _ACTIVE: MlflowSweepCallback | None = None  # the sweep this process launched, until its end
+# Did Hydra compose the config? Its callbacks start only then; an exit before that is a
+# command line Hydra rejected (an unknown option or key, a value of the wrong type).
+COMPOSED = False
+
+
+def config_composed() -> bool:
+    return COMPOSED
+
 
 INTERRUPT_CODES = {128 + signal.SIGINT: "Ctrl-C", 128 + signal.SIGTERM: "SIGTERM"}
 
@@ -182,10 +190,13 @@ class MlflowSweepCallback(Callback):
         self.interrupted: int | None = None  # exit code of a stop a parallel sweep waits out
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global COMPOSED
+        COMPOSED = True
         check_output_dir(Path(str(config.hydra.run.dir)).resolve(), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _ACTIVE
+        global _ACTIVE, COMPOSED
+        COMPOSED = True
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         _split_threads(config)
         self.n_jobs = validate_jobs(config)
@@ -289,6 +300,12 @@ class MlflowSweepCallback(Callback):
         t_jobs = time.perf_counter()
         if self.parent_id is not None:
             self._report(results)
+        else:
+            print(
+                "note: no comparison report: it is built from the tracking store's runs, and "
+                "this sweep tracked none; each job's folder holds its model and checkpoint",
+                flush=True,
+            )
         self.reported = True
         from . import cli
 
@@ -332,9 +349,12 @@ class MlflowSweepCallback(Callback):
             if how
             else "The messages above say why."
         )
+        # A job that the stop interrupted is neither done nor still to do: say so apart.
+        cut = sum(1 for r in results if r.get("status") == "KILLED")
+        during = f", {cut} interrupted" if cut else ""
         print(
-            f"error: the sweep was stopped ({how or f'exit code {code}'}) after "
-            f"{len(results)}{total} jobs. {then}",
+            f"error: the sweep was stopped ({how or f'exit code {code}'}) with "
+            f"{len(results) - cut}{total} jobs done{during}. {then}",
             file=sys.stderr,
             flush=True,
         )
