@@ -159,6 +159,22 @@ def test_presets_run_as_sweeps_without_dash_m(store: dict[str, object]) -> None:
         assert all(r.data.tags.get("mlflow.parentRunId") for r in runs), name
 
 
+def test_a_shapes_only_sweep_draws_no_empty_figure(store: dict[str, object]) -> None:
+    out = store["runs"]["shapes"].stdout  # type: ignore[index]
+    assert "No run logged test accuracy (none trained), so there are no figures." in out
+    assert "comparison_model.png" not in out
+
+
+def test_the_report_command_names_the_seeds_a_variant_ran(store: dict[str, object]) -> None:
+    text = str(store["text"])
+    # seed=0,1 replaced the preset's 0,1,2: the command shown must run those two, not three
+    assert re.search(
+        r"\(command `python train.py experiment=optimizers [^`]*seed=0,1`\)",
+        _section(text, "optimizers"),
+    )
+    assert "seed=" not in _section(text, "speedrun").split("Settings of these runs")[0]
+
+
 def test_notes_node_and_group_choice_do_not_collide(store: dict[str, object]) -> None:
     """`experiment=<name>` picks the preset; `experiment.*` holds its notes; both are logged."""
     for name in PRESETS:

@@ -235,7 +235,10 @@ def write_report(
         ]
     md += _groups_md(runs, by)
     paths = [csv_path]
-    for keys in [by] if by else [[k] for k in swept_keys(runs)]:
+    curves = any(r.test_acc for r in runs)  # shapes-only runs train nothing: no figure
+    if not curves:
+        md += ["", "No run logged test accuracy (none trained), so there are no figures."]
+    for keys in ([by] if by else [[k] for k in swept_keys(runs)]) if curves else []:
         png = out_dir / f"comparison_{'_'.join(keys).replace('/', '_')}.png"
         pooled = pooled_keys(runs, keys)
         plot_groups(runs, keys, png, pooled)

@@ -1254,17 +1254,34 @@ def _section_header(doc: Doc, preset: Preset, index: int) -> None:
         )
 
 
+def variant_seeds(preset: Preset, v: Variant) -> str:
+    """The variant's seeds as an override value, where they are not the preset's own ones.
+
+    Seeds are left out of a variant's label (they are repeats within it), so a variant run
+    with `seed=0,1` would otherwise be shown with a command that runs the preset's seeds.
+    """
+
+    def order(seed: str) -> tuple[int, str]:
+        return (len(seed), seed)
+
+    ran = sorted({r.seed for r in v.runs}, key=order)
+    own = sorted({x.strip() for x in str(preset.sweep.get("seed", "0")).split(",")}, key=order)
+    return "" if ran == own or preset.name in TIMED else ",".join(ran)
+
+
 def _variant_header(
     doc: Doc, ctx: Context, preset: Preset, v: Variant, n_variants: int, index: int
 ) -> None:
     if n_variants > 1:
         doc.add(f"### Runs {index + 1} of {n_variants}: {v.label}, {device_text(v)}", "")
-    command = preset.command + (" " + v.extra if v.extra else "")
+    seeds = variant_seeds(preset, v)
+    extra = " ".join(x for x in (v.extra, f"seed={seeds}" if seeds else "") if x)
+    command = preset.command + (" " + extra if extra else "")
     doc.add(
         f"Measured: {len(v.runs)} run(s) on {device_text(v)}, "
         + (
-            f"extra overrides `{v.extra}` (command `{command}`)"
-            if v.extra
+            f"extra overrides `{extra}` (command `{command}`)"
+            if extra
             else "the preset's own budget"
         )
         + ".",
