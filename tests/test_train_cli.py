@@ -109,6 +109,33 @@ def test_phased_schedule_names_its_phases_and_the_overrides_it_does_not_use(tmp_
     assert "epoch   3/3" in out and "epoch   4/" not in out
 
 
+def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path, data_dir):
+    # `python train.py | head -3`: the reader leaves after three lines; the run goes on to its end.
+    args = [*QUICK, "trainer.log_every=1", f"tracking.uri={db_uri(tmp_path)}"]
+    with (tmp_path / "stderr.txt").open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={tmp_path}/run"],
+            cwd=tmp_path,
+            env=cli_env(data_dir),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        assert proc.stdout is not None
+        first = [proc.stdout.readline() for _ in range(3)]
+        proc.stdout.close()
+        assert proc.wait(timeout=300) == 0, (tmp_path / "stderr.txt").read_text()[-2000:]
+    assert first[0].startswith("Shape report")
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
+    assert (tmp_path / "run" / "model.pth").is_file()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(db_uri(tmp_path))
+    (run,) = client.search_runs([client.get_experiment_by_name("cvsweep").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "test_acc")) == 8  # every step
+
+
 def test_same_config_twice_gives_identical_metrics_and_weights(tmp_path, data_dir):
     args = [*QUICK, "augment=rot_flip", "tracking.enabled=false", "trainer.num_threads=2"]
     a = run_train(args, tmp_path / "a", data_dir)

@@ -96,11 +96,52 @@ def train_task(cfg: DictConfig) -> float | None:
 STARTED: float | None = None  # perf_counter() when hydra_main began, for the sweep's timing
 
 
+class ReaderSafeStdout:
+    """stdout that outlives its reader, as in `python train.py | head`.
+
+    When the reader goes away, Python raises BrokenPipeError at the next print: mid-training
+    that would fail the run with a traceback nobody asked for. Instead the rest of the output
+    goes to /dev/null and the command goes on: the run, its files and its tracking complete.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._discard()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._discard()
+
+    def _discard(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_stdout() -> None:
+    if not isinstance(sys.stdout, ReaderSafeStdout) and sys.stdout is not None:
+        sys.stdout = ReaderSafeStdout(sys.stdout)  # type: ignore[assignment]
+
+
 def hydra_main() -> None:
     global STARTED
     import time
 
     STARTED = time.perf_counter()
+    guard_stdout()
     # SIGTERM outside training (set-up, between a sweep's jobs, its report) ends the process
     # through the same path as an error, so a sweep is still recorded as stopped; inside
     # training the engine catches it first and saves the exact state.
@@ -318,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    guard_stdout()
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
