@@ -1,7 +1,14 @@
 """The one entrypoint: `python train.py [overrides]`, or `python train.py -m a=x,y` to sweep."""
 
+import signal
 import sys
 from pathlib import Path
+
+# Ctrl-C while the heavy modules load would stop Python inside a C extension's import (torch
+# aborts the process then) or print an import traceback. It is held until they are loaded, and
+# then ends the command cleanly (cvsweep.cli.ctrl_c_now_stops): a second or two later at most.
+_CTRL_C: list[int] = []
+signal.signal(signal.SIGINT, lambda signum, _frame: _CTRL_C.append(signum))
 
 # The checkout this file is in runs its own code and config, even where another checkout is
 # the one installed (a second clone, a worktree for comparing commits). The processes it starts
@@ -16,4 +23,4 @@ if Path(_SRC, "cvsweep", "__init__.py").is_file():
 from cvsweep.cli import hydra_main  # noqa: E402
 
 if __name__ == "__main__":
-    hydra_main()
+    hydra_main(held_ctrl_c=_CTRL_C)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 
 import pytest
 from mlflow import MlflowClient
@@ -17,6 +18,7 @@ from .conftest import (
     run_cvsweep,
     run_train,
     start_train,
+    wait_group_gone,
 )
 
 RUN_ARTIFACTS = {
@@ -212,6 +214,21 @@ def test_sigterm_marks_run_killed_and_saves_state(tmp_path, data_dir):
     (run,) = _runs(client)
     assert run.info.status == "KILLED"
     assert run.data.tags["failure_reason"] == "interrupted"
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.6, 1.2, 2.0])
+def test_ctrl_c_while_starting_ends_cleanly(tmp_path, data_dir, delay):
+    """A terminal's Ctrl-C (the whole group) at any moment of start-up: exit 130 with one line,
+    never an import traceback or an abort from inside torch's import; nothing left running."""
+    args = [*QUICK, "trainer.epochs=20", f"tracking.uri={db_uri(tmp_path)}"]
+    proc = start_train([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, data_dir)
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-3000:]
+    assert "Traceback" not in output and "terminate called" not in output, output[-3000:]
+    assert "Interrupted by SIGINT" in output
+    assert wait_group_gone(proc.pid)
 
 
 def test_sigterm_without_tracking_says_nothing_will_resume_it(tmp_path, data_dir):

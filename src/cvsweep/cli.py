@@ -66,6 +66,7 @@ def train_task(cfg: DictConfig) -> float | None:
         store_proxy.discard_unused()
     from .job import ERRORS_FOR_USER, JobOutcome, print_user_error, run_job
 
+    ctrl_c_now_stops()
     ctx = _context_from_hydra()
     if ctx.multirun:
         from .sweep import NOT_STARTED, stop_requested
@@ -136,11 +137,27 @@ def guard_stdout() -> None:
         sys.stdout = ReaderSafeStdout(sys.stdout)  # type: ignore[assignment]
 
 
-def hydra_main() -> None:
-    global STARTED
+_HELD_CTRL_C: list[int] | None = None  # Ctrl-C presses held while train.py loaded modules
+
+
+def ctrl_c_now_stops() -> None:
+    """The modules are loaded: Ctrl-C stops the command again, and one pressed meanwhile does."""
+    global _HELD_CTRL_C
+    if _HELD_CTRL_C is None:
+        return
+    held, _HELD_CTRL_C = _HELD_CTRL_C, None
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        print("Interrupted by SIGINT while starting: nothing was trained.", flush=True)
+        raise SystemExit(128 + signal.SIGINT)
+
+
+def hydra_main(held_ctrl_c: list[int] | None = None) -> None:
+    global STARTED, _HELD_CTRL_C
     import time
 
     STARTED = time.perf_counter()
+    _HELD_CTRL_C = held_ctrl_c
     guard_stdout()
     # SIGTERM outside training (set-up, between a sweep's jobs, its report) ends the process
     # through the same path as an error, so a sweep is still recorded as stopped; inside

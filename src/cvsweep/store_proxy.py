@@ -16,10 +16,12 @@ import atexit
 import contextlib
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -28,6 +30,25 @@ from typing import Any
 from .tracking import TrackingError
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored_by_children() -> Iterator[None]:
+    """Start processes that ignore Ctrl-C from their first instruction.
+
+    A terminal's Ctrl-C reaches the whole process group; the tracking process must outlive it
+    until the trainer has recorded the run (it ignores SIGINT itself once running, but a press
+    while it still imports would end it with a traceback). An ignored signal stays ignored
+    across exec, and Python then installs no KeyboardInterrupt handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 class StoreProxy:
@@ -41,18 +62,19 @@ class StoreProxy:
             p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p
         )
         try:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cvsweep.store_worker",
-                    str(to_worker_r),
-                    str(from_worker_w),
-                ],
-                pass_fds=(to_worker_r, from_worker_w),
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
+            with _ctrl_c_ignored_by_children():
+                self.process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "cvsweep.store_worker",
+                        str(to_worker_r),
+                        str(from_worker_w),
+                    ],
+                    pass_fds=(to_worker_r, from_worker_w),
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                )
         finally:
             os.close(to_worker_r)
             os.close(from_worker_w)

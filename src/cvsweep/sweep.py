@@ -203,6 +203,9 @@ class MlflowSweepCallback(Callback):
         check_output_dir(self.sweep_dir, "hydra.sweep.dir")
         _ACTIVE, self.runs_here, self.ended = self, _runs_jobs_here(config), False
         if not self.runs_here:
+            from .cli import ctrl_c_now_stops
+
+            ctrl_c_now_stops()  # a Ctrl-C held while modules loaded; then this handler's
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, self._wait_for_workers)
         if not config.tracking.enabled:
