@@ -29,6 +29,12 @@ def _runs(client):
     return client.search_runs([exp.experiment_id], max_results=100)
 
 
+def _rerun_check(tmp, data, run_id: str, *overrides: str):
+    """`cvsweep rerun RUN_ID [overrides] --check` against the test's store."""
+    args = ["rerun", run_id, *overrides, "--check", "--tracking-uri", db_uri(tmp)]
+    return _cvsweep(args, tmp, data)
+
+
 def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     first = run_train(
         [*QUICK, "augment=rot_flip", f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir
@@ -36,11 +42,7 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     assert first.returncode == 0, first.stderr[-2000:]
     client = MlflowClient(db_uri(tmp_path))
     (original,) = _runs(client)
-    proc = _cvsweep(
-        ["rerun", original.info.run_id, "--check", "--tracking-uri", db_uri(tmp_path)],
-        tmp_path,
-        data_dir,
-    )
+    proc = _rerun_check(tmp_path, data_dir, original.info.run_id)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "check passed: largest difference 0.000e+00" in proc.stdout
     assert "final_test_acc" in proc.stdout and "original" in proc.stdout
@@ -48,11 +50,7 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     assert len(reruns) == 1 and reruns[0].info.status == "FINISHED"
     assert reruns[0].data.params["augment"] == "rot_flip"
     # An override changes the numbers, and --check says so.
-    changed = _cvsweep(
-        ["rerun", original.info.run_id, "seed=1", "--check", "--tracking-uri", db_uri(tmp_path)],
-        tmp_path,
-        data_dir,
-    )
+    changed = _rerun_check(tmp_path, data_dir, original.info.run_id, "seed=1")
     assert changed.returncode == 1
     assert "check failed" in changed.stderr
     # The exact rerun is the same measurement, not a second seed: compare counts it once.
@@ -73,11 +71,7 @@ def test_rerun_uses_the_thread_count_the_original_was_given(tmp_path, data_dir):
     (original,) = _runs(client)
     assert original.data.tags["num_threads"] == "1"
     assert original.data.params["trainer.num_threads"] == "0"
-    proc = _cvsweep(
-        ["rerun", original.info.run_id, "--check", "--tracking-uri", db_uri(tmp_path)],
-        tmp_path,
-        data_dir,
-    )
+    proc = _rerun_check(tmp_path, data_dir, original.info.run_id)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "check passed: largest difference 0.000e+00" in proc.stdout
     (rerun,) = [r for r in _runs(client) if r.data.tags.get("rerun_of")]

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -192,6 +193,17 @@ def test_one_failing_child_does_not_stop_the_sweep(tmp_path, data_dir):
     assert report.count("FAILED (RuntimeError: injected fault") == 2
 
 
+def _sigterm_at_step_16(args: list[str], tmp: Path, data: Path) -> str:
+    """Start a run, SIGTERM the trainer once step 16 is printed; its output, exit 143 checked."""
+    proc = start_train(args, tmp, data)
+    seen = read_until(proc, "step     16 |")
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(seen) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    return output
+
+
 def test_sigterm_marks_run_killed_and_saves_state(tmp_path, data_dir):
     args = [
         "trainer.epochs=50",
@@ -202,12 +214,7 @@ def test_sigterm_marks_run_killed_and_saves_state(tmp_path, data_dir):
         f"tracking.uri={db_uri(tmp_path)}",
         f"hydra.run.dir={tmp_path}/run",
     ]
-    proc = start_train(args, tmp_path, data_dir)
-    seen = read_until(proc, "step     16 |")
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=120)
-    output = "".join(seen) + rest
-    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    output = _sigterm_at_step_16(args, tmp_path, data_dir)
     assert "Interrupted by SIGTERM" in output
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     client = MlflowClient(db_uri(tmp_path))
@@ -234,12 +241,7 @@ def test_ctrl_c_while_starting_ends_cleanly(tmp_path, data_dir, delay):
 def test_sigterm_without_tracking_says_nothing_will_resume_it(tmp_path, data_dir):
     args = ["trainer.epochs=50", "dataset.train_limit=2048", "dataset.test_limit=500"]
     args += ["trainer.log_every=8", "trainer.progress=off", "tracking.enabled=false"]
-    proc = start_train([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, data_dir)
-    seen = read_until(proc, "step     16 |")
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=120)
-    output = "".join(seen) + rest
-    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    output = _sigterm_at_step_16([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, data_dir)
     assert "note: this run was not tracked, so nothing resumes it" in output
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
 
