@@ -186,8 +186,9 @@ def hydra_main(held_ctrl_c: list[int] | None = None) -> None:
         code = _with_tracking_outcome(exc.code)
         exit_without_teardown(code)
         raise SystemExit(code) from None
-    except KeyboardInterrupt:  # Ctrl-C outside a job, e.g. while a parallel launcher waits
+    except KeyboardInterrupt:  # Ctrl-C outside training: setting a job up, between jobs
         _on_the_way_out()
+        print("Interrupted by SIGINT outside training: nothing more was trained.", flush=True)
         stop_sweep(130)
         exit_without_teardown(130)
         raise SystemExit(130) from None
