@@ -278,3 +278,26 @@ def test_sqlite_file_of_something_else_is_refused_and_left_alone(tmp_path, data_
     assert "is an SQLite database of something else (tables: notes)" in proc.stderr
     assert "Traceback" not in proc.stderr and "training cnn" not in proc.stdout
     assert db.read_bytes() == before
+
+
+def test_two_commands_started_at_once_in_a_new_folder_share_one_store(tmp_path, data_dir):
+    """Both open a store that does not exist yet: one creates its tables, the other waits for
+    that instead of running MLflow's migrations at the same time (which can wreck the file)."""
+    uri = f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"
+    single = start_train(
+        [*QUICK, "seed=1", uri, f"hydra.run.dir={tmp_path}/one"], tmp_path, data_dir
+    )
+    sweep = start_train(
+        ["-m", *QUICK, "seed=2,3", uri, f"hydra.sweep.dir={tmp_path}/two"], tmp_path, data_dir
+    )
+    outputs = [proc.communicate(timeout=300)[0] for proc in (single, sweep)]
+    assert [single.returncode, sweep.returncode] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    for out in outputs:
+        assert "warning" not in out and "already exists" not in out, out[-3000:]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri.split("=", 1)[1])
+    exp = client.get_experiment_by_name("cvsweep")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.data.params.get("seed", "sweep") for r in runs) == ["1", "2", "3", "sweep"]
+    assert {r.info.status for r in runs} == {"FINISHED"}

@@ -14,7 +14,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -203,11 +203,38 @@ def _cached_client(uri: str) -> Any:
     A SQLite file is looked at once, here, before MLflow first opens it.
     """
     db = sqlite_path(uri)
-    if db is not None:
-        refuse_foreign_database(db)
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    if db is None:
+        return MlflowClient(tracking_uri=uri)
+    refuse_foreign_database(db)
+    with _store_creation_lock(db):
+        client = MlflowClient(tracking_uri=uri)
+        with_retry(lambda: client.search_experiments(max_results=1))  # tables made or checked
+    return client
+
+
+@contextlib.contextmanager
+def _store_creation_lock(db: Path) -> Iterator[None]:
+    """One process at a time opens a SQLite store for the first time.
+
+    Opening a store that does not exist yet creates MLflow's tables and runs its migrations;
+    two commands started at once in a new folder would run them together and could leave the
+    file half-migrated for good. `<db>.lock` beside the store serialises that first open (an
+    existing store is only checked, in milliseconds).
+    """
+    import fcntl
+
+    try:
+        fh = open(f"{db}.lock", "a")  # noqa: SIM115 (closed below)
+    except OSError:
+        yield  # an unwritable folder: the store's own open reports it
+        return
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+    finally:
+        fh.close()  # releases the lock
 
 
 TRAIN_ADVICE = (
@@ -222,6 +249,9 @@ TRAIN_ADVICE = (
 HTTP_RETRY_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    # A server that hangs instead of refusing (stopped, swapping) answers nothing: MLflow's
+    # own 120 s per attempt would hold a job's end for minutes before it is called lost.
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
 }
 
 
