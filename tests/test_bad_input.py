@@ -31,12 +31,13 @@ from .conftest import QUICK, REPO, cli_env, db_uri, run_train
         ("augment.degrees=200", "augment.degrees"),
         ("trainer.split_bias_grad=sometimes", "trainer.split_bias_grad"),
         ("tracking.experiment=''", "tracking.experiment"),
+        ("schedule=cosine schedule.min_lr=1", "schedule.min_lr"),
         ("model.layers.0.kernel=50", "model.layers.0.kernel"),  # larger than the image
         ("model.layers.2.kernel=13", "model.layers.2.kernel"),  # conv2 gets pool1's 12x12
     ],
 )
 def test_out_of_range_values_name_the_key(tmp_path, data_dir, override, key):
-    proc = run_train([override, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    proc = run_train([*override.split(), f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
     assert proc.returncode == 2
     assert f"Invalid config value {key}=" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -200,3 +200,20 @@ def test_rerun_prints_no_download_progress_bars(relaunched, data_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"rerun of {child.info.run_id} -> " in proc.stdout
     assert "Downloading artifacts" not in proc.stdout + proc.stderr
+
+
+def test_a_key_left_at_its_default_by_one_run_is_still_compared():
+    from cvsweep.compare import RunSummary, pooled_keys, swept_keys
+
+    def run(rid: str, overrides: dict[str, str], optimizer: str, augment: str) -> RunSummary:
+        params = {"optimizer": optimizer, "augment": augment, "seed": "0"}
+        return RunSummary(rid, rid, "FINISHED", overrides, params, rid, 0.9, 0.9, 0.1, 1.0)
+
+    runs = [
+        run("a", {}, "adam", "none"),  # the defaults
+        run("b", {"optimizer": "sgd"}, "sgd", "none"),
+        run("c", {"augment": "rot_flip"}, "adam", "rot_flip"),
+    ]
+    assert swept_keys(runs) == ["optimizer", "augment"]
+    assert pooled_keys(runs, ["optimizer"]) == ["augment"]
+    assert swept_keys(runs[:1] + [run("d", {"augment": "none"}, "adam", "none")]) == []

@@ -76,15 +76,15 @@ def summarize(client: Any, run: Any) -> RunSummary:
 
 
 def swept_keys(runs: list[RunSummary]) -> list[str]:
-    """Keys whose value differs between runs (seed is a repeat, not a compared key)."""
-    keys: dict[str, set[str]] = defaultdict(set)
-    for r in runs:
-        for k, v in r.overrides.items():
-            keys[k].add(v)
-    order = []
+    """Keys whose value differs between runs (seed is a repeat, not a compared key).
+
+    A key one run overrode and another left at its default differs too: the default's value
+    is read from the run's logged params (`value_of`), e.g. optimizer=sgd against adam.
+    """
+    order: list[str] = []
     for r in runs:
         for k in r.overrides:
-            if k not in order and k != "seed" and len(keys[k]) > 1:
+            if k not in order and k != "seed" and len({value_of(o, k) for o in runs}) > 1:
                 order.append(k)
     return order
 

@@ -438,6 +438,14 @@ def _check_values(cfg: DictConfig) -> None:
     _require(s.max_lr_factor > 0, "schedule.max_lr_factor", s.max_lr_factor, "must be > 0")
     _require(0 < s.pct_start < 1, "schedule.pct_start", s.pct_start, "must be in (0, 1)")
     _require(s.min_lr >= 0, "schedule.min_lr", s.min_lr, "must be >= 0")
+    if s.scheduler == "cosine" and not s.phases:
+        _require(
+            s.min_lr < cfg.optimizer.lr,
+            "schedule.min_lr",
+            s.min_lr,
+            f"cosine annealing goes down to it, so it must be below optimizer.lr "
+            f"({cfg.optimizer.lr})",
+        )
     for i, phase in enumerate(s.phases):
         _require(phase.epochs >= 1, f"schedule.phases.{i}.epochs", phase.epochs, "must be >= 1")
         _validate_optimizer(
