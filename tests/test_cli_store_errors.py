@@ -116,3 +116,29 @@ def test_server_that_is_not_running_is_named_at_once(tmp_path: Path, name: str) 
     _assert_one_paragraph(output)
     assert f"Tracking server {uri} is not answering" in output
     assert "cvsweep server --port PORT" in output and "tracking.required" not in output
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_ctrl_c_while_a_command_loads_ends_in_one_line(tmp_path: Path, name: str) -> None:
+    """Ctrl-C while MLflow and torch load (the first seconds of every command): exit 130 and
+    one line saying so, not an import traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cvsweep.cli", *COMMANDS[name], "--tracking-uri", uri],
+        cwd=tmp_path,
+        env=cli_env(data_root()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(0.8)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    _assert_one_paragraph(output)
+    assert f"Interrupted by SIGINT: cvsweep {name} stopped." in output

@@ -60,6 +60,35 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     assert reruns[0].info.run_id in cmp.stdout and original.info.run_id not in cmp.stdout
 
 
+def test_rerun_check_of_a_stopped_run_compares_what_it_logged(tmp_path, data_dir):
+    """A run stopped by SIGTERM logged part of its curve and no final numbers: --check
+    compares the part it logged, says where it ended, and an override that moves the log
+    points is named as the reason, not shown as an infinite difference."""
+    args = ["trainer.epochs=50", "dataset.train_limit=512", "dataset.test_limit=500"]
+    args += ["trainer.log_every=4", "trainer.progress=off", "schedule=constant"]
+    proc = start_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    read_until(proc, "step     16 |")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    client = MlflowClient(db_uri(tmp_path))
+    (stopped,) = _runs(client)
+    assert stopped.info.status == "KILLED"
+    run_id = stopped.info.run_id
+    rerun = _rerun_check(tmp_path, data_dir, run_id, "trainer.epochs=3")
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert "note: the original run ended KILLED at step" in rerun.stdout
+    assert "check passed: largest difference 0.000e+00" in rerun.stdout
+    final_row = next(ln for ln in rerun.stdout.splitlines() if ln.startswith("final_test_acc"))
+    assert final_row.split()[1] == "-" and final_row.endswith("n/a")
+    moved = _rerun_check(tmp_path, data_dir, run_id, "trainer.epochs=3", "trainer.log_every=3")
+    assert moved.returncode == 1
+    assert "check failed: the rerun did not log test_acc at 1 of the 4 steps" in moved.stderr
+    assert "inf" not in moved.stdout + moved.stderr
+    negative = _cvsweep(["rerun", run_id, "--check", "--tolerance", "-1"], tmp_path, data_dir)
+    assert negative.returncode == 2 and "finite number >= 0" in negative.stderr
+
+
 def test_rerun_uses_the_thread_count_the_original_was_given(tmp_path, data_dir):
     # A parallel launcher gives each job a share of the cores through CVSWEEP_NUM_THREADS;
     # the job's config still says trainer.num_threads=0 (auto). The rerun, launched without

@@ -317,6 +317,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return report_main(args)
 
 
+def _tolerance(text: str) -> float:
+    """A finite number >= 0: a negative tolerance would fail every check, even a perfect one."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0.0 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the tolerance is the largest difference accepted, a finite number >= 0"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cvsweep",
@@ -359,7 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("overrides", nargs="*", help="key=value overrides on top of the logged config")
     p.add_argument("--check", action="store_true", help="exit 1 when metrics differ")
-    p.add_argument("--tolerance", type=float, default=0.0)
+    p.add_argument(
+        "--tolerance",
+        type=_tolerance,
+        default=0.0,
+        help="largest absolute difference --check accepts (default 0: bit-exact)",
+    )
     p.set_defaults(func=_cmd_rerun)
 
     p = sub.add_parser("data", help="dataset files")
@@ -379,7 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     guard_stdout()
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # training catches its own; this is loading, reading, writing
+        _on_the_way_out()
+        print(f"Interrupted by SIGINT: cvsweep {args.command} stopped.", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

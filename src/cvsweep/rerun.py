@@ -104,15 +104,21 @@ def _write_config_dir(folder: Path, cfg: DictConfig, overrides: list[str], sourc
         (folder / "hydra.yaml").write_text((source / "hydra.yaml").read_text())
 
 
-def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], float]:
-    """A side-by-side table and the largest absolute difference over compared numbers."""
+def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], float, str]:
+    """A side-by-side table, the largest absolute difference over the numbers both runs
+    logged, and why the runs cannot match whatever the tolerance ('' when they can).
+
+    A run that was stopped (KILLED) or failed logged only part of its curve and no final
+    numbers: what it did log is compared, and the table says where it ended.
+    """
     rerun = client.get_run(rerun_id)
     lines = [f"{'metric':<22}{'original':>14}{'rerun':>14}{'difference':>14}"]
     largest = 0.0
     for key in COMPARED:
         a, b = original.data.metrics.get(key), rerun.data.metrics.get(key)
         if a is None or b is None:
-            lines.append(f"{key:<22}{a!s:>14}{b!s:>14}{'n/a':>14}")
+            shown = [f"{v:>14.6f}" if v is not None else f"{'-':>14}" for v in (a, b)]
+            lines.append(f"{key:<22}{shown[0]}{shown[1]}{'n/a':>14}")
             continue
         largest = max(largest, abs(a - b))
         lines.append(f"{key:<22}{a:>14.6f}{b:>14.6f}{b - a:>14.2e}")
@@ -120,13 +126,33 @@ def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], 
     hist_b = {m.step: m.value for m in client.get_metric_history(rerun_id, "test_acc")}
     common = sorted(set(hist_a) & set(hist_b))
     diff = max((abs(hist_a[s] - hist_b[s]) for s in common), default=0.0)
-    if set(hist_a) != set(hist_b):
-        diff = float("inf")
     largest = max(largest, diff)
     lines.append(
         f"test_acc history: {len(common)} common log points, largest difference {diff:.2e}"
     )
-    return lines, largest
+    status = original.info.status
+    mismatch = ""
+    if status != "FINISHED":
+        last = max(hist_a, default=0)
+        lines.append(
+            f"note: the original run ended {status} at step {last}: only what it logged up to "
+            "there is compared; its final numbers were never logged"
+        )
+        missing = sorted(hist_a.keys() - hist_b.keys())
+        if missing:
+            mismatch = (
+                f"the rerun did not log test_acc at {len(missing)} of the {len(hist_a)} steps "
+                f"the original did (first: step {missing[0]}), as when an override changes "
+                "batch size or log_every"
+            )
+    elif set(hist_a) != set(hist_b):
+        mismatch = (
+            f"the runs logged test_acc at different steps (original: {len(hist_a)} log points "
+            f"up to step {max(hist_a, default=0)}; rerun: {len(hist_b)} up to step "
+            f"{max(hist_b, default=0)}), as when an override changes epochs, batch size or "
+            "log_every: a rerun with such overrides is a new run, not a reproduction"
+        )
+    return lines, largest, mismatch
 
 
 def same_threads(cfg: DictConfig, original: Any) -> str | None:
@@ -202,6 +228,14 @@ def rerun_main(args: argparse.Namespace) -> int:
     except ERRORS_FOR_USER as exc:
         print_user_error(exc)
         return EXIT_USER_ERROR
+    if outcome.status == "KILLED":  # the line above says by what and where its state is
+        print(
+            f"note: the rerun was stopped, so nothing is compared; `cvsweep rerun {run_id}` "
+            "starts it again from the beginning (a rerun is never resumed: the stopped one "
+            "stays in the store as KILLED)",
+            flush=True,
+        )
+        return outcome.exit_code
     if outcome.status != "FINISHED" or outcome.run_id is None:
         print(f"error: the rerun ended {outcome.status}: {outcome.error}", file=sys.stderr)
         return 1
@@ -213,10 +247,15 @@ def rerun_main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return TRACKING_INCOMPLETE
-    lines, largest = compare_runs(client, original, outcome.run_id)
+    lines, largest, mismatch = compare_runs(client, original, outcome.run_id)
     print(f"\nrerun of {run_id} -> {outcome.run_id}")
     print("\n".join(lines))
+    if mismatch and not args.check:
+        print(f"note: {mismatch}")
     if args.check:
+        if mismatch:
+            print(f"check failed: {mismatch}", file=sys.stderr)
+            return 1
         if largest > args.tolerance:
             print(
                 f"check failed: largest difference {largest:.3e} > tolerance {args.tolerance}",
