@@ -142,3 +142,28 @@ def test_ctrl_c_while_a_command_loads_ends_in_one_line(tmp_path: Path, name: str
     assert proc.returncode == 130, output
     _assert_one_paragraph(output)
     assert f"Interrupted by SIGINT: cvsweep {name} stopped." in output
+
+
+def test_compare_names_a_bad_out_folder_and_a_deleted_experiment(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    client.delete_experiment(client.create_experiment("old"))
+    (tmp_path / "taken").write_text("notes\n")
+
+    def compare(*args: str) -> tuple[int, str]:
+        proc = run_cvsweep(
+            ["compare", *args, "--tracking-uri", uri], tmp_path, cli_env(data_root()), timeout=120
+        )
+        return proc.returncode, proc.stdout + proc.stderr
+
+    code, output = compare("old", "--out", str(tmp_path / "taken"))
+    assert code == 2, output
+    _assert_one_paragraph(output)
+    assert "is a file, not a folder" in output
+    assert (tmp_path / "taken").read_text() == "notes\n"
+    code, output = compare("old")
+    assert code == 2, output
+    _assert_one_paragraph(output)
+    assert "Experiment 'old' is deleted" in output and "mlflow experiments restore" in output

@@ -279,3 +279,27 @@ def test_report_on_an_empty_store_says_not_run_yet(tmp_path: Path) -> None:
     text = out.read_text()
     for name in PRESETS:
         assert f"**Not run yet:** `python train.py experiment={name}`" in _section(text, name)
+    # Run again, it would replace the document with the same outline; were it a document
+    # with results, they would be lost: an existing file is kept, and the user told why.
+    out.write_text("results\n")
+    again = _run(
+        [sys.executable, "-m", "cvsweep.cli", "report", "--tracking-uri", uri, "--out", str(out)]
+    )
+    assert again.returncode == 2, again.stderr
+    assert "holds no finished run of any experiment preset" in again.stderr
+    assert out.read_text() == "results\n"
+    for bad, why in ((tmp_path, "is a folder"), (out / "x.md", "is a file, so no folder")):
+        proc = _run(
+            [
+                sys.executable,
+                "-m",
+                "cvsweep.cli",
+                "report",
+                "--tracking-uri",
+                uri,
+                "--out",
+                str(bad),
+            ]
+        )
+        assert proc.returncode == 2 and why in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr

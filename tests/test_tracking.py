@@ -246,6 +246,20 @@ def test_sigterm_without_tracking_says_nothing_will_resume_it(tmp_path, data_dir
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
 
 
+def test_rerun_of_a_sweep_parent_says_what_to_rerun(sweep, data_dir):
+    tmp, _ = sweep
+    client = MlflowClient(db_uri(tmp))
+    (parent,) = [r for r in _runs(client) if r.data.tags.get("cvsweep.sweep") == "true"]
+    pid = parent.info.run_id
+    proc = run_cvsweep(
+        ["rerun", pid, "--tracking-uri", db_uri(tmp)], tmp, cli_env(data_dir), timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"Run {pid} is the parent run of a sweep" in proc.stderr
+    assert f"cvsweep compare {pid}" in proc.stderr and "optimizer=sgd,adam" in proc.stderr
+    assert len(_runs(client)) == 5  # nothing was trained or logged
+
+
 def test_compare_rebuilds_the_report_from_the_store(sweep, data_dir):
     tmp, proc = sweep
     client = MlflowClient(db_uri(tmp))

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .compare import SWEEP_RUNS, UnknownKeyError, summarize, sweep_children, write_report
-from .store_errors import open_client, store_command
+from .outputs import OutputPathError, check_folder
+from .store_errors import EXIT_USER_ERROR, open_client, store_command
 from .tracking import with_retry
 
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -101,6 +102,13 @@ def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
             f"{target!r} is neither a run id (32 hex digits), a comma-separated list of run ids, "
             "nor an experiment name in this store."
         )
+    if exp.lifecycle_stage == "deleted":
+        raise CompareError(
+            f"Experiment {target!r} is deleted (in the MLflow UI or with `mlflow experiments "
+            "delete`); its runs are kept until the store is cleaned. Restore it in the MLflow UI "
+            f"(or `mlflow experiments restore --experiment-id {exp.experiment_id}`) to compare "
+            "them."
+        )
     runs = with_retry(lambda: client.search_runs([exp.experiment_id], max_results=5000))
     runs = [r for r in runs if not is_sweep(r)]
     if not runs:
@@ -137,15 +145,23 @@ def latest_per_config(runs: list[Any]) -> list[Any]:
     return [r for r in runs if r.info.run_id not in repeats]
 
 
-def build_report(client: Any, args: argparse.Namespace) -> Path:
-    """Write the report folder; returns comparison.md."""
-    runs, title = find_runs(client, args.target)
+def out_folder(args: argparse.Namespace) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.target)[:40]
+    return check_folder(Path(args.out or f"comparison-{safe}"))
+
+
+def by_keys(args: argparse.Namespace) -> list[str] | None:
     by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by is not None else None
     if by == []:
         raise CompareError("--by needs at least one key, e.g. --by optimizer,augment.")
+    return by
+
+
+def build_report(client: Any, args: argparse.Namespace) -> Path:
+    """Write the report folder; returns comparison.md."""
+    out, by = out_folder(args), by_keys(args)
+    runs, title = find_runs(client, args.target)
     summaries = sorted((summarize(client, r) for r in runs), key=lambda s: s.name)
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.target)[:40]
-    out = Path(args.out or f"comparison-{safe}")
     return write_report(summaries, out, by=by or None, title=title)[0]
 
 
@@ -158,6 +174,12 @@ def compare_main(args: argparse.Namespace) -> int:
         print(f"report: {md}")
         return 0
 
+    try:  # what can be checked without the store, before it is read
+        out_folder(args)
+        by_keys(args)
+    except (CompareError, OutputPathError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     return store_command(
         lambda: open_client(args.tracking_uri), work, (CompareError, UnknownKeyError)
     )

@@ -200,6 +200,14 @@ def rerun_main(args: argparse.Namespace) -> int:
         run_id = check_run_id(args.run_id)
         client, uri = open_client(args.tracking_uri)
         original = _original(client, uri, run_id)
+        if original.data.tags.get("cvsweep.sweep") == "true":
+            command = original.data.tags.get("command", "")
+            raise RerunError(
+                f"Run {run_id} is the parent run of a sweep: it holds the sweep's comparison, "
+                "not a trained model, so there is no config to rerun. Rerun one of its runs by "
+                f"id (`cvsweep compare {run_id}` lists them)"
+                + (f", or run the whole sweep again with `{command}`." if command else ".")
+            )
         with tempfile.TemporaryDirectory() as tmp:
             raw, logged_overrides, choices = _load_logged(client, run_id, Path(tmp))
             cfg = apply_overrides(typed_config(raw), list(args.overrides))

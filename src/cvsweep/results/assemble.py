@@ -6,11 +6,13 @@ time and never patched.
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..store_errors import store_command
+from ..outputs import OutputPathError, check_file
+from ..store_errors import EXIT_USER_ERROR, store_command
 from ..tracking import sqlite_path
 from .document import Context, Doc
 from .presets import PRESETS, TIMED, Preset, load_presets
@@ -191,6 +193,14 @@ def write_results(client: Any, uri: str, out: Path, conf: Path) -> Doc:
     unfinished: dict[str, int] = {}
     for name, preset in presets.items():
         variants[name], unfinished[name] = preset_runs(client, preset)
+    if not any(variants.values()) and out.exists():
+        raise ReportError(
+            f"The store {_show_uri(uri)} holds no finished run of any experiment preset "
+            f"({', '.join(PRESETS)}), so the report would replace {out} with one that says "
+            "nothing was run: it is left as it was. Run the presets into this store first (e.g. "
+            "`python train.py -m experiment=shapes`), pass --tracking-uri for the store that has "
+            "them, or --out a new file for the empty outline."
+        )
     ctx = Context(client, presets, variants, unfinished)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = build(ctx, out.parent / "img", uri, _show_path(out))
@@ -203,6 +213,11 @@ def report_main(args: argparse.Namespace) -> int:
     from ..cli import conf_dir
 
     out = Path(args.out)
+    try:
+        check_file(out)
+    except OutputPathError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
     def work(client: Any, uri: str) -> int:
         doc = write_results(client, uri, out, conf_dir())
