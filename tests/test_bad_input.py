@@ -34,6 +34,10 @@ from .conftest import QUICK, REPO, cli_env, db_uri, run_train
         ("schedule=cosine schedule.min_lr=1", "schedule.min_lr"),
         ("model.layers.0.kernel=50", "model.layers.0.kernel"),  # larger than the image
         ("model.layers.2.kernel=13", "model.layers.2.kernel"),  # conv2 gets pool1's 12x12
+        (
+            "schedule=sgd_then_adam schedule.phases.0.optimizer.name=foo",
+            "schedule.phases.0.optimizer.name",
+        ),
     ],
 )
 def test_out_of_range_values_name_the_key(tmp_path, data_dir, override, key):

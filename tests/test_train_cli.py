@@ -268,3 +268,18 @@ def test_train_py_runs_the_code_and_config_of_its_own_checkout(tmp_path, data_di
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     report = (tmp_path / "sweep" / "0" / "shape_report.md").read_text()
     assert "| conv1 | Conv2d+ReLU | (7, 1, 28, 28) | (7, 16, 24, 24) | 416 |" in report
+
+
+def test_settings_the_run_cannot_follow_are_noted(tmp_path, data_dir):
+    """Limits beyond the dataset, a batch larger than the data, a onecycle too short to warm up
+    and augment=none that augments: the run goes on, and says what it does instead."""
+    args = ["trainer.epochs=1", "dataset.train_limit=100", "dataset.test_limit=20000"]
+    args += ["trainer.batch_size=256", "augment.degrees=15", "tracking.enabled=false"]
+    proc = run_train([*args, "trainer.progress=off"], tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "note: dataset.test_limit=20000 is more than the 10,000 test images of mnist" in out
+    assert "note: trainer.batch_size=256 is more than the 100 training images" in out
+    assert "note: schedule onecycle needs at least 3 steps" in out
+    assert "note: augment none with augment.flip_p=0.0 augment.degrees=15.0" in out
+    assert "(100 train / 10000 test images)" in out

@@ -213,10 +213,10 @@ def _field_names(schema: type) -> list[str]:
     return [f.name for f in dataclasses.fields(schema)]
 
 
-def _optimizer_schema(name: Any) -> type[OptimizerConfig]:
+def _optimizer_schema(name: Any, key: str = "optimizer.name") -> type[OptimizerConfig]:
     if name not in OPTIMIZER_SCHEMAS:
         raise ConfigError(
-            f"Invalid config value optimizer.name={name!r}: "
+            f"Invalid config value {key}={name!r}: "
             f"allowed optimizers are {', '.join(OPTIMIZER_SCHEMAS)}."
         )
     return OPTIMIZER_SCHEMAS[name]
@@ -245,7 +245,8 @@ def optimizer_config(
     base_dict = OmegaConf.to_container(base, resolve=True) if isinstance(base, DictConfig) else base
     over = dict(overrides or {})
     name = over.get("name", base_dict["name"])
-    schema = OmegaConf.structured(_optimizer_schema(name))
+    key = f"{where}.name" if "name" in over else "optimizer.name"
+    schema = OmegaConf.structured(_optimizer_schema(name, key))
     start = base_dict if name == base_dict["name"] else {"name": name}
     _reject_unknown_optimizer_keys(name, start, "optimizer")
     _reject_unknown_optimizer_keys(name, over, where)

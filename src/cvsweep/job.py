@@ -31,6 +31,7 @@ from .config import ConfigError, unused_with_phases, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import RESULT_FILE, config_hash, run_name
 from .model import build_model
+from .optim import plan_phases
 from .report import shape_report
 from .runtime import (
     configure_cudnn,
@@ -580,6 +581,8 @@ def _train(
         f"optimizer {cfg.optimizer.name}, augment {cfg.augment.name}, "
         f"schedule {cfg.schedule.name}, seed {cfg.seed}"
     )
+    for note in size_notes(cfg, len(data.train_y), len(data.test_y)):
+        _console(f"note: {note}")
     trainer = _TrackedTrainer(
         cfg,
         data,
@@ -593,6 +596,49 @@ def _train(
     # its history's missing points have been sent.
     trainer.upload_resumed_state = from_folder
     return trainer.fit(resume=resume_state)
+
+
+def size_notes(cfg: DictConfig, n_train: int, n_test: int) -> list[str]:
+    """Settings the run cannot follow as given, said once where the training starts.
+
+    The run goes on (each has one sensible reading), but a user comparing runs must know that
+    the number they set is not the one used.
+    """
+    notes = []
+    d, t = cfg.dataset, cfg.trainer
+    for key, limit, n, split in (
+        ("train_limit", d.train_limit, n_train, "training"),
+        ("test_limit", d.test_limit, n_test, "test"),
+    ):
+        if limit is not None and int(limit) > n:
+            notes.append(
+                f"dataset.{key}={limit} is more than the {n:,} {split} images of "
+                f"{d.name}: all {n:,} are used"
+            )
+    batch = int(t.batch_size)
+    if batch > n_train:
+        notes.append(
+            f"trainer.batch_size={batch} is more than the {n_train:,} training images: each "
+            f"step takes all {n_train:,} (one step per epoch)"
+        )
+    if cfg.schedule.scheduler == "onecycle":
+        steps_per_epoch = n_train // min(batch, n_train)
+        for phase in plan_phases(cfg):
+            if phase.epochs * steps_per_epoch < 3:
+                notes.append(
+                    f"schedule onecycle needs at least 3 steps for its warm-up and decay; "
+                    f"{phase.epochs * steps_per_epoch} here, so the lr stays at "
+                    f"{phase.optimizer.lr} throughout"
+                )
+                break
+    a = cfg.augment
+    if a.name == "none" and (float(a.flip_p) > 0 or float(a.degrees) > 0):
+        notes.append(
+            f"augment none with augment.flip_p={a.flip_p} augment.degrees={a.degrees}: the "
+            "images are augmented as those values say (logged as augment=none); choose "
+            "augment=flip, rotate or rot_flip to name what the run does"
+        )
+    return notes
 
 
 ERRORS_FOR_USER = (ConfigError, data_mod.DataError, TrackingError)
