@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import signal
 
 import pytest
@@ -132,8 +133,16 @@ def test_bad_run_ids_are_rejected_before_anything_is_written(tmp_path, data_dir,
 
 def test_relaunched_sweep_skips_finished_runs_and_still_reports_them(tmp_path, data_dir):
     args = ["-m", "optimizer=sgd,adam", *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    # The sgd cell's config, run before on its own and spelt with a default written out.
+    single = ["augment=none", "optimizer=sgd", *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    outside = run_train(single, tmp_path / "single", data_dir)
+    assert outside.returncode == 0, outside.stderr[-2000:]
     first = run_train(args, tmp_path / "a", data_dir)
     assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.count("skipped: identical to finished run ") == 1
+    with open(tmp_path / "a" / "multirun" / "comparison.csv") as f:
+        labels = sorted(row["run"] for row in csv.DictReader(f))
+    assert labels == [" ".join(["optimizer=adam", *QUICK]), " ".join(["optimizer=sgd", *QUICK])]
     second = run_train(args, tmp_path / "b", data_dir)
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stdout.count("skipped: identical to finished run ") == 2

@@ -7,6 +7,7 @@ a report can always be rebuilt from the store, never from files a job happened t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import json
 import math
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .identity import run_name
 from .tracking import with_retry
 
 THRESHOLDS = (0.90, 0.95, 0.98)
@@ -72,6 +74,17 @@ def summarize(client: Any, run: Any) -> RunSummary:
         train_time_s=metrics.get("train_time_s"),
         test_acc=points,
         failure=tags.get("failure_reason", ""),
+    )
+
+
+def as_cell(summary: RunSummary, cell: list[str] | None) -> RunSummary:
+    """A run reused by a sweep (the same config had finished before), labelled as the sweep's
+    cell it stands in for: its own overrides may spell that config differently, e.g. with a
+    default written out, and the report's rows and groups follow the sweep's own terms."""
+    if cell is None:
+        return summary
+    return dataclasses.replace(
+        summary, name=run_name(cell), overrides=parse_overrides(" ".join(cell))
     )
 
 
@@ -334,11 +347,19 @@ def sweep_report(client: Any, parent: str, sweep_dir: Path, results: list[dict[s
     """
     parent_run = with_retry(lambda: client.get_run(parent))
     members = {r.info.run_id: r for r in sweep_children(client, parent_run)}
-    for rid in dict.fromkeys(r["run_id"] for r in results if r.get("run_id")):
-        if rid not in members and rid != parent:
+    children = set(members)
+    cells: dict[str, list[str]] = {}  # a reused run's id -> the sweep cell it stands in for
+    for r in results:
+        rid = r.get("run_id")
+        if rid and rid not in members and rid != parent:
             members[rid] = with_retry(lambda rid=rid: client.get_run(rid))
+        if rid and rid not in children and r.get("cell") is not None:
+            cells.setdefault(rid, r["cell"])
     record_sweep_runs(client, parent, sweep_dir, list(members))
-    runs = sorted((summarize(client, r) for r in members.values()), key=lambda r: r.name)
+    runs = sorted(
+        (as_cell(summarize(client, r), cells.get(r.info.run_id)) for r in members.values()),
+        key=lambda r: r.name,
+    )
     paths = write_report(runs, sweep_dir, title=parent_run.info.run_name)
     for path in paths:
         with_retry(lambda p=path: client.log_artifact(parent, str(p)))

@@ -32,6 +32,19 @@ from .store_proxy import LOST, discard_unused, shared_proxy, warn_lost
 from .tracking import TrackingError, owner_tags, probe_writable, resolve_uri
 
 
+def _cell_overrides(job_dir: Path) -> list[str] | None:
+    """The overrides of the sweep's cell that ran in job_dir (Hydra's record of them)."""
+    import yaml
+
+    try:
+        found = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(found, list):
+        return None
+    return [str(o) for o in found if not str(o).startswith("tracking.parent_run_id=")]
+
+
 def sweep_name(overrides: list[str]) -> str:
     """What a person sees first in the UI: the parent run says what was swept."""
     return "sweep: " + run_name(overrides)
@@ -368,9 +381,11 @@ class MlflowSweepCallback(Callback):
         found = []
         for path in sorted(self.sweep_dir.glob(f"*/{RESULT_FILE}")):
             try:
-                found.append(json.loads(path.read_text()))
+                result = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
+            result["cell"] = _cell_overrides(path.parent)
+            found.append(result)
         return found
 
     def _report(self, results: list[dict[str, Any]]) -> None:
