@@ -136,7 +136,7 @@ def test_ctrl_c_while_a_command_loads_ends_in_one_line(tmp_path: Path, name: str
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(0.8)
+    time.sleep(1.0)  # past the interpreter's start, before MLflow has loaded
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output

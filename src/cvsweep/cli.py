@@ -11,11 +11,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig
-
-from .config import register_schemas
+if TYPE_CHECKING:  # the cvsweep commands load nothing heavy before Ctrl-C is theirs to catch
+    from omegaconf import DictConfig
 
 
 def conf_dir() -> Path:
@@ -167,6 +166,8 @@ def hydra_main(held_ctrl_c: list[int] | None = None) -> None:
 
     start_early(sys.argv[1:])
     import hydra
+
+    from .config import register_schemas
 
     register_schemas()
     main = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(
