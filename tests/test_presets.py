@@ -65,6 +65,12 @@ def _run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess[str
     )
 
 
+def _report(uri: str, out: Path) -> subprocess.CompletedProcess[str]:
+    """`cvsweep report --tracking-uri URI --out OUT`."""
+    cmd = ["report", "--tracking-uri", uri, "--out", str(out)]
+    return _run([sys.executable, "-m", "cvsweep.cli", *cmd])
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """All presets run once into one store, three at a time; then the report is written."""
@@ -95,9 +101,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     for name, proc in done.items():
         assert proc.returncode == 0, f"{name}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     out = tmp / "docs" / "results.md"
-    report = _run(
-        [sys.executable, "-m", "cvsweep.cli", "report", "--tracking-uri", uri, "--out", str(out)]
-    )
+    report = _report(uri, out)
     assert report.returncode == 0, report.stderr
     return {"uri": uri, "out": out, "text": out.read_text(), "runs": done, "tmp": tmp}
 
@@ -248,18 +252,7 @@ def test_report_states_the_budget_used(store: dict[str, object]) -> None:
 
 def test_report_on_a_missing_store_exits_2(tmp_path: Path) -> None:
     out = tmp_path / "results.md"
-    proc = _run(
-        [
-            sys.executable,
-            "-m",
-            "cvsweep.cli",
-            "report",
-            "--tracking-uri",
-            f"sqlite:///{tmp_path / 'nope' / 'mlflow.db'}",
-            "--out",
-            str(out),
-        ]
-    )
+    proc = _report(f"sqlite:///{tmp_path / 'nope' / 'mlflow.db'}", out)
     assert proc.returncode == 2
     assert "no MLflow store" in proc.stderr
     assert not out.exists()
@@ -272,9 +265,7 @@ def test_report_on_an_empty_store_says_not_run_yet(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(tracking_uri=uri).search_experiments()  # creates the (empty) store
     out = tmp_path / "docs" / "results.md"
-    proc = _run(
-        [sys.executable, "-m", "cvsweep.cli", "report", "--tracking-uri", uri, "--out", str(out)]
-    )
+    proc = _report(uri, out)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     for name in PRESETS:
@@ -282,24 +273,11 @@ def test_report_on_an_empty_store_says_not_run_yet(tmp_path: Path) -> None:
     # Run again, it would replace the document with the same outline; were it a document
     # with results, they would be lost: an existing file is kept, and the user told why.
     out.write_text("results\n")
-    again = _run(
-        [sys.executable, "-m", "cvsweep.cli", "report", "--tracking-uri", uri, "--out", str(out)]
-    )
+    again = _report(uri, out)
     assert again.returncode == 2, again.stderr
     assert "holds no finished run of any experiment preset" in again.stderr
     assert out.read_text() == "results\n"
     for bad, why in ((tmp_path, "is a folder"), (out / "x.md", "is a file, so no folder")):
-        proc = _run(
-            [
-                sys.executable,
-                "-m",
-                "cvsweep.cli",
-                "report",
-                "--tracking-uri",
-                uri,
-                "--out",
-                str(bad),
-            ]
-        )
+        proc = _report(uri, bad)
         assert proc.returncode == 2 and why in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
