@@ -17,6 +17,8 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from cvsweep.tracking import client_for
+
 from .conftest import (
     QUICK,
     REPO,
@@ -285,7 +287,9 @@ def test_a_second_launch_of_a_running_config_leaves_the_live_run_alone(tmp_path,
     try:
         read_until(first, "epoch   2/3")  # epoch 1's checkpoint was written and sent
         os.kill(first.pid, signal.SIGSTOP)  # alive, but paused: its tracking process goes on
-        client = MlflowClient(db_uri(tmp_path))
+        # The tracking process may still be creating the store's tables (it works through
+        # its queue behind training): open it under the same lock, as cvsweep does.
+        client = client_for(db_uri(tmp_path))
         exp = client.get_experiment_by_name("cvsweep").experiment_id
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
