@@ -157,10 +157,9 @@ def by_keys(args: argparse.Namespace) -> list[str] | None:
     return by
 
 
-def build_report(client: Any, args: argparse.Namespace) -> Path:
+def build_report(client: Any, target: str, out: Path, by: list[str] | None) -> Path:
     """Write the report folder; returns comparison.md."""
-    out, by = out_folder(args), by_keys(args)
-    runs, title = find_runs(client, args.target)
+    runs, title = find_runs(client, target)
     summaries = sorted((summarize(client, r) for r in runs), key=lambda s: s.name)
     return write_report(summaries, out, by=by or None, title=title)[0]
 
@@ -168,18 +167,18 @@ def build_report(client: Any, args: argparse.Namespace) -> Path:
 def compare_main(args: argparse.Namespace) -> int:
     """Exit 0 with the report printed, 2 for a store, target or key the user must fix."""
 
+    try:  # what can be checked without the store, before it is read
+        out, by = out_folder(args), by_keys(args)
+    except (CompareError, OutputPathError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
     def work(client: Any, _uri: str) -> int:
-        md = build_report(client, args)
+        md = build_report(client, args.target, out, by)
         print(md.read_text())
         print(f"report: {md}")
         return 0
 
-    try:  # what can be checked without the store, before it is read
-        out_folder(args)
-        by_keys(args)
-    except (CompareError, OutputPathError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
     return store_command(
         lambda: open_client(args.tracking_uri), work, (CompareError, UnknownKeyError)
     )

@@ -40,9 +40,7 @@ def _cell_overrides(job_dir: Path) -> list[str] | None:
         found = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return None
-    if not isinstance(found, list):
-        return None
-    return [str(o) for o in found if not str(o).startswith("tracking.parent_run_id=")]
+    return [str(o) for o in found] if isinstance(found, list) else None
 
 
 def sweep_name(overrides: list[str]) -> str:
