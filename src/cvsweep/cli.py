@@ -406,5 +406,19 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGINT
 
 
+def entry() -> None:
+    """The `cvsweep` command: run it, then end the process with exactly its exit code.
+
+    Once a command has its outcome, a late Ctrl-C must not turn it into a death by signal. And
+    CPython remembers a KeyboardInterrupt that interrupted an exec() of source text (dataclasses
+    and namedtuples are made that way while MLflow loads) even after main() caught it, then kills
+    itself with SIGINT at exit instead of returning 130; ending through os._exit avoids both.
+    """
+    code = main()
+    _on_the_way_out()
+    exit_without_teardown(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
