@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -236,6 +237,27 @@ def test_ctrl_c_while_starting_ends_cleanly(tmp_path, data_dir, delay):
     assert "Traceback" not in output and "terminate called" not in output, output[-3000:]
     assert "Interrupted by SIGINT" in output
     assert wait_group_gone(proc.pid)
+
+
+def test_ctrl_c_after_a_jobs_last_step_keeps_it_finished_and_stops_the_sweep(tmp_path, data_dir):
+    """Ctrl-C as a job finishes: the job is complete and recorded so (run, result file, summary),
+    the press is not lost either: no further job starts, and the exit code says Ctrl-C."""
+    args = ["-m", "optimizer=sgd,adam", *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    proc = start_train([*args, f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path, data_dir)
+    seen = read_until(proc, "batch     8/8")  # job #0's last step (8 steps, one epoch)
+    os.killpg(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(seen) + rest
+    assert proc.returncode == 130, output[-3000:]
+    assert "final test accuracy:" in output and "Traceback" not in output, output[-3000:]
+    assert "the sweep was stopped (Ctrl-C) with 1 of 2 jobs done." in output, output[-3000:]
+    assert "#1 :" not in output
+    assert json.loads((tmp_path / "sweep" / "0" / "job_result.json").read_text())["status"] == (
+        "FINISHED"
+    )
+    client = MlflowClient(db_uri(tmp_path))
+    (job,) = [r for r in _runs(client) if r.data.tags.get("config_hash")]
+    assert job.info.status == "FINISHED" and "final_test_acc" in job.data.metrics
 
 
 def test_sigterm_without_tracking_says_nothing_will_resume_it(tmp_path, data_dir):

@@ -100,6 +100,9 @@ class TrainResult:
     model_path: Path
     checkpoint_path: Path
     epoch_times: list[float] = field(default_factory=list)
+    # A Ctrl-C or SIGTERM that came after the last step: training is complete and recorded as
+    # such, and the caller acts on the signal afterwards (a sweep starts no further job).
+    late_signal: int | None = None
 
 
 @dataclass
@@ -535,7 +538,10 @@ class Trainer:
                             bar.update(1)
                         if run.step % self.log_every == 0:
                             self._log_point(epoch, b + 1, run, current_lr(optimizer))
-                        if stop.signum is not None:
+                        # At the last step what is left (the epoch's end) takes less than
+                        # stopping and resuming would: the run finishes, the signal waits.
+                        last_step = run.step == self.total_epochs * self.steps_per_epoch
+                        if stop.signum is not None and not last_step:
                             if bar is not None:
                                 bar.close()
                             run.elapsed += time.perf_counter() - t0
@@ -586,6 +592,7 @@ class Trainer:
             model_path=self.model_path,
             checkpoint_path=self.checkpoint_path,
             epoch_times=run.epoch_times,
+            late_signal=stop.signum,
         )
 
     def _kept(self) -> tuple[str, ...]:

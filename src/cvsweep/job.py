@@ -223,12 +223,62 @@ class _Store:
             return None
 
 
+class _HeldSignals:
+    """Ctrl-C and SIGTERM wait while a job that has stopped training records how it ended.
+
+    A press there used to cut the job between its FINISHED run and its summary: the result file
+    and the lines naming the model and the run were lost although nothing was left to stop. A
+    held signal takes effect once the job has returned (the sweep then starts no further job);
+    a second Ctrl-C still stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.previous: dict[int, Any] = {}
+        self.pending: list[int] = []
+
+    def _hold(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in self.pending:
+            raise KeyboardInterrupt
+        self.pending.append(signum)
+
+    def start(self) -> None:
+        import threading
+
+        if self.previous or threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._hold)
+
+    def release(self) -> None:
+        """Restore the handlers and hand them what arrived meanwhile."""
+        previous, self.previous = self.previous, {}
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(self.pending):
+            handler = previous.get(signum)
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
+        self.pending = []
+
+
 def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     """Run one job; raises only for errors that must stop the caller (bad config in a single run).
 
     In a multirun, failures are recorded (FAILED run, job_result.json) and returned, so the
     launcher goes on with the other jobs; the sweep callback turns them into a non-zero exit.
     """
+    held = _HeldSignals()
+    try:
+        return _run_job(cfg, ctx, held)
+    finally:
+        held.release()
+
+
+def _run_job(cfg: DictConfig, ctx: JobContext, held: _HeldSignals) -> JobOutcome:
     t_start = time.perf_counter()
     lost_before = len(LOST.problems)
     if cfg.tracking.enabled and cfg.tracking.required:
@@ -350,6 +400,9 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
         tracker.log_artifact(out_dir / "traceback.txt")
     finally:
         t_trained = time.perf_counter()
+        held.start()
+        if result is not None and result.late_signal is not None:
+            held.pending.append(result.late_signal)
         if isinstance(tracker, ProxyTracker):
             for failure in _finish_run(tracker, status, result, out_dir):
                 warn_lost(failure, stdout=True)
