@@ -90,6 +90,51 @@ def test_rerun_check_of_a_stopped_run_compares_what_it_logged(tmp_path, data_dir
     assert negative.returncode == 2 and "finite number >= 0" in negative.stderr
 
 
+def test_a_stopped_rerun_resumes_and_still_reproduces(tmp_path, data_dir):
+    """Ctrl-C in a rerun: the same command resumes that rerun (not the original, not a new run)
+    and the check still passes bit for bit; a rerun after a finished one trains again."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["trainer.epochs=3", "dataset.train_limit=512", "dataset.test_limit=500"]
+    args += ["trainer.log_every=4", "trainer.progress=off", "schedule=constant"]
+    first = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    client = MlflowClient(db_uri(tmp_path))
+    (original,) = _runs(client)
+    run_id = original.info.run_id
+    command = [sys.executable, "-m", "cvsweep.cli", "rerun", run_id, "--check"]
+    proc = subprocess.Popen(
+        [*command, "--tracking-uri", db_uri(tmp_path)],
+        cwd=tmp_path,
+        env=cli_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    seen = read_until(proc, "step     12 |")  # epoch 2 of 3
+    os.killpg(proc.pid, signal.SIGINT)
+    output = "".join(seen) + proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output[-3000:]
+    assert f"`cvsweep rerun {run_id}` with the same overrides resumes it" in output
+    (stopped,) = [r for r in _runs(client) if r.data.tags.get("rerun_of") == run_id]
+    assert stopped.info.status == "KILLED"
+
+    again = _rerun_check(tmp_path, data_dir, run_id)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"resuming run {stopped.info.run_id} (KILLED)" in again.stdout
+    assert "check passed: largest difference 0.000e+00" in again.stdout
+    (resumed,) = [r for r in _runs(client) if r.data.tags.get("rerun_of") == run_id]
+    assert resumed.info.run_id == stopped.info.run_id and resumed.info.status == "FINISHED"
+
+    third = _rerun_check(tmp_path, data_dir, run_id)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert "resuming" not in third.stdout and "skipped" not in third.stdout
+    assert len([r for r in _runs(client) if r.data.tags.get("rerun_of") == run_id]) == 2
+
+
 def test_rerun_uses_the_thread_count_the_original_was_given(tmp_path, data_dir):
     # A parallel launcher gives each job a share of the cores through CVSWEEP_NUM_THREADS;
     # the job's config still says trainer.num_threads=0 (auto). The rerun, launched without

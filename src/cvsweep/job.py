@@ -160,9 +160,11 @@ class _Store:
         self.cfg = cfg
         self.uri = resolve_uri(cfg.tracking.uri, ctx.launch_dir)
         self.proxy = shared_proxy()
-        look_up = chash if cfg.tracking.skip_finished else None
+        # A rerun trains again whatever is finished, but resumes its own interrupted attempt.
+        self.rerun_of = ctx.extra_tags.get("rerun_of")
+        look_up = chash if cfg.tracking.skip_finished or self.rerun_of else None
         self._pending = self.proxy.request(
-            "open_job", self.uri, str(cfg.tracking.experiment), look_up
+            "open_job", self.uri, str(cfg.tracking.experiment), look_up, self.rerun_of
         )
         self._answer: dict[str, Any] | None = None
         self._answered = False
@@ -312,7 +314,7 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: _HeldSignals) -> JobOutcome
                 f"note: run {busy['run_id']} of the same config is still RUNNING "
                 f"({busy['owner']}): this launch leaves it to that process"
             )
-        if found["finished"] is not None:
+        if found["finished"] is not None and store.rerun_of is None:
             fid = found["finished"]["run_id"]
             if cfg.trainer.shapes_only:  # the report is what was asked for: it costs nothing
                 _console(prepared.report_md.read_text().rstrip())

@@ -239,8 +239,7 @@ def rerun_main(args: argparse.Namespace) -> int:
     if outcome.status == "KILLED":  # the line above says by what and where its state is
         print(
             f"note: the rerun was stopped, so nothing is compared; `cvsweep rerun {run_id}` "
-            "starts it again from the beginning (a rerun is never resumed: the stopped one "
-            "stays in the store as KILLED)",
+            "with the same overrides resumes it from its saved state and then compares",
             flush=True,
         )
         return outcome.exit_code

@@ -262,8 +262,14 @@ class StoreSession:
         from mlflow import MlflowClient  # noqa: F401
         from mlflow.store.tracking import sqlalchemy_store  # noqa: F401
 
-    def op_open_job(self, uri: str, experiment: str, config_hash: str | None) -> dict[str, Any]:
-        """Experiment id, orphans marked, and the previous runs with this config (if asked)."""
+    def op_open_job(
+        self, uri: str, experiment: str, config_hash: str | None, rerun_of: str | None = None
+    ) -> dict[str, Any]:
+        """Experiment id, orphans marked, and the previous runs with this config (if asked).
+
+        With rerun_of, only the reruns of that run count: an interrupted rerun resumes, while
+        the original (and any finished rerun) never makes a rerun skip.
+        """
         client = client_for(uri)
         exp_id = ensure_experiment(client, uri, experiment)
         orphans = mark_orphans(client, exp_id)
@@ -279,7 +285,8 @@ class StoreSession:
         runs = with_retry(
             lambda: client.search_runs(
                 [exp_id],
-                filter_string=f"tags.config_hash = '{config_hash}'",
+                filter_string=f"tags.config_hash = '{config_hash}'"
+                + (f" and tags.rerun_of = '{rerun_of}'" if rerun_of else ""),
                 order_by=["attributes.start_time DESC"],
                 max_results=50,
             )
