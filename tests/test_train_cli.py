@@ -283,3 +283,11 @@ def test_settings_the_run_cannot_follow_are_noted(tmp_path, data_dir):
     assert "note: schedule onecycle needs at least 3 steps" in out
     assert "note: augment none with augment.flip_p=0.0 augment.degrees=15.0" in out
     assert "(100 train / 10000 test images)" in out
+    # 4 steps: a quarter of them is not one whole warm-up step, so the share is moved.
+    args = ["trainer.epochs=1", "dataset.train_limit=64", "dataset.test_limit=100"]
+    proc = run_train([*args, "trainer.batch_size=16", "tracking.enabled=false"], tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (
+        "note: schedule.pct_start=0.25 leaves the warm-up of onecycle without a step in 4 steps; "
+        "0.375 is used"
+    ) in proc.stdout

@@ -31,7 +31,7 @@ from .config import ConfigError, unused_with_phases, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import RESULT_FILE, config_hash, run_name
 from .model import build_model
-from .optim import plan_phases
+from .optim import onecycle_pct, plan_phases
 from .report import shape_report
 from .runtime import (
     configure_cudnn,
@@ -678,12 +678,20 @@ def size_notes(cfg: DictConfig, n_train: int, n_test: int) -> list[str]:
         )
     if cfg.schedule.scheduler == "onecycle":
         steps_per_epoch = n_train // min(batch, n_train)
+        pct_start = float(cfg.schedule.pct_start)
         for phase in plan_phases(cfg):
-            if phase.epochs * steps_per_epoch < 3:
+            total = phase.epochs * steps_per_epoch
+            if total < 3:
                 notes.append(
                     f"schedule onecycle needs at least 3 steps for its warm-up and decay; "
-                    f"{phase.epochs * steps_per_epoch} here, so the lr stays at "
-                    f"{phase.optimizer.lr} throughout"
+                    f"{total} here, so the lr stays at {phase.optimizer.lr} throughout"
+                )
+                break
+            if onecycle_pct(pct_start, total) != pct_start:
+                notes.append(
+                    f"schedule.pct_start={pct_start:g} leaves the "
+                    f"{'warm-up' if pct_start * total < 1.5 else 'decay'} of onecycle without "
+                    f"a step in {total} steps; {onecycle_pct(pct_start, total):.3g} is used"
                 )
                 break
     a = cfg.augment

@@ -110,8 +110,7 @@ def build_scheduler(
     if kind == "onecycle":
         if total < 3:  # too short for a warm-up and a decay: keep the lr constant
             return None, False
-        # torch needs at least one step in each of its two phases.
-        pct = min(max(float(schedule.pct_start), 1.5 / total), (total - 1.5) / total)
+        pct = onecycle_pct(float(schedule.pct_start), total)
         return (
             torch.optim.lr_scheduler.OneCycleLR(
                 optimizer,
@@ -125,6 +124,12 @@ def build_scheduler(
             True,
         )
     raise ValueError(f"unknown scheduler {kind!r}")  # config validation prevents this
+
+
+def onecycle_pct(pct_start: float, total: int) -> float:
+    """The warm-up share OneCycleLR gets: torch needs at least one step in each of its phases,
+    so a share that leaves either without one is moved just enough (the run notes it)."""
+    return min(max(pct_start, 1.5 / total), (total - 1.5) / total)
 
 
 def current_lr(optimizer: torch.optim.Optimizer) -> float:
