@@ -251,12 +251,12 @@ class _HeldSignals:
         for signum in (signal.SIGINT, signal.SIGTERM):
             self.previous[signum] = signal.signal(signum, self._hold)
 
-    def release(self) -> None:
-        """Restore the handlers and hand them what arrived meanwhile."""
+    def release(self, deliver: bool) -> None:
+        """Restore the handlers and, where deliver, hand them what arrived meanwhile."""
         previous, self.previous = self.previous, {}
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(self.pending):
+        for signum in dict.fromkeys(self.pending if deliver else []):
             handler = previous.get(signum)
             if callable(handler):
                 handler(signum, None)
@@ -277,7 +277,17 @@ def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
     try:
         return _run_job(cfg, ctx, held)
     finally:
-        held.release()
+        held.release(deliver=_signals_stop_this_process(ctx))
+
+
+def _signals_stop_this_process(ctx: JobContext) -> bool:
+    """In a parallel sweep's worker a finished job just returns: the launching process got the
+    same Ctrl-C (or passes SIGTERM on) and stops the sweep itself."""
+    if not ctx.multirun:
+        return True
+    from .sweep import jobs_run_here
+
+    return jobs_run_here()
 
 
 def _run_job(cfg: DictConfig, ctx: JobContext, held: _HeldSignals) -> JobOutcome:
