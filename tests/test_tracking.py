@@ -260,6 +260,33 @@ def test_ctrl_c_after_a_jobs_last_step_keeps_it_finished_and_stops_the_sweep(tmp
     assert job.info.status == "FINISHED" and "final_test_acc" in job.data.metrics
 
 
+def test_a_reused_sweep_folder_reports_only_this_sweeps_jobs(tmp_path, data_dir):
+    """A fixed hydra.sweep.dir used again: the earlier sweep's job folders and its stop are not
+    this sweep's; its report, run list and exit code cover the jobs it launched."""
+    sweep_dir = tmp_path / "multirun"  # run_train's fixed hydra.sweep.dir
+    common = [*QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    first = run_train(
+        ["-m", "seed=0,1,2", "trainer.fault_at_step=null,5", *common], tmp_path, data_dir
+    )
+    assert first.returncode == 1, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "3 of 6 jobs did not finish" in first.stderr, first.stderr[-2000:]
+    (sweep_dir / ".cvsweep-stop").touch()  # what a stopped parallel sweep leaves behind
+    again = run_train(["-m", "seed=0,1", *common], tmp_path, data_dir)
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output[-3000:]
+    assert output.count("skipped: identical to finished run") == 2
+    assert "sweep: 2 jobs done" in output and "did not finish" not in output
+    client = MlflowClient(db_uri(tmp_path))
+    parents = [r for r in _runs(client) if r.data.tags.get("cvsweep.sweep") == "true"]
+    latest = max(parents, key=lambda r: r.info.start_time)
+    listed = json.loads(
+        Path(
+            client.download_artifacts(latest.info.run_id, "sweep_runs.json", str(tmp_path))
+        ).read_text()
+    )
+    assert len(listed) == 2, listed
+
+
 def test_sigterm_without_tracking_says_nothing_will_resume_it(tmp_path, data_dir):
     args = ["trainer.epochs=50", "dataset.train_limit=2048", "dataset.test_limit=500"]
     args += ["trainer.log_every=8", "trainer.progress=off", "tracking.enabled=false"]

@@ -188,6 +188,15 @@ def stop_sweep(code: object) -> None:
         _ACTIVE.stopped(code)
 
 
+def _signature(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is written again (none of it when it is not)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         # Plain values only: launchers such as joblib pickle the callbacks into their workers.
@@ -199,6 +208,9 @@ class MlflowSweepCallback(Callback):
         self.reported = False
         self.n_jobs = 0
         self.interrupted: int | None = None  # exit code of a stop a parallel sweep waits out
+        # Result files an earlier sweep left in a reused sweep folder, as they were at the
+        # start: every job of this sweep (skipped ones too) writes its own, so these are not it.
+        self.earlier_results: dict[str, tuple[int, int, int]] = {}
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         global COMPOSED
@@ -212,6 +224,11 @@ class MlflowSweepCallback(Callback):
         _split_threads(config)
         self.n_jobs = validate_jobs(config)
         check_output_dir(self.sweep_dir, "hydra.sweep.dir")
+        # A stop of an earlier sweep in this folder must not stop this one's jobs.
+        (self.sweep_dir / STOP_FILE).unlink(missing_ok=True)
+        self.earlier_results = {
+            str(path): _signature(path) for path in self.sweep_dir.glob(f"*/{RESULT_FILE}")
+        }
         _ACTIVE, self.runs_here, self.ended = self, _runs_jobs_here(config), False
         if not self.runs_here:
             from .cli import ctrl_c_now_stops
@@ -378,6 +395,8 @@ class MlflowSweepCallback(Callback):
             return []
         found = []
         for path in sorted(self.sweep_dir.glob(f"*/{RESULT_FILE}")):
+            if self.earlier_results.get(str(path)) == _signature(path):
+                continue  # an earlier sweep's job that this one did not run
             try:
                 result = json.loads(path.read_text())
             except (OSError, ValueError):
