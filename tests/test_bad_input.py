@@ -241,3 +241,16 @@ def test_value_that_cannot_be_resolved_is_a_config_error(tmp_path, data_dir):
         assert "Invalid config: Interpolation key 'experiment.lr.adam' not found" in proc.stderr
         assert "Traceback" not in proc.stderr and "training cnn" not in proc.stdout
         assert not db.exists()
+
+
+@pytest.mark.parametrize("extra", [[], ["-m", "seed=0,1"]])
+def test_an_interpolation_typed_on_the_command_line_that_cannot_resolve(tmp_path, data_dir, extra):
+    """`optimizer.lr=${oops}`: the same one message and exit 2 as from a preset, before any run
+    or job, not a traceback from listing the overrides."""
+    db = tmp_path / "mlflow.db"
+    args = [*extra, *QUICK, "optimizer.lr=${oops}", f"tracking.uri=sqlite:///{db}"]
+    proc = run_train(args, tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Invalid config: Interpolation key 'oops' not found" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout and "UserWarning" not in proc.stderr
+    assert "training cnn" not in proc.stdout and not db.exists()

@@ -32,11 +32,12 @@ def _context_from_hydra() -> Any:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from .identity import raw_overrides
     from .job import JobContext
 
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
-    overrides = list(hc.overrides.task)
+    overrides = raw_overrides(hc.overrides.task)
     command = " ".join(shlex.quote(a) for a in ["python", "train.py", *_user_overrides(overrides)])
     return JobContext(
         output_dir=output_dir,

@@ -70,6 +70,15 @@ def config_hash(cfg: DictConfig | dict[str, Any], *, without_seed: bool = False)
 RESULT_FILE = "job_result.json"  # each job's outcome, in its folder, for the sweep report
 
 
+def raw_overrides(node: Any) -> list[str]:
+    """Overrides as the user typed them: a `${...}` in one is resolved (and, when wrong,
+    reported as an invalid config) with the job's config, not while listing them."""
+    if node is None:
+        return []
+    listed = OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
+    return [str(o) for o in listed]
+
+
 def run_name(overrides: list[str]) -> str:
     """The overrides that define the job, readable: `optimizer=adam augment=rot_flip`."""
     shown = [o for o in overrides if not o.lstrip("+~").startswith(("tracking.", "hydra"))]

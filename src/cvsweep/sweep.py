@@ -23,11 +23,11 @@ from typing import Any
 
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, validate
-from .identity import RESULT_FILE, run_name
+from .identity import RESULT_FILE, raw_overrides, run_name
 from .store_proxy import LOST, discard_unused, shared_proxy, warn_lost
 from .tracking import TrackingError, owner_tags, probe_writable, resolve_uri
 
@@ -64,8 +64,10 @@ def job_overrides(config: DictConfig, loader: Any) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = config.hydra.sweeper.get("params") or {}
+    if OmegaConf.is_config(params):
+        params = OmegaConf.to_container(params, resolve=False)
     arguments = [f"{k}={v}" for k, v in params.items()]
-    arguments += [str(o) for o in config.hydra.overrides.task]
+    arguments += raw_overrides(config.hydra.overrides.task)
     # With the config loader, as the sweeper's parser has it: glob(*) over a group needs it.
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
@@ -240,7 +242,7 @@ class MlflowSweepCallback(Callback):
             discard_unused()
             return
         LOST.required = LOST.required or bool(config.tracking.required)
-        overrides = list(config.hydra.overrides.task)
+        overrides = raw_overrides(config.hydra.overrides.task)
         command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
         try:
             self.uri = resolve_uri(config.tracking.uri, Path.cwd())
