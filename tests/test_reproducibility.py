@@ -50,10 +50,17 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     reruns = [r for r in _runs(client) if r.data.tags.get("rerun_of") == original.info.run_id]
     assert len(reruns) == 1 and reruns[0].info.status == "FINISHED"
     assert reruns[0].data.params["augment"] == "rot_flip"
-    # An override changes the numbers, and --check says so.
-    changed = _rerun_check(tmp_path, data_dir, original.info.run_id, "seed=1")
-    assert changed.returncode == 1
+    # An override changes the numbers, and --check says so (overrides may follow the options).
+    rid, uri = original.info.run_id, db_uri(tmp_path)
+    changed = _cvsweep(
+        ["rerun", rid, "--check", "--tracking-uri", uri, "seed=1"], tmp_path, data_dir
+    )
+    assert changed.returncode == 1, changed.stdout[-2000:] + changed.stderr[-2000:]
     assert "check failed" in changed.stderr
+    unknown = _cvsweep(
+        ["rerun", rid, "--tracking-uri", uri, "+optimizer.lrr=1"], tmp_path, data_dir
+    )
+    assert unknown.returncode == 2 and "Key 'lrr' not in" in unknown.stderr, unknown.stderr
     # The exact rerun is the same measurement, not a second seed: compare counts it once.
     cmp = _cvsweep(["compare", "cvsweep", "--tracking-uri", db_uri(tmp_path)], tmp_path, data_dir)
     assert cmp.returncode == 0, cmp.stderr[-2000:]

@@ -398,7 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     guard_stdout()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "rerun" and not any(e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]  # overrides typed after an option
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # training catches its own; this is loading, reading, writing

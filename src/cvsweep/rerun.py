@@ -71,8 +71,11 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
                 "(e.g. trainer.epochs=5 or optimizer.lr=0.01). To switch a config group, run "
                 "`python train.py` with the run's `command` tag and your change."
             )
+    # Hydra's `+key=value` adds a key; the logged config's schema says which keys exist, so
+    # the `+` only changes how an unknown key is named in the error.
+    dotlist = [item.lstrip("+") for item in overrides]
     try:
-        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     except Exception as exc:
         raise RerunError(f"Overrides {overrides} do not fit the logged config: {exc}") from None
 
