@@ -144,3 +144,26 @@ def test_a_joblib_sweep_whose_workers_lost_tracking_exits_3(tmp_path, data_dir):
     results = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob(f"*/{RESULT_FILE}")]
     assert {r["status"] for r in results} == {"FINISHED"}  # both trained to the end
     assert sum(1 for r in results if r["tracking_problems"] > 0) == len(killed)
+
+
+def test_a_launcher_error_leaves_the_sweeps_parent_failed_not_finished(tmp_path, data_dir):
+    """joblib refuses n_jobs=0 once the sweep's parent run exists: the parent says the sweep
+    failed, and why, instead of looking like a finished sweep of no runs."""
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1", *QUICK]
+    proc = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "error: the sweep was stopped (exit code 1) with 0 of 2 jobs done" in proc.stderr
+    client = MlflowClient(db_uri(tmp_path))
+    (parent,) = client.search_runs([client.get_experiment_by_name("cvsweep").experiment_id])
+    assert parent.data.tags["cvsweep.sweep"] == "true" and parent.info.status == "FAILED"
+    assert "exit code 1" in parent.data.tags["failure_reason"]
+
+
+def test_a_file_where_a_jobs_folder_goes_stops_the_sweep_before_it_starts(tmp_path, data_dir):
+    (tmp_path / "multirun").mkdir()
+    (tmp_path / "multirun" / "1").write_text("not a folder")
+    args = ["-m", "seed=0,1", *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    proc = run_train(args, tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cannot write the output folder of job #1" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "mlflow.db").exists()

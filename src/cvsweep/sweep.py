@@ -147,6 +147,24 @@ def check_output_dir(path: Path, key: str) -> None:
         raise SystemExit(2) from None
 
 
+def _check_job_dirs(config: DictConfig, sweep_dir: Path, n_jobs: int) -> None:
+    """A file where a job's folder goes would stop Hydra's launcher with a traceback once the
+    sweep's parent run exists; with the usual numbered folders, say so before anything starts."""
+    subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+    if subdir != "${hydra.job.num}":
+        return
+    for num in range(n_jobs):
+        path = sweep_dir / str(num)
+        if path.exists() and not path.is_dir():
+            print(
+                f"error: cannot write the output folder of job #{num}: {path} is a file, not a "
+                "folder. Move it aside, or set hydra.sweep.dir=<another folder>.",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(2)
+
+
 _ACTIVE: MlflowSweepCallback | None = None  # the sweep this process launched, until its end
 # Did Hydra compose the config? Its callbacks start only then; an exit before that is a
 # command line Hydra rejected (an unknown option or key, a value of the wrong type).
@@ -226,6 +244,7 @@ class MlflowSweepCallback(Callback):
         _split_threads(config)
         self.n_jobs = validate_jobs(config)
         check_output_dir(self.sweep_dir, "hydra.sweep.dir")
+        _check_job_dirs(config, self.sweep_dir, self.n_jobs)
         # A stop of an earlier sweep in this folder must not stop this one's jobs.
         (self.sweep_dir / STOP_FILE).unlink(missing_ok=True)
         self.earlier_results = {
@@ -375,6 +394,12 @@ class MlflowSweepCallback(Callback):
                 if how is not None:
                     proxy.post("update_status", self.uri, self.parent_id, "KILLED")
                     proxy.post("tags", self.uri, self.parent_id, {"failure_reason": "interrupted"})
+                else:  # an error stopped the launcher: the sweep did not run as asked
+                    proxy.post("update_status", self.uri, self.parent_id, "FAILED")
+                    reason = (
+                        f"the sweep stopped early with exit code {code} (an error outside its jobs)"
+                    )
+                    proxy.post("tags", self.uri, self.parent_id, {"failure_reason": reason})
         total = f" of {self.n_jobs}" if self.n_jobs else ""
         then = (
             "Run the same command again to go on: finished jobs are skipped and an "
