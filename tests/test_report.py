@@ -217,3 +217,20 @@ def test_a_key_left_at_its_default_by_one_run_is_still_compared():
     assert swept_keys(runs) == ["optimizer", "augment"]
     assert pooled_keys(runs, ["optimizer"]) == ["augment"]
     assert swept_keys(runs[:1] + [run("d", {"augment": "none"}, "adam", "none")]) == []
+
+
+def test_compare_leaves_out_runs_that_trained_nothing_and_counts_a_run_once(tmp_path, data_dir):
+    trained = run_train([*QUICK, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    shapes = [*QUICK, "trainer.shapes_only=true", f"tracking.uri={db_uri(tmp_path)}"]
+    assert run_train(shapes, tmp_path / "shapes", data_dir).returncode == 0
+    out = tmp_path / "cmp"
+    proc = _compare(tmp_path, data_dir, "cvsweep", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "note: 1 run(s) with trainer.shapes_only=true trained nothing" in proc.stderr
+    report = (out / "comparison.md").read_text()
+    assert "1 runs" in report and "shapes_only" not in report
+    run_id = re.search(r"mlflow run: ([0-9a-f]{32})", trained.stdout).group(1)
+    twice = _compare(tmp_path, data_dir, f"{run_id},{run_id}", "--out", str(tmp_path / "twice"))
+    assert twice.returncode == 0, twice.stderr[-2000:]
+    assert "Comparison of 1 runs" in (tmp_path / "twice" / "comparison.md").read_text()

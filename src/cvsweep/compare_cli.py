@@ -73,7 +73,8 @@ def _get_run(client: Any, run_id: str) -> Any:
 def runs_by_id(client: Any, ids: list[str]) -> tuple[list[Any], str]:
     """The runs named, each parent (a sweep, or a run with children) stood in for by its runs."""
     found: dict[str, Any] = {}
-    title = f"Comparison of {len(ids)} runs"
+    title = ""
+    ids = list(dict.fromkeys(ids))  # a run named twice is one run
     for run_id in ids:
         run = _get_run(client, run_id)
         members = run_members(client, run)
@@ -88,7 +89,7 @@ def runs_by_id(client: Any, ids: list[str]) -> tuple[list[Any], str]:
             found.setdefault(member.info.run_id, member)
         if len(ids) == 1 and members:
             title = run.info.run_name or run_id
-    return list(found.values()), title
+    return list(found.values()), title or f"Comparison of {len(found)} runs"
 
 
 def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
@@ -111,6 +112,16 @@ def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
         )
     runs = with_retry(lambda: client.search_runs([exp.experiment_id], max_results=5000))
     runs = [r for r in runs if not is_sweep(r)]
+    untrained = [r for r in runs if r.data.params.get("trainer.shapes_only") == "True"]
+    if untrained and len(untrained) < len(runs):
+        # They printed a shape report and trained nothing: no numbers to compare, and their
+        # one differing setting would pass for a swept key.
+        runs = [r for r in runs if r not in untrained]
+        print(
+            f"note: {len(untrained)} run(s) with trainer.shapes_only=true trained nothing and "
+            "are left out; name them by id to see them",
+            file=sys.stderr,
+        )
     if not runs:
         raise CompareError(f"Experiment {target!r} has no runs yet.")
     kept = latest_per_config(runs)
