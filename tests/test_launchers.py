@@ -147,9 +147,9 @@ def test_a_joblib_sweep_whose_workers_lost_tracking_exits_3(tmp_path, data_dir):
 
 
 def test_a_launcher_error_leaves_the_sweeps_parent_failed_not_finished(tmp_path, data_dir):
-    """joblib refuses n_jobs=0 once the sweep's parent run exists: the parent says the sweep
-    failed, and why, instead of looking like a finished sweep of no runs."""
-    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1", *QUICK]
+    """joblib refuses prefer=nosuch once the sweep's parent run exists: the parent says
+    the sweep failed, and why, instead of looking like a finished sweep of no runs."""
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.prefer=nosuch", "seed=0,1", *QUICK]
     proc = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "error: the sweep was stopped (exit code 1) with 0 of 2 jobs done" in proc.stderr
@@ -166,4 +166,12 @@ def test_a_file_where_a_jobs_folder_goes_stops_the_sweep_before_it_starts(tmp_pa
     proc = run_train(args, tmp_path, data_dir)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cannot write the output folder of job #1" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "mlflow.db").exists()
+
+
+def test_joblib_n_jobs_0_is_a_config_error(tmp_path, data_dir):
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1", *QUICK]
+    proc = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Invalid config value hydra.launcher.n_jobs=0" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "mlflow.db").exists()

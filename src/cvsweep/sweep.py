@@ -54,6 +54,14 @@ def _split_threads(cfg: DictConfig) -> None:
     n_jobs = cfg.hydra.launcher.get("n_jobs", None) if "joblib" in launcher else None
     if "submitit" in launcher and "local" in launcher.lower():
         n_jobs = cfg.hydra.launcher.get("array_parallelism", None)
+    if "joblib" in launcher and n_jobs is not None and int(n_jobs) == 0:
+        print(
+            "error: Invalid config value hydra.launcher.n_jobs=0: joblib runs n_jobs jobs at "
+            "once (-1 for one per core); 0 would run none.",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(2)
     if n_jobs and int(n_jobs) > 1 and "CVSWEEP_NUM_THREADS" not in os.environ:
         os.environ["CVSWEEP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(n_jobs)))
 
