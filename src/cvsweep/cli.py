@@ -396,6 +396,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What each command loads before its work: a Ctrl-C while they load waits until they are in.
+_HEAVY_MODULES = {"compare": ("mlflow",), "report": ("mlflow",), "rerun": ("mlflow", "torch")}
+
+
+def _load_modules(names: tuple[str, ...]) -> None:
+    """Import names with Ctrl-C held, then act on a press made meanwhile.
+
+    A KeyboardInterrupt raised inside an import is not always one when it arrives: pydantic,
+    building a model class while MLflow loads, turned it into a SchemaError traceback (exit 1),
+    and torch's import can abort. Held, the press stops the command right after, exit 130.
+    """
+    import importlib
+
+    if not names or threading.current_thread() is not threading.main_thread():
+        return
+    presses: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: presses.append(signum))
+    try:
+        for name in names:
+            importlib.import_module(name)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if presses:
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     guard_stdout()
     parser = build_parser()
@@ -405,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        _load_modules(_HEAVY_MODULES.get(args.command, ()))
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # training catches its own; this is loading, reading, writing
         _on_the_way_out()
@@ -415,10 +442,9 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The `cvsweep` command: run it, then end the process with exactly its exit code.
 
-    Once a command has its outcome, a late Ctrl-C must not turn it into a death by signal. And
-    CPython remembers a KeyboardInterrupt that interrupted an exec() of source text (dataclasses
-    and namedtuples are made that way while MLflow loads) even after main() caught it, then kills
-    itself with SIGINT at exit instead of returning 130; ending through os._exit avoids both.
+    Once a command has its outcome, a late Ctrl-C must not turn it into a death by signal, and
+    CPython's own exit could end a process that had caught a Ctrl-C while MLflow loaded with
+    SIGINT (-2) instead of its 130; ending through os._exit after the exit handlers avoids both.
     """
     code = main()
     _on_the_way_out()
