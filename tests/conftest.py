@@ -80,9 +80,18 @@ def start_train(args: list[str], tmp: Path, data: Path) -> subprocess.Popen[str]
     The group holds the trainer and its tracking process, so a test can signal both as a
     terminal or a batch system would, and see when both are gone (`wait_group_gone`).
     """
+    return _start([str(REPO / "train.py"), *args], tmp, data)
+
+
+def start_cvsweep(args: list[str], tmp: Path, data: Path) -> subprocess.Popen[str]:
+    """`cvsweep ARGS` running, like `start_train`."""
+    return _start(["-m", "cvsweep.cli", *args], tmp, data)
+
+
+def _start(args: list[str], tmp: Path, data: Path) -> subprocess.Popen[str]:
     tmp.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), *args],
+        [sys.executable, *args],
         cwd=tmp,
         env=cli_env(data),
         stdout=subprocess.PIPE,

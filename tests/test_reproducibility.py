@@ -16,6 +16,7 @@ from .conftest import (
     read_until,
     run_cvsweep,
     run_train,
+    start_cvsweep,
     start_train,
     wait_group_gone,
 )
@@ -101,8 +102,6 @@ def test_a_stopped_rerun_resumes_and_still_reproduces(tmp_path, data_dir):
     """Ctrl-C in a rerun: the same command resumes that rerun (not the original, not a new run)
     and the check still passes bit for bit; a rerun after a finished one trains again."""
     import os
-    import subprocess
-    import sys
 
     args = ["trainer.epochs=3", "dataset.train_limit=512", "dataset.test_limit=500"]
     args += ["trainer.log_every=4", "trainer.progress=off", "schedule=constant"]
@@ -111,16 +110,8 @@ def test_a_stopped_rerun_resumes_and_still_reproduces(tmp_path, data_dir):
     client = MlflowClient(db_uri(tmp_path))
     (original,) = _runs(client)
     run_id = original.info.run_id
-    command = [sys.executable, "-m", "cvsweep.cli", "rerun", run_id, "--check"]
-    proc = subprocess.Popen(
-        [*command, "--tracking-uri", db_uri(tmp_path)],
-        cwd=tmp_path,
-        env=cli_env(data_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    command = ["rerun", run_id, "--check", "--tracking-uri", db_uri(tmp_path)]
+    proc = start_cvsweep(command, tmp_path, data_dir)
     seen = read_until(proc, "step     12 |")  # epoch 2 of 3
     os.killpg(proc.pid, signal.SIGINT)
     output = "".join(seen) + proc.communicate(timeout=120)[0]
