@@ -697,11 +697,12 @@ def size_notes(cfg: DictConfig, n_train: int, n_test: int) -> list[str]:
                     f"{total} here, so the lr stays at {phase.optimizer.lr} throughout"
                 )
                 break
-            if onecycle_pct(pct_start, total) != pct_start:
+            used = onecycle_pct(pct_start, total)
+            if used != pct_start:
                 notes.append(
                     f"schedule.pct_start={pct_start:g} leaves the "
                     f"{'warm-up' if pct_start * total < 1.5 else 'decay'} of onecycle without "
-                    f"a step in {total} steps; {onecycle_pct(pct_start, total):.3g} is used"
+                    f"a step in {total} steps; {used:.3g} is used"
                 )
                 break
     a = cfg.augment
