@@ -1,14 +1,7 @@
 """The one entrypoint: `python train.py [overrides]`, or `python train.py -m a=x,y` to sweep."""
 
-import signal
 import sys
 from pathlib import Path
-
-# Ctrl-C while the heavy modules load would stop Python inside a C extension's import (torch
-# aborts the process then) or print an import traceback. It is held until they are loaded, and
-# then ends the command cleanly (cvsweep.cli.ctrl_c_now_stops): a second or two later at most.
-_CTRL_C: list[int] = []
-signal.signal(signal.SIGINT, lambda signum, _frame: _CTRL_C.append(signum))
 
 # The checkout this file is in runs its own code and config, even where another checkout is
 # the one installed (a second clone, a worktree for comparing commits). The processes it starts
@@ -19,6 +12,13 @@ if Path(_SRC, "cvsweep", "__init__.py").is_file():
     if _SRC in sys.path:
         sys.path.remove(_SRC)
     sys.path.insert(0, _SRC)
+
+# Ctrl-C while the heavy modules load would stop Python inside a C extension's import (torch
+# aborts the process then) or print an import traceback. It is held until they are loaded, and
+# then ends the command cleanly (cvsweep.cli.ctrl_c_now_stops): a second or two later at most.
+from cvsweep.signals import HeldSignals  # noqa: E402
+
+_CTRL_C = HeldSignals().start()
 
 from cvsweep.cli import hydra_main  # noqa: E402
 

@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .signals import HeldSignals
+
 if TYPE_CHECKING:  # the cvsweep commands load nothing heavy before Ctrl-C is theirs to catch
     from omegaconf import DictConfig
 
@@ -137,22 +139,22 @@ def guard_stdout() -> None:
         sys.stdout = ReaderSafeStdout(sys.stdout)  # type: ignore[assignment]
 
 
-_HELD_CTRL_C: list[int] | None = None  # Ctrl-C presses held while train.py loaded modules
+_HELD_CTRL_C: HeldSignals | None = None  # Ctrl-C held while train.py loaded modules
 
 
 def ctrl_c_now_stops() -> None:
     """The modules are loaded: Ctrl-C stops the command again, and one pressed meanwhile does."""
     global _HELD_CTRL_C
-    if _HELD_CTRL_C is None:
-        return
     held, _HELD_CTRL_C = _HELD_CTRL_C, None
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    if held:
+    if held is None:
+        return
+    held.release()
+    if held.arrived:
         print("Interrupted by SIGINT while starting: nothing was trained.", flush=True)
         raise SystemExit(128 + signal.SIGINT)
 
 
-def hydra_main(held_ctrl_c: list[int] | None = None) -> None:
+def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
     global STARTED, _HELD_CTRL_C
     import time
 
@@ -409,16 +411,10 @@ def _load_modules(names: tuple[str, ...]) -> None:
     """
     import importlib
 
-    if not names or threading.current_thread() is not threading.main_thread():
-        return
-    presses: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: presses.append(signum))
-    try:
+    with HeldSignals() as held:
         for name in names:
             importlib.import_module(name)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if presses:
+    if held.arrived:
         raise KeyboardInterrupt
 
 

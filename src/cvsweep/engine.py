@@ -13,8 +13,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from .identity import config_hash
 from .model import split_conv_bias_grads
 from .optim import Phase, build_optimizer, build_scheduler, current_lr, plan_phases
 from .runtime import speed_settings
+from .signals import HeldSignals
 from .tracker import Tracker
 
 
@@ -159,38 +159,6 @@ class _Progress:
         self.history = [LogPoint(**p) for p in state["history"]]
         self.best, self.elapsed = state["best_test_acc"], state["elapsed_s"]
         self.epoch_times = list(state["epoch_times"])
-
-
-class _StopFlag:
-    """Turns SIGTERM/SIGINT into a flag the loop checks between steps.
-
-    Stopping between steps (not inside one) is what makes the saved state exact: the optimizer
-    and the data order are never caught half-way. A second Ctrl-C stops at once.
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    @contextmanager
-    def installed(self) -> Iterator[_StopFlag]:
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-        for s in previous:
-            signal.signal(s, self._handle)
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
 
 def evaluate(
@@ -479,8 +447,11 @@ class Trainer:
         if resume is not None and self.upload_resumed_state:
             self.on_checkpoint(epoch + 1 if start_batch else epoch)  # the epoch it is in
         bs = self.batch_size
-        stop = _StopFlag()
-        with stop.installed():
+        # SIGTERM/SIGINT become a flag the loop checks between steps. Stopping between steps
+        # (not inside one) is what makes the saved state exact: the optimizer and the data order
+        # are never caught half-way. A second Ctrl-C stops at once.
+        stop = HeldSignals(signal.SIGTERM, signal.SIGINT, second_ctrl_c_stops=True)
+        with stop:
             for phase in self.phases[start_phase:]:
                 optimizer = build_optimizer(
                     self.model.parameters(),
@@ -541,7 +512,7 @@ class Trainer:
                         # At the last step what is left (the epoch's end) takes less than
                         # stopping and resuming would: the run finishes, the signal waits.
                         last_step = run.step == self.total_epochs * self.steps_per_epoch
-                        if stop.signum is not None and not last_step:
+                        if stop.first is not None and not last_step:
                             if bar is not None:
                                 bar.close()
                             run.elapsed += time.perf_counter() - t0
@@ -550,7 +521,7 @@ class Trainer:
                             )
                             atomic_save(state, self.checkpoint_path)
                             self.on_checkpoint(epoch)
-                            raise Interrupted(stop.signum, self.checkpoint_path)
+                            raise Interrupted(stop.first, self.checkpoint_path)
                     if bar is not None:
                         bar.close()
                     epoch_lr = current_lr(optimizer)  # the rate this epoch's steps used
@@ -592,7 +563,7 @@ class Trainer:
             model_path=self.model_path,
             checkpoint_path=self.checkpoint_path,
             epoch_times=run.epoch_times,
-            late_signal=stop.signum,
+            late_signal=stop.first,
         )
 
     def _kept(self) -> tuple[str, ...]:

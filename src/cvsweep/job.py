@@ -41,6 +41,7 @@ from .runtime import (
     seed_everything,
     set_deterministic,
 )
+from .signals import HeldSignals
 from .store_proxy import LOST, Pending, ProxyTracker, shared_proxy, warn_lost
 from .tracker import NullTracker
 from .tracking import (
@@ -225,59 +226,27 @@ class _Store:
             return None
 
 
-class _HeldSignals:
-    """Ctrl-C and SIGTERM wait while a job that has stopped training records how it ended.
-
-    A press there used to cut the job between its FINISHED run and its summary: the result file
-    and the lines naming the model and the run were lost although nothing was left to stop. A
-    held signal takes effect once the job has returned (the sweep then starts no further job);
-    a second Ctrl-C still stops at once.
-    """
-
-    def __init__(self) -> None:
-        self.previous: dict[int, Any] = {}
-        self.pending: list[int] = []
-
-    def _hold(self, signum: int, _frame: Any) -> None:
-        if signum == signal.SIGINT and signal.SIGINT in self.pending:
-            raise KeyboardInterrupt
-        self.pending.append(signum)
-
-    def start(self) -> None:
-        import threading
-
-        if self.previous or threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self.previous[signum] = signal.signal(signum, self._hold)
-
-    def release(self, deliver: bool) -> None:
-        """Restore the handlers and, where deliver, hand them what arrived meanwhile."""
-        previous, self.previous = self.previous, {}
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(self.pending if deliver else []):
-            handler = previous.get(signum)
-            if callable(handler):
-                handler(signum, None)
-            elif handler == signal.SIG_DFL and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), signum)
-        self.pending = []
-
-
-def run_job(cfg: DictConfig, ctx: JobContext) -> JobOutcome:
+def run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals | None = None) -> JobOutcome:
     """Run one job; raises only for errors that must stop the caller (bad config in a single run).
 
     In a multirun, failures are recorded (FAILED run, job_result.json) and returned, so the
     launcher goes on with the other jobs; the sweep callback turns them into a non-zero exit.
+
+    Ctrl-C and SIGTERM wait while a job that has stopped training records how it ended: a press
+    there used to cut the job between its FINISHED run and its summary, losing the result file
+    and the lines naming the model and the run although nothing was left to stop. A held signal
+    takes effect once the job has returned (a sweep then starts no further job); a caller that
+    passes its own `held` releases it and acts on what arrived itself.
     """
-    held = _HeldSignals()
+    if held is not None:
+        return _run_job(cfg, ctx, held)
+    held = HeldSignals(signal.SIGINT, signal.SIGTERM, second_ctrl_c_stops=True)
     try:
         return _run_job(cfg, ctx, held)
     finally:
-        held.release(deliver=_signals_stop_this_process(ctx))
+        held.release()
+        if _signals_stop_this_process(ctx):
+            held.deliver()
 
 
 def _signals_stop_this_process(ctx: JobContext) -> bool:
@@ -290,7 +259,7 @@ def _signals_stop_this_process(ctx: JobContext) -> bool:
     return jobs_run_here()
 
 
-def _run_job(cfg: DictConfig, ctx: JobContext, held: _HeldSignals) -> JobOutcome:
+def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
     t_start = time.perf_counter()
     lost_before = len(LOST.problems)
     if cfg.tracking.enabled and cfg.tracking.required:
