@@ -133,6 +133,32 @@ def test_a_stopped_rerun_resumes_and_still_reproduces(tmp_path, data_dir):
     assert len([r for r in _runs(client) if r.data.tags.get("rerun_of") == run_id]) == 2
 
 
+def test_sigterm_as_a_rerun_finishes_keeps_it_and_says_how_to_compare(tmp_path, data_dir):
+    """SIGTERM at the rerun's last step: the rerun run is complete and FINISHED, the command
+    stops (exit 143) before comparing, and the compare command it names shows both runs."""
+    args = ["trainer.epochs=3", "dataset.train_limit=512", "dataset.test_limit=500"]
+    args += ["trainer.log_every=4", "trainer.progress=off", "schedule=constant"]
+    first = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    client = MlflowClient(db_uri(tmp_path))
+    (original,) = _runs(client)
+    run_id = original.info.run_id
+    proc = start_cvsweep(["rerun", run_id, "--tracking-uri", db_uri(tmp_path)], tmp_path, data_dir)
+    seen = read_until(proc, "step     24 |")  # the last of 3 epochs of 8 steps
+    proc.send_signal(signal.SIGTERM)
+    output = "".join(seen) + proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, output[-3000:]
+    assert "Traceback" not in output and "final test accuracy:" in output, output[-3000:]
+    (rerun,) = [r for r in _runs(client) if r.data.tags.get("rerun_of") == run_id]
+    assert rerun.info.status == "FINISHED"
+    pair = f"{run_id},{rerun.info.run_id}"
+    assert f"Interrupted by SIGTERM as the rerun finished: run {rerun.info.run_id}" in output
+    assert f"`cvsweep compare {pair} --tracking-uri {db_uri(tmp_path)}`" in output
+    cmp = _cvsweep(["compare", pair, "--tracking-uri", db_uri(tmp_path)], tmp_path, data_dir)
+    assert cmp.returncode == 0, cmp.stderr[-2000:]
+    assert run_id in cmp.stdout and rerun.info.run_id in cmp.stdout
+
+
 def test_rerun_uses_the_thread_count_the_original_was_given(tmp_path, data_dir):
     # A parallel launcher gives each job a share of the cores through CVSWEEP_NUM_THREADS;
     # the job's config still says trainer.num_threads=0 (auto). The rerun, launched without

@@ -16,6 +16,7 @@ from typing import Any
 
 from .compare import SWEEP_RUNS, UnknownKeyError, summarize, sweep_children, write_report
 from .outputs import OutputPathError, check_folder
+from .signals import HeldSignals
 from .store_errors import EXIT_USER_ERROR, open_client, store_command
 from .tracking import with_retry
 
@@ -186,8 +187,9 @@ def compare_main(args: argparse.Namespace) -> int:
 
     def work(client: Any, _uri: str) -> int:
         md = build_report(client, args.target, out, by)
-        print(md.read_text())
-        print(f"report: {md}")
+        with HeldSignals():  # the report is complete: a Ctrl-C while it is shown undoes nothing
+            print(md.read_text())
+            print(f"report: {md}", flush=True)
         return 0
 
     return store_command(

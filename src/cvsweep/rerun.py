@@ -10,6 +10,7 @@ import argparse
 import os
 import re
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -20,7 +21,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig
-from .job import ERRORS_FOR_USER, JobContext, print_user_error, run_job
+from .job import ERRORS_FOR_USER, JobContext, JobOutcome, print_user_error, run_job
+from .signals import HeldSignals
 from .store_errors import (
     EXIT_USER_ERROR,
     StoreError,
@@ -195,6 +197,23 @@ def _original(client: Any, uri: str, run_id: str) -> Any:
         raise RerunError(f"Run {run_id} does not exist in the store {uri}.") from None
 
 
+def _stopped_before_comparing(signum: int, run_id: str, outcome: JobOutcome, uri: str) -> int:
+    """Ctrl-C or SIGTERM as the rerun finished: the run is complete; the signal still stops the
+    command, and the user is told how to see the comparison it did not print."""
+    name = signal.Signals(signum).name
+    if outcome.status == "FINISHED" and outcome.run_id is not None:
+        print(
+            f"Interrupted by {name} as the rerun finished: run {outcome.run_id} is complete, "
+            f"but it was not compared with {run_id}; `cvsweep compare {run_id},"
+            f"{outcome.run_id} --tracking-uri {shlex.quote(uri)}` shows both.",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        print(f"Interrupted by {name}: the rerun ended {outcome.status}.", file=sys.stderr)
+    return 128 + signum
+
+
 def rerun_main(args: argparse.Namespace) -> int:
     """Exit 0 (1 with --check when the numbers differ), 2 for what the user must fix, 3 when
     the tracking store missed some of the rerun."""
@@ -232,7 +251,11 @@ def rerun_main(args: argparse.Namespace) -> int:
             command=" ".join(shlex.quote(a) for a in ["cvsweep", "rerun", run_id, *args.overrides]),
             extra_tags={"rerun_of": run_id},
         )
-        outcome = run_job(cfg, ctx)
+        held = HeldSignals(signal.SIGINT, signal.SIGTERM, second_ctrl_c_stops=True)
+        try:
+            outcome = run_job(cfg, ctx, held)
+        finally:
+            held.release()
     except (RerunError, StoreError, ConfigError, TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -246,6 +269,8 @@ def rerun_main(args: argparse.Namespace) -> int:
             flush=True,
         )
         return outcome.exit_code
+    if held.first is not None:  # arrived as the rerun recorded its end: stop before comparing
+        return _stopped_before_comparing(held.first, run_id, outcome, uri)
     if outcome.status != "FINISHED" or outcome.run_id is None:
         print(f"error: the rerun ended {outcome.status}: {outcome.error}", file=sys.stderr)
         return 1
