@@ -147,16 +147,20 @@ def test_a_joblib_sweep_whose_workers_lost_tracking_exits_3(tmp_path, data_dir):
 
 
 def test_a_launcher_error_leaves_the_sweeps_parent_failed_not_finished(tmp_path, data_dir):
-    """joblib refuses prefer=nosuch once the sweep's parent run exists: the parent says
-    the sweep failed, and why, instead of looking like a finished sweep of no runs."""
+    """joblib refuses prefer=nosuch once the sweep's parent run exists: one paragraph names
+    the launcher and its error (no traceback of its insides), and the parent says the sweep
+    failed, and why, instead of looking like a finished sweep of no runs."""
     args = ["-m", "hydra/launcher=joblib", "hydra.launcher.prefer=nosuch", "seed=0,1", *QUICK]
     proc = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
     assert proc.returncode == 1, proc.stderr[-2000:]
+    said = "error: the launcher (hydra/launcher=joblib) failed: ValueError: prefer=nosuch"
+    assert said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "error: the sweep was stopped (exit code 1) with 0 of 2 jobs done" in proc.stderr
+    assert "comparison report:" not in proc.stdout  # a report of no runs says nothing
     client = MlflowClient(db_uri(tmp_path))
     (parent,) = client.search_runs([client.get_experiment_by_name("cvsweep").experiment_id])
     assert parent.data.tags["cvsweep.sweep"] == "true" and parent.info.status == "FAILED"
-    assert "exit code 1" in parent.data.tags["failure_reason"]
+    assert "prefer=nosuch" in parent.data.tags["failure_reason"]
 
 
 def test_a_file_where_a_jobs_folder_goes_stops_the_sweep_before_it_starts(tmp_path, data_dir):

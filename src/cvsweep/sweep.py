@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
@@ -216,6 +216,21 @@ def stop_sweep(code: object) -> None:
         _ACTIVE.stopped(code)
 
 
+def launcher_failed(exc: Exception, launcher: str) -> NoReturn:
+    """The sweep's launcher raised (a setting it refuses, a worker that died, a cluster it cannot
+    reach): say so in one paragraph, and give the reason to the parent run, then exit 1."""
+    reason = f"the launcher ({launcher}) failed: {type(exc).__name__}: {exc}".strip()
+    print(
+        f"error: {reason}. Its settings are under hydra.launcher (`python train.py --cfg hydra "
+        f"-p hydra.launcher {launcher}` shows them).",
+        file=sys.stderr,
+        flush=True,
+    )
+    if _ACTIVE is not None:
+        _ACTIVE.failure_reason = reason[:500]
+    raise SystemExit(1)
+
+
 def _signature(path: Path) -> tuple[int, int, int]:
     """What changes when a file is written again (none of it when it is not)."""
     try:
@@ -239,6 +254,7 @@ class MlflowSweepCallback(Callback):
         # Result files an earlier sweep left in a reused sweep folder, as they were at the
         # start: every job of this sweep (skipped ones too) writes its own, so these are not it.
         self.earlier_results: dict[str, tuple[int, int, int]] = {}
+        self.failure_reason: str | None = None  # the launcher's own error, when it raised one
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         global COMPOSED
@@ -395,7 +411,7 @@ class MlflowSweepCallback(Callback):
             return  # an error before any job ran; its own message says what to fix
         results = [r for r in self._job_results() if r.get("error") != NOT_STARTED]
         if self.parent_id is not None:
-            if not self.reported:
+            if not self.reported and results:  # a report of no runs would say nothing
                 self._report(results)
             proxy = shared_proxy()
             with contextlib.suppress(TrackingError):
@@ -404,7 +420,7 @@ class MlflowSweepCallback(Callback):
                     proxy.post("tags", self.uri, self.parent_id, {"failure_reason": "interrupted"})
                 else:  # an error stopped the launcher: the sweep did not run as asked
                     proxy.post("update_status", self.uri, self.parent_id, "FAILED")
-                    reason = (
+                    reason = self.failure_reason or (
                         f"the sweep stopped early with exit code {code} (an error outside its jobs)"
                     )
                     proxy.post("tags", self.uri, self.parent_id, {"failure_reason": reason})

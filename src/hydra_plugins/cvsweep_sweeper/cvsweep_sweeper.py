@@ -9,19 +9,48 @@ the original back).
 
 It lives in the `hydra_plugins` namespace because Hydra only instantiates sweepers found
 there. Hydra imports every module of that namespace when it starts, in any Hydra program, so
-this one imports nothing but Hydra at that time. (No `from __future__ import annotations`:
+this one imports nothing but Hydra at that time.
+
+It also names a launcher's own failure (a setting joblib refuses, a cluster submitit cannot
+reach) in one paragraph, and records it as the reason on the sweep's parent run, where Hydra
+would print a traceback of the launcher's insides. (No `from __future__ import annotations`:
 Hydra runs these modules before it registers them, and dataclasses then cannot resolve
 string annotations.)
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 
 
+class _NamedLauncherErrors:
+    """The sweep's launcher, whose failures (not its jobs': Hydra returns those) are named."""
+
+    def __init__(self, launcher: Any, name: str) -> None:
+        self.launcher = launcher
+        self.name = name
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+        try:
+            return self.launcher.launch(job_overrides, initial_job_idx=initial_job_idx)
+        except Exception as exc:
+            from cvsweep.sweep import launcher_failed
+
+            launcher_failed(exc, self.name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.launcher, name)
+
+
 class CheckedBasicSweeper(BasicSweeper):
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        name = config.hydra.runtime.choices.get("hydra/launcher") or "basic"
+        self.launcher = _NamedLauncherErrors(self.launcher, f"hydra/launcher={name}")
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         from cvsweep.sweep import checked_job
 
