@@ -98,18 +98,23 @@ def test_rerun_check_of_a_stopped_run_compares_what_it_logged(tmp_path, data_dir
     assert negative.returncode == 2 and "finite number >= 0" in negative.stderr
 
 
+def _three_epochs_of_8_steps(tmp, data) -> tuple[MlflowClient, str]:
+    """A finished run to rerun: 3 epochs of 8 steps, a test point every 4 steps."""
+    args = ["trainer.epochs=3", "dataset.train_limit=512", "dataset.test_limit=500"]
+    args += ["trainer.log_every=4", "trainer.progress=off", "schedule=constant"]
+    first = run_train([*args, f"tracking.uri={db_uri(tmp)}"], tmp, data)
+    assert first.returncode == 0, first.stderr[-2000:]
+    client = MlflowClient(db_uri(tmp))
+    (original,) = _runs(client)
+    return client, original.info.run_id
+
+
 def test_a_stopped_rerun_resumes_and_still_reproduces(tmp_path, data_dir):
     """Ctrl-C in a rerun: the same command resumes that rerun (not the original, not a new run)
     and the check still passes bit for bit; a rerun after a finished one trains again."""
     import os
 
-    args = ["trainer.epochs=3", "dataset.train_limit=512", "dataset.test_limit=500"]
-    args += ["trainer.log_every=4", "trainer.progress=off", "schedule=constant"]
-    first = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
-    assert first.returncode == 0, first.stderr[-2000:]
-    client = MlflowClient(db_uri(tmp_path))
-    (original,) = _runs(client)
-    run_id = original.info.run_id
+    client, run_id = _three_epochs_of_8_steps(tmp_path, data_dir)
     command = ["rerun", run_id, "--check", "--tracking-uri", db_uri(tmp_path)]
     proc = start_cvsweep(command, tmp_path, data_dir)
     seen = read_until(proc, "step     12 |")  # epoch 2 of 3
@@ -136,13 +141,7 @@ def test_a_stopped_rerun_resumes_and_still_reproduces(tmp_path, data_dir):
 def test_sigterm_as_a_rerun_finishes_keeps_it_and_says_how_to_compare(tmp_path, data_dir):
     """SIGTERM at the rerun's last step: the rerun run is complete and FINISHED, the command
     stops (exit 143) before comparing, and the compare command it names shows both runs."""
-    args = ["trainer.epochs=3", "dataset.train_limit=512", "dataset.test_limit=500"]
-    args += ["trainer.log_every=4", "trainer.progress=off", "schedule=constant"]
-    first = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
-    assert first.returncode == 0, first.stderr[-2000:]
-    client = MlflowClient(db_uri(tmp_path))
-    (original,) = _runs(client)
-    run_id = original.info.run_id
+    client, run_id = _three_epochs_of_8_steps(tmp_path, data_dir)
     proc = start_cvsweep(["rerun", run_id, "--tracking-uri", db_uri(tmp_path)], tmp_path, data_dir)
     seen = read_until(proc, "step     24 |")  # the last of 3 epochs of 8 steps
     proc.send_signal(signal.SIGTERM)
