@@ -21,7 +21,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig
-from .job import ERRORS_FOR_USER, JobContext, JobOutcome, print_user_error, run_job
+from .job import ERRORS_FOR_USER, JobContext, print_user_error, run_job
 from .signals import HeldSignals
 from .store_errors import (
     EXIT_USER_ERROR,
@@ -197,20 +197,16 @@ def _original(client: Any, uri: str, run_id: str) -> Any:
         raise RerunError(f"Run {run_id} does not exist in the store {uri}.") from None
 
 
-def _stopped_before_comparing(signum: int, run_id: str, outcome: JobOutcome, uri: str) -> int:
+def _stopped_before_comparing(signum: int, run_id: str, rerun_id: str, uri: str) -> int:
     """Ctrl-C or SIGTERM as the rerun finished: the run is complete; the signal still stops the
     command, and the user is told how to see the comparison it did not print."""
-    name = signal.Signals(signum).name
-    if outcome.status == "FINISHED" and outcome.run_id is not None:
-        print(
-            f"Interrupted by {name} as the rerun finished: run {outcome.run_id} is complete, "
-            f"but it was not compared with {run_id}; `cvsweep compare {run_id},"
-            f"{outcome.run_id} --tracking-uri {shlex.quote(uri)}` shows both.",
-            file=sys.stderr,
-            flush=True,
-        )
-    else:
-        print(f"Interrupted by {name}: the rerun ended {outcome.status}.", file=sys.stderr)
+    print(
+        f"Interrupted by {signal.Signals(signum).name} as the rerun finished: run {rerun_id} is "
+        f"complete, but it was not compared with {run_id}; `cvsweep compare {run_id},{rerun_id} "
+        f"--tracking-uri {shlex.quote(uri)}` shows both.",
+        file=sys.stderr,
+        flush=True,
+    )
     return 128 + signum
 
 
@@ -269,11 +265,11 @@ def rerun_main(args: argparse.Namespace) -> int:
             flush=True,
         )
         return outcome.exit_code
-    if held.first is not None:  # arrived as the rerun recorded its end: stop before comparing
-        return _stopped_before_comparing(held.first, run_id, outcome, uri)
     if outcome.status != "FINISHED" or outcome.run_id is None:
         print(f"error: the rerun ended {outcome.status}: {outcome.error}", file=sys.stderr)
         return 1
+    if held.first is not None:  # arrived as the rerun recorded its end: stop before comparing
+        return _stopped_before_comparing(held.first, run_id, outcome.run_id, uri)
     if outcome.tracking_problems:
         print(
             "error: the rerun trained, but the tracking store did not get all of it (the "
