@@ -153,15 +153,18 @@ QUICK = [
 ]
 
 
-def tracking_processes() -> list[tuple[int, int]]:
-    """(pid, parent pid) of every running tracking process (cvsweep.store_worker)."""
+def tracking_processes(session: int) -> list[tuple[int, int]]:
+    """(pid, parent pid) of each tracking process (cvsweep.store_worker) in a session: one
+    that `start_train` began, so that no other command's processes on this machine are
+    counted or signalled."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             args = cmdline.read_bytes().split(b"\0")
-            ppid = int((cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+            ppid, sid = int(fields[1]), int(fields[3])
         except (OSError, ValueError, IndexError):
             continue
-        if b"cvsweep.store_worker" in args:
+        if b"cvsweep.store_worker" in args and sid == session:
             found.append((int(cmdline.parent.name), ppid))
     return found

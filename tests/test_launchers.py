@@ -133,7 +133,7 @@ def test_a_joblib_sweep_whose_workers_lost_tracking_exits_3(tmp_path, data_dir):
     args = _two_workers(tmp_path, "optimizer=sgd,adam")
     proc = start_train(args, tmp_path, data_dir)
     seen = read_until(proc, "step     64 |", timeout=240)
-    killed = [pid for pid, ppid in tracking_processes() if ppid != proc.pid]  # the workers'
+    killed = [pid for pid, ppid in tracking_processes(proc.pid) if ppid != proc.pid]  # the workers'
     assert killed, "no worker's tracking process found"
     for pid in killed:
         os.kill(pid, signal.SIGKILL)

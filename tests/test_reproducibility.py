@@ -192,11 +192,18 @@ def test_bad_run_ids_are_rejected_before_anything_is_written(tmp_path, data_dir,
         )
         assert first.returncode == 0
         before = sorted(p.name for p in tmp_path.rglob("*"))
-    proc = _cvsweep(["rerun", bad_id, "--tracking-uri", uri], tmp_path, data_dir)
+    # PYTHONPROFILEIMPORTTIME lists what the command imported, on stderr.
+    env = cli_env(data_dir, PYTHONPROFILEIMPORTTIME="1")
+    proc = run_cvsweep(["rerun", bad_id, "--tracking-uri", uri], tmp_path, env)
     assert proc.returncode == 2, proc.stderr
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr
     assert ("does not exist" if bad_id == "a" * 40 else "is not an MLflow run id") in proc.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    # Told before the slow imports: MLflow only to look the id up, torch not at all.
+    lines = proc.stderr.splitlines()
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in lines}
+    assert "torch" not in imported
+    assert ("mlflow" in imported) == (bad_id == "a" * 40)
 
 
 def test_relaunched_sweep_skips_finished_runs_and_still_reports_them(tmp_path, data_dir):

@@ -106,7 +106,7 @@ def _wait_until_stored(tmp: Path, key: str, step: int, timeout: float = 60.0) ->
 
 def _tracking_process(trainer_pid: int) -> int:
     """The pid of the trainer's own tracking process."""
-    (pid,) = [pid for pid, ppid in tracking_processes() if ppid == trainer_pid]
+    (pid,) = [pid for pid, ppid in tracking_processes(trainer_pid) if ppid == trainer_pid]
     return pid
 
 

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .signals import HeldSignals
+from .signals import HeldSignals, import_held
 
 if TYPE_CHECKING:  # the cvsweep commands load nothing heavy before Ctrl-C is theirs to catch
     from omegaconf import DictConfig
@@ -399,23 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # What each command loads before its work: a Ctrl-C while they load waits until they are in.
-_HEAVY_MODULES = {"compare": ("mlflow",), "report": ("mlflow",), "rerun": ("mlflow", "torch")}
-
-
-def _load_modules(names: tuple[str, ...]) -> None:
-    """Import names with Ctrl-C held, then act on a press made meanwhile.
-
-    A KeyboardInterrupt raised inside an import is not always one when it arrives: pydantic,
-    building a model class while MLflow loads, turned it into a SchemaError traceback (exit 1),
-    and torch's import can abort. Held, the press stops the command right after, exit 130.
-    """
-    import importlib
-
-    with HeldSignals() as held:
-        for name in names:
-            importlib.import_module(name)
-    if held.arrived:
-        raise KeyboardInterrupt
+# Loaded with Ctrl-C held (see signals.import_held). rerun loads its own once the run id is
+# checked, so that a mistyped id is told at once.
+_HEAVY_MODULES = {"compare": ("mlflow",), "report": ("mlflow",)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -427,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        _load_modules(_HEAVY_MODULES.get(args.command, ()))
+        import_held(*_HEAVY_MODULES.get(args.command, ()))
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # training catches its own; this is loading, reading, writing
         _on_the_way_out()

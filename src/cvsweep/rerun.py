@@ -15,14 +15,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig
-from .job import ERRORS_FOR_USER, JobContext, print_user_error, run_job
-from .signals import HeldSignals
+from .signals import HeldSignals, import_held
 from .store_errors import (
     EXIT_USER_ERROR,
     StoreError,
@@ -32,6 +31,9 @@ from .store_errors import (
 )
 from .store_proxy import TRACKING_INCOMPLETE
 from .tracking import TrackingError, with_retry
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{40}$")
 GROUP_NAMES = ("dataset", "model", "optimizer", "augment", "schedule", "tracking", "experiment")
@@ -210,12 +212,22 @@ def _stopped_before_comparing(signum: int, run_id: str, rerun_id: str, uri: str)
     return 128 + signum
 
 
+def _load_job() -> ModuleType:
+    """The training side (torch), loaded only once there is a run to rerun."""
+    import_held("cvsweep.job")
+    from . import job
+
+    return job
+
+
 def rerun_main(args: argparse.Namespace) -> int:
     """Exit 0 (1 with --check when the numbers differ), 2 for what the user must fix, 3 when
     the tracking store missed some of the rerun."""
     quiet_downloads()
+    job: ModuleType | None = None
     try:
         run_id = check_run_id(args.run_id)
+        import_held("mlflow")
         client, uri = open_client(args.tracking_uri)
         original = _original(client, uri, run_id)
         if original.data.tags.get("cvsweep.sweep") == "true":
@@ -226,6 +238,7 @@ def rerun_main(args: argparse.Namespace) -> int:
                 f"id (`cvsweep compare {run_id}` lists them)"
                 + (f", or run the whole sweep again with `{command}`." if command else ".")
             )
+        job = _load_job()
         with tempfile.TemporaryDirectory() as tmp:
             raw, logged_overrides, choices = _load_logged(client, run_id, Path(tmp))
             cfg = apply_overrides(typed_config(raw), list(args.overrides))
@@ -239,7 +252,7 @@ def rerun_main(args: argparse.Namespace) -> int:
                 o for o in logged_overrides if not o.startswith("tracking.parent_run_id=")
             ] + list(args.overrides)
             _write_config_dir(out_dir / ".hydra", cfg, overrides, Path(tmp) / "config")
-        ctx = JobContext(
+        ctx = job.JobContext(
             output_dir=out_dir.resolve(),
             overrides=overrides,
             choices=choices,
@@ -249,14 +262,16 @@ def rerun_main(args: argparse.Namespace) -> int:
         )
         held = HeldSignals(signal.SIGINT, signal.SIGTERM, second_ctrl_c_stops=True)
         try:
-            outcome = run_job(cfg, ctx, held)
+            outcome = job.run_job(cfg, ctx, held)
         finally:
             held.release()
     except (RerunError, StoreError, ConfigError, TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except ERRORS_FOR_USER as exc:
-        print_user_error(exc)
+    except Exception as exc:
+        if job is None or not isinstance(exc, job.ERRORS_FOR_USER):
+            raise
+        job.print_user_error(exc)
         return EXIT_USER_ERROR
     if outcome.status == "KILLED":  # the line above says by what and where its state is
         print(

@@ -88,3 +88,19 @@ class HeldSignals:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def import_held(*names: str) -> None:
+    """Import names with Ctrl-C held, then act on a press made meanwhile.
+
+    A KeyboardInterrupt raised inside an import is not always one when it arrives: pydantic,
+    building a model class while MLflow loads, turned it into a SchemaError traceback (exit 1),
+    and torch's import can abort. Held, the press raises KeyboardInterrupt right after.
+    """
+    import importlib
+
+    with HeldSignals() as held:
+        for name in names:
+            importlib.import_module(name)
+    if held.arrived:
+        raise KeyboardInterrupt
