@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -88,6 +89,38 @@ def test_logged_lr_at_an_epoch_end_does_not_depend_on_log_every(tmp_path, data_d
         rates[every] = {int(step): (int(epoch), float(lr)) for epoch, step, lr in lines}
     assert rates[3][8] == rates[4][8] == (1, rates[4][4][1])  # step 8 ends epoch 1 (8 batches)
     assert rates[3][16] == rates[4][16] == (2, round(0.7 * rates[4][4][1], 6))
+
+
+def test_each_point_shows_the_rate_its_step_trained_with(tmp_path, data_dir):
+    # onecycle (the default) steps every mini-batch: the printed and logged lr of step s is
+    # the one torch's OneCycleLR gave step s, up to the last step's final rate (no rate
+    # of a step after the end).
+    args = [*QUICK, "trainer.epochs=2", "trainer.log_every=3", f"tracking.uri={db_uri(tmp_path)}"]
+    proc = run_train(args, tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = {
+        int(step): float(lr) for step, lr in re.findall(r"step +(\d+) \|.*\| lr (\S+)", proc.stdout)
+    }
+    assert sorted(printed) == [3, 6, 8, 9, 12, 15, 16]  # every 3rd step and each epoch's end
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([weight], lr=0.001)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=0.004, total_steps=16, pct_start=0.25, cycle_momentum=False
+    )
+    trained_with = {}
+    for step in range(1, 17):
+        trained_with[step] = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        schedule.step()
+    for step, lr in printed.items():
+        assert lr == pytest.approx(trained_with[step], rel=1e-3), step
+    assert printed[16] == pytest.approx(0.004 / 25 / 1e4, rel=1e-3)  # onecycle's final rate
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=db_uri(tmp_path))
+    (run,) = client.search_runs([client.get_experiment_by_name("cvsweep").experiment_id])
+    logged = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "lr")}
+    assert logged == pytest.approx({s: trained_with[s] for s in printed}, rel=1e-6)
 
 
 def test_phased_schedule_names_its_phases_and_the_overrides_it_does_not_use(tmp_path, data_dir):

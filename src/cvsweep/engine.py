@@ -135,6 +135,7 @@ class _Progress:
     best: float = -math.inf
     elapsed: float = 0.0
     epoch_times: list[float] = field(default_factory=list)
+    lr: float = 0.0  # the rate of the latest step whose point is shown: an epoch's end shows it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -149,6 +150,7 @@ class _Progress:
             "best_test_acc": self.best,
             "elapsed_s": self.elapsed,
             "epoch_times": list(self.epoch_times),
+            "lr": self.lr,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -159,6 +161,7 @@ class _Progress:
         self.history = [LogPoint(**p) for p in state["history"]]
         self.best, self.elapsed = state["best_test_acc"], state["elapsed_s"]
         self.epoch_times = list(state["epoch_times"])
+        self.lr = state.get("lr", self.history[-1].lr if self.history else 0.0)
 
 
 def evaluate(
@@ -491,6 +494,11 @@ class Trainer:
                     bar = self._progress(epoch, b0)
                     for b in range(b0, self.steps_per_epoch):
                         idx = perm[b * bs : (b + 1) * bs]
+                        # A point shows the rate its step trained with: read before a per-batch
+                        # scheduler moves on, and only where a point will show it (on a GPU a
+                        # read waits for the device).
+                        if (run.step + 1) % self.log_every == 0 or b + 1 == self.steps_per_epoch:
+                            run.lr = current_lr(optimizer)
                         if not self.use_graphs:
                             loss = step_fn(idx)
                         elif graphed is None and eager_steps >= self.GRAPH_WARMUP:
@@ -508,7 +516,7 @@ class Trainer:
                         if bar is not None:
                             bar.update(1)
                         if run.step % self.log_every == 0:
-                            self._log_point(epoch, b + 1, run, current_lr(optimizer))
+                            self._log_point(epoch, b + 1, run, run.lr)
                         # At the last step what is left (the epoch's end) takes less than
                         # stopping and resuming would: the run finishes, the signal waits.
                         last_step = run.step == self.total_epochs * self.steps_per_epoch
@@ -524,7 +532,6 @@ class Trainer:
                             raise Interrupted(stop.first, self.checkpoint_path)
                     if bar is not None:
                         bar.close()
-                    epoch_lr = current_lr(optimizer)  # the rate this epoch's steps used
                     if scheduler is not None and not per_batch:
                         scheduler.step()
                     if self.device.type == "cuda":
@@ -534,7 +541,7 @@ class Trainer:
                     epoch_time = carried + took  # a resumed epoch: both parts of it
                     run.epoch_times.append(epoch_time)
                     if run.step % self.log_every != 0:  # the same lr as a point in the loop
-                        self._log_point(epoch, self.steps_per_epoch, run, epoch_lr)
+                        self._log_point(epoch, self.steps_per_epoch, run, run.lr)
                     self.tracker.log_metrics(
                         self._epoch_metrics(run.history[-1], epoch_time), step=epoch
                     )
