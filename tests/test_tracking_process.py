@@ -349,7 +349,7 @@ def test_a_job_folder_checkpoint_is_used_only_when_it_is_this_runs(tmp_path):
     store, is not resumed from; a matching one is, and is copied into the new job folder."""
     import torch
 
-    from cvsweep.job import _local_resume
+    from cvsweep.job_store import local_state
 
     old, new = tmp_path / "old", tmp_path / "new"
     old.mkdir(), new.mkdir()
@@ -357,11 +357,11 @@ def test_a_job_folder_checkpoint_is_used_only_when_it_is_this_runs(tmp_path):
     path = old / "checkpoint.pt"
     torch.save({"config_hash": "abc", "step": 16, "history": history}, path)
     found = {"local_checkpoint": str(path), "logged_steps": {"test_acc": [8]}, "last_test_acc": 0.5}
-    assert _local_resume(found, "other", new) is None
-    assert _local_resume({**found, "last_test_acc": 0.6}, "abc", new) is None
-    assert _local_resume({**found, "logged_steps": {"test_acc": [8, 24]}}, "abc", new) is None
+    assert local_state(found, "other", new) is None
+    assert local_state({**found, "last_test_acc": 0.6}, "abc", new) is None
+    assert local_state({**found, "logged_steps": {"test_acc": [8, 24]}}, "abc", new) is None
     assert not (new / "checkpoint.pt").exists()
-    state = _local_resume(found, "abc", new)
+    state = local_state(found, "abc", new)
     assert state is not None and state["step"] == 16
     assert (new / "checkpoint.pt").read_bytes() == path.read_bytes()
 

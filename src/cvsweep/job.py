@@ -26,10 +26,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import data as data_mod
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .config import ConfigError, unused_with_phases, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import RESULT_FILE, config_hash, run_name
+from .job_store import JobStore, claim_run, downloaded_state, local_state
 from .model import build_model
 from .optim import onecycle_pct, plan_phases
 from .report import shape_report
@@ -42,16 +42,13 @@ from .runtime import (
     set_deterministic,
 )
 from .signals import HeldSignals
-from .store_proxy import LOST, Pending, ProxyTracker, shared_proxy, warn_lost
+from .store_proxy import LOST, ProxyTracker, warn_lost
 from .tracker import NullTracker
 from .tracking import (
     INCOMPLETE_TAG,
     TrackingError,
-    check_writable,
     flatten,
     owner_tags,
-    resolve_uri,
-    sqlite_path,
 )
 
 GROUPS = ("dataset", "model", "optimizer", "augment", "schedule")
@@ -154,78 +151,6 @@ def _console(line: str) -> None:
     print(line, flush=True)
 
 
-class _Store:
-    """The tracking store as one job sees it: asked early, answered when the job needs it."""
-
-    def __init__(self, cfg: DictConfig, ctx: JobContext, chash: str) -> None:
-        self.cfg = cfg
-        self.uri = resolve_uri(cfg.tracking.uri, ctx.launch_dir)
-        self.proxy = shared_proxy()
-        # A rerun trains again whatever is finished, but resumes its own interrupted attempt.
-        self.rerun_of = ctx.extra_tags.get("rerun_of")
-        look_up = chash if cfg.tracking.skip_finished or self.rerun_of else None
-        self._pending = self.proxy.request(
-            "open_job", self.uri, str(cfg.tracking.experiment), look_up, self.rerun_of
-        )
-        self._answer: dict[str, Any] | None = None
-        self._answered = False
-        self._new_run: Pending | None = None
-        db = sqlite_path(self.uri)
-        # A SQLite store that does not exist yet holds no earlier run: the job need not wait
-        # while the tracking process creates it (about a second), only know it can be written.
-        self.fresh = db is not None and not db.exists()
-
-    def answer(self) -> dict[str, Any] | None:
-        """Experiment id and previous runs; None when tracking is optional and unavailable.
-
-        For a store being created the experiment id is None (`create_run` finds it by name).
-        """
-        if not self._answered:
-            self._answered = True
-            try:
-                if self.fresh:
-                    check_writable(self.uri)
-                    self._answer = {"experiment_id": None, "finished": None, "resumable": None}
-                else:
-                    self._answer = self._pending.result()
-            except TrackingError:
-                if self.cfg.tracking.required:
-                    raise
-                self._answer = None
-                _console(
-                    f"warning: {sys.exc_info()[1]} Training without tracking "
-                    "(tracking.required=false)."
-                )
-        return self._answer
-
-    def create_run(self, experiment_id: str | None, name: str, tags: dict[str, str]) -> str:
-        """Have the tracking process create the run while the job goes on.
-
-        Returns a handle that names the run in later messages; `run_id` gives the real id.
-        """
-        handle = f"new-run-{os.getpid()}-{time.monotonic_ns()}"
-        self._new_run = self.proxy.request(
-            "create_run",
-            self.uri,
-            experiment_id,
-            name,
-            tags,
-            experiment=str(self.cfg.tracking.experiment),
-            handle=handle,
-        )
-        return handle
-
-    def run_id(self, run_id: str | None) -> str | None:
-        """The MLflow id behind a handle from `create_run` (other ids are returned as they are)."""
-        if self._new_run is None or run_id is None:
-            return run_id
-        try:
-            return str(self._new_run.result())
-        except TrackingError as exc:
-            warn_lost(f"the run could not be created: {exc}", stdout=True)
-            return None
-
-
 def run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals | None = None) -> JobOutcome:
     """Run one job; raises only for errors that must stop the caller (bad config in a single run).
 
@@ -274,7 +199,7 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
     chash = config_hash(cfg)
     # The store is asked now and answers while the data loads (see store_proxy); only a
     # download waits for it first, so a broken store is reported before minutes of fetching.
-    store = _Store(cfg, ctx, chash) if cfg.tracking.enabled else None
+    store = JobStore(cfg, ctx, chash) if cfg.tracking.enabled else None
     if store is not None and data_mod.missing_files(cfg.dataset.root, cfg.dataset.name):
         store.answer()
     prepared = _prepare(cfg, device, out_dir)
@@ -301,12 +226,12 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
             outcome = JobOutcome("SKIPPED", fid, found["finished"]["final_test_acc"])
             outcome.write(out_dir)
             return outcome
-        claimed = _claim(store, found["resumable"])
+        claimed = claim_run(store, found["resumable"])
         if claimed is not None:
             rid = claimed["run_id"]
-            resume_state, local = _local_resume(claimed, chash, out_dir), True
+            resume_state, local = local_state(claimed, chash, out_dir), True
             if resume_state is None and claimed["uploaded"]:
-                resume_state, local = _download_checkpoint(store, rid), False
+                resume_state, local = downloaded_state(store, rid), False
             if resume_state is None:  # as it was before the claim
                 store.proxy.post("give_back", store.uri, rid, claimed["previous"])
             else:
@@ -439,78 +364,6 @@ def _finish_run(
             "artifacts": [(result.model_path, None)],
         }
     return tracker.finish(status, wait=not tracker.proxy.defer_finish, **final)
-
-
-def _claim(store: _Store, resumable: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Take the run to resume over for this process: the run as the lookup found it, with what
-    the store holds of it now that it is ours ("logged_steps", "param_keys") and its status
-    before the claim ("previous"). None when there is none, or when another launch of the same
-    config has just taken it (then this one trains a run of its own)."""
-    if resumable is None:
-        return None
-    rid = resumable["run_id"]
-    try:
-        claim = store.proxy.call("claim", store.uri, rid)
-    except TrackingError as exc:
-        _console(f"warning: cannot resume run {rid}: {exc}; starting a new run")
-        return None
-    if not claim["ok"]:
-        _console(
-            f"note: run {rid} of the same config is being resumed by another launch "
-            f"({claim['owner']}): this launch leaves it to that one"
-        )
-        return None
-    return {
-        **resumable,
-        "logged_steps": claim["logged_steps"],
-        "param_keys": claim["param_keys"],
-        "previous": claim["previous"],
-    }
-
-
-def _local_resume(resumable: dict[str, Any], chash: str, out_dir: Path) -> dict[str, Any] | None:
-    """The state in the unfinished run's own job folder, when it is this run's and not behind
-    the store; copied into this job's folder, whose checkpoint the run then uploads.
-
-    A store lost mid-run misses the checkpoints written after it went away, and training went
-    on: resuming from the folder continues where training stopped instead of where the store
-    did, and `fit` sends the missing points from the state's history.
-    """
-    path = resumable.get("local_checkpoint")
-    if not path:
-        return None
-    try:
-        state = load_checkpoint(Path(path))
-    except Exception as exc:
-        _console(f"note: the checkpoint {path} cannot be read ({exc}); not resuming from it")
-        return None
-    if state.get("config_hash") != chash:
-        return None  # the folder was reused by another config (a fixed hydra.run.dir)
-    # The store's last test accuracy point must be in the state's history, with its value:
-    # otherwise the state is behind the store, or another run's.
-    steps = resumable["logged_steps"].get("test_acc")  # sorted
-    last_step = steps[-1] if steps else None
-    last_value = resumable.get("last_test_acc")
-    if last_step is not None and last_value is not None:
-        point = next((p for p in state["history"] if p["step"] == last_step), None)
-        if point is None or abs(float(point["test_acc"]) - float(last_value)) > 1e-9:
-            return None
-    here = out_dir / CHECKPOINT_NAME
-    if Path(path).resolve() != here.resolve():
-        shutil.copyfile(path, here)
-    return state
-
-
-def _download_checkpoint(store: _Store, run_id: str) -> dict[str, Any] | None:
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = store.proxy.call(
-                "download", store.uri, run_id, "checkpoint/" + CHECKPOINT_NAME, tmp
-            )
-            return load_checkpoint(Path(path))
-        except Exception as exc:
-            _console(f"warning: cannot resume run {run_id}: {exc}; starting a new run")
-            return None
 
 
 def _log_run_setup(

@@ -78,7 +78,7 @@ def _local_checkpoint(tags: dict[str, str]) -> str | None:
 
     It can be ahead of the one the store holds: a store lost mid-run missed the later
     uploads while training went on and wrote them locally. The trainer checks that it is
-    this run's before resuming from it (job._local_resume).
+    this run's before resuming from it (job_store.local_state).
     """
     folder = tags.get("output_dir")
     if not folder or tags.get("cvsweep.host") != socket.gethostname():
@@ -391,7 +391,7 @@ class StoreSession:
         experiment: str | None = None,
         handle: str | None = None,
     ) -> str:
-        """A new run; with a handle, later messages may name the run by it (see job._Store)."""
+        """A new run; with a handle, later messages may name the run by it (see job_store.JobStore)."""
         client = client_for(uri)
         if experiment_id is None:
             experiment_id = ensure_experiment(client, uri, str(experiment))
