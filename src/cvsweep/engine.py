@@ -161,7 +161,7 @@ class _Progress:
         self.history = [LogPoint(**p) for p in state["history"]]
         self.best, self.elapsed = state["best_test_acc"], state["elapsed_s"]
         self.epoch_times = list(state["epoch_times"])
-        self.lr = state.get("lr", self.history[-1].lr if self.history else 0.0)
+        self.lr = state.get("lr", math.nan)  # nan: a state from before lr was saved
 
 
 def evaluate(
@@ -476,6 +476,8 @@ class Trainer:
                     optimizer.load_state_dict(resume["optimizer"])
                     if scheduler is not None and resume["scheduler"] is not None:
                         scheduler.load_state_dict(resume["scheduler"])
+                    if math.isnan(run.lr):  # as such a state was shown: the rate now set
+                        run.lr = current_lr(optimizer)
                     restore_rng_state(resume["rng"], self.generator)
                     first_epoch = start_epoch
                 step_fn = self._make_step(optimizer, acc)
