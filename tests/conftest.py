@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +13,10 @@ import pytest
 
 # MLflow decides about telemetry at import time; tests never send any.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# A suite started in the background (`pytest &`, nohup) has Ctrl-C ignored, and so would every
+# command it starts; the tests press Ctrl-C as at a terminal, where it stops a command.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 
