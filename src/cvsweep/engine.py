@@ -161,7 +161,7 @@ class _Progress:
         self.history = [LogPoint(**p) for p in state["history"]]
         self.best, self.elapsed = state["best_test_acc"], state["elapsed_s"]
         self.epoch_times = list(state["epoch_times"])
-        self.lr = state.get("lr", math.nan)  # nan: a state from before lr was saved
+        self.lr = state.get("lr", self.lr)  # fit sets it for a state saved without it
 
 
 def evaluate(
@@ -476,7 +476,7 @@ class Trainer:
                     optimizer.load_state_dict(resume["optimizer"])
                     if scheduler is not None and resume["scheduler"] is not None:
                         scheduler.load_state_dict(resume["scheduler"])
-                    if math.isnan(run.lr):  # as such a state was shown: the rate now set
+                    if "lr" not in resume:  # saved by older code: shown as it showed it
                         run.lr = current_lr(optimizer)
                     restore_rng_state(resume["rng"], self.generator)
                     first_epoch = start_epoch
