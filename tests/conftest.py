@@ -106,14 +106,21 @@ def _start(args: list[str], tmp: Path, data: Path) -> subprocess.Popen[str]:
     )
 
 
-def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 180) -> list[str]:
-    """The lines proc printed up to the first that contains marker (or until timeout)."""
+def read_until(
+    proc: subprocess.Popen[str], marker: str, timeout: float = 180, *, count: int = 1
+) -> list[str]:
+    """The lines proc printed up to the count-th that contains marker (or until timeout).
+
+    count=2 waits for both jobs of a parallel sweep, whose lines share the pipe.
+    """
     seen = []
+    found = 0
     deadline = time.time() + timeout
     assert proc.stdout is not None
     for line in proc.stdout:
         seen.append(line)
-        if marker in line or time.time() > deadline:
+        found += marker in line
+        if found >= count or time.time() > deadline:
             break
     return seen
 

@@ -155,6 +155,80 @@ def test_a_run_whose_tracking_was_lost_trains_on_and_exits_3_unless_optional(
     assert run.data.tags["output_dir"] == str(tmp_path / "again" / "run")
 
 
+def test_a_sweep_goes_on_tracking_after_its_tracking_process_is_lost(tmp_path, data_dir):
+    """Jobs run one after another in the launching process: the tracking process dies during
+    the first, which trains on and loses its writes; the second job and the comparison report
+    get a new one, instead of failing on the dead one without training."""
+    args = ["-m", "optimizer=sgd,adam", *LONG_RUN, "trainer.epochs=2"]
+    args += [f"tracking.uri={db_uri(tmp_path)}", f"hydra.sweep.dir={tmp_path}/sweep"]
+    proc = start_train(args, tmp_path, data_dir)
+    seen = read_until(proc, "step     16 |")
+    _wait_until_stored(tmp_path, "test_acc", 8)
+    os.kill(_tracking_process(proc.pid), signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=180)
+    output = "".join(seen) + rest
+    assert proc.returncode == 3, output[-3000:]  # the first job's record is incomplete
+    assert "Traceback" not in output
+    assert "was killed (SIGKILL)" in output
+    assert "did not finish" not in output.split("comparison report:")[-1]  # both jobs trained
+    results = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/job_result.json")]
+    assert sorted(r["status"] for r in results) == ["FINISHED", "FINISHED"]
+    client = MlflowClient(db_uri(tmp_path))
+    exp = client.get_experiment_by_name("cvsweep")
+    runs = client.search_runs([exp.experiment_id])
+    by_optimizer = {r.data.params.get("optimizer"): r for r in runs}
+    assert by_optimizer["sgd"].info.status == "RUNNING"  # lost with its tracking process
+    adam = by_optimizer["adam"]
+    assert adam.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(adam.info.run_id, "test_acc")] == list(
+        range(8, 65, 8)
+    )
+    assert (tmp_path / "sweep" / "comparison.md").is_file()
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FAILED"  # one of its runs is not FINISHED in the store
+
+
+@pytest.mark.parametrize("what", ["job", "sweep"])
+def test_a_tracking_process_lost_before_anything_was_written_is_replaced(tmp_path, data_dir, what):
+    """Killed while the command still starts (before the store answered): nothing was written,
+    so the job (or the sweep, for its parent run) starts another and is tracked in full,
+    instead of failing before training."""
+    args = [*QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    if what == "sweep":
+        args = ["-m", *args, "optimizer=adam", f"hydra.sweep.dir={tmp_path}/sweep"]
+    else:
+        args += [f"hydra.run.dir={tmp_path}/run"]
+    # A store that exists already: the job waits for its answer (a new one it need not).
+    earlier = run_train([*QUICK, "seed=1", f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert earlier.returncode == 0, earlier.stderr[-2000:]
+    proc = start_train(args, tmp_path, data_dir)
+    deadline = time.time() + 60
+    while not (found := tracking_processes(proc.pid)) and time.time() < deadline:
+        time.sleep(0.005)
+    assert found, "no tracking process started"
+    os.kill(found[0][0], signal.SIGKILL)
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, output[-3000:]
+    assert "Traceback" not in output
+    assert re.search(
+        r"note: the tracking process \(pid \d+\) was killed \(SIGKILL\) before "
+        rf"(this job|the {what}) wrote anything to the store: a new one is started",
+        output,
+    ), output[-3000:]
+    assert "warning" not in output
+    printed = re.search(r"mlflow run: (\w+)", output)
+    assert printed is not None, output[-3000:]
+    client = MlflowClient(db_uri(tmp_path))
+    run = client.get_run(printed[1])
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")]
+    assert steps == [4, 8]  # 512 images in batches of 64, a point every 4
+    if what == "sweep":
+        assert (tmp_path / "sweep" / "comparison.md").is_file()
+        parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+        assert parent.info.status == "FINISHED"
+
+
 def test_the_trainer_never_imports_mlflow(tmp_path, data_dir):
     # -X importtime reports this interpreter's imports only; the tracking process is another.
     proc = run_train(

@@ -8,6 +8,7 @@ through the tracking process (store_proxy), so the trainer never imports MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -40,9 +41,10 @@ class JobStore:
         # A rerun trains again whatever is finished, but resumes its own interrupted attempt.
         self.rerun_of = ctx.extra_tags.get("rerun_of")
         look_up = chash if cfg.tracking.skip_finished or self.rerun_of else None
-        self._pending = self.proxy.request(
-            "open_job", self.uri, str(cfg.tracking.experiment), look_up, self.rerun_of
-        )
+        self._open_args = (self.uri, str(cfg.tracking.experiment), look_up, self.rerun_of)
+        self._pending: Pending | None = None
+        with contextlib.suppress(TrackingError):  # found dead: `answer` starts another
+            self._pending = self.proxy.request("open_job", *self._open_args)
         self._answer: dict[str, Any] | None = None
         self._answered = False
         self._new_run: Pending | None = None
@@ -63,7 +65,7 @@ class JobStore:
                     check_writable(self.uri)
                     self._answer = {"experiment_id": None, "finished": None, "resumable": None}
                 else:
-                    self._answer = self._pending.result()
+                    self._answer = self._opened()
             except TrackingError:
                 if self.cfg.tracking.required:
                     raise
@@ -74,21 +76,45 @@ class JobStore:
                 )
         return self._answer
 
+    def _opened(self) -> dict[str, Any]:
+        """The store's answer to the job's first question.
+
+        A tracking process that died before answering is replaced, once: this job has written
+        nothing yet, so nothing is lost, and failing the job (or, in a sweep, every job after
+        it) for a helper that can simply be started again would be worse.
+        """
+        if self._pending is not None:
+            try:
+                return dict(self._pending.result())
+            except TrackingError:
+                if not self.proxy.gone:
+                    raise  # the store's own answer (unwritable, damaged, not answering)
+        self._replace_dead_proxy()
+        return dict(self.proxy.call("open_job", *self._open_args))
+
+    def _replace_dead_proxy(self) -> None:
+        _say(
+            f"note: the tracking process (pid {self.proxy.process.pid}) "
+            f"{self.proxy.how_it_ended()} before this job wrote anything to the store: "
+            "a new one is started"
+        )
+        self.proxy = shared_proxy()
+
     def create_run(self, experiment_id: str | None, name: str, tags: dict[str, str]) -> str:
         """Have the tracking process create the run while the job goes on.
 
         Returns a handle that names the run in later messages; `run_id` gives the real id.
         """
         handle = f"new-run-{os.getpid()}-{time.monotonic_ns()}"
-        self._new_run = self.proxy.request(
-            "create_run",
-            self.uri,
-            experiment_id,
-            name,
-            tags,
-            experiment=str(self.cfg.tracking.experiment),
-            handle=handle,
-        )
+        args = ("create_run", self.uri, experiment_id, name, tags)
+        kwargs = {"experiment": str(self.cfg.tracking.experiment), "handle": handle}
+        try:
+            self._new_run = self.proxy.request(*args, **kwargs)
+        except TrackingError:
+            if not self.proxy.gone:
+                raise
+            self._replace_dead_proxy()  # found dead before the run was asked for
+            self._new_run = self.proxy.request(*args, **kwargs)
         return handle
 
     def run_id(self, run_id: str | None) -> str | None:

@@ -126,12 +126,16 @@ class StoreProxy:
             return self._answers.pop(msg_id)
 
     def _gone_message(self) -> str:
+        return f"The tracking process (pid {self.process.pid}) {self.how_it_ended()}."
+
+    def how_it_ended(self) -> str:
+        """Killed by a signal (nothing of its own to read), or exited (its messages say why)."""
         code = self.process.poll()
+        if code is not None and code < 0:
+            with contextlib.suppress(ValueError):
+                return f"was killed ({signal.Signals(-code).name})"
         how = "exited" if code is None else f"exited with code {code}"
-        return (
-            f"The tracking process (pid {self.process.pid}) {how}; its messages above say why. "
-            "The job's files in its output folder are complete."
-        )
+        return f"{how}; its messages above say why"
 
     # ------------------------------------------------------------ lifecycle
     def failures(self) -> list[str]:
@@ -194,11 +198,15 @@ _shared: StoreProxy | None = None
 
 
 def shared_proxy() -> StoreProxy:
-    """This process's tracking process, started on first use and closed at exit."""
+    """This process's tracking process, started on first use (or when the last one was found
+    dead) and closed at exit."""
     global _shared
-    if _shared is None or _shared.closed or _shared.pid != os.getpid():
+    if _shared is None or _shared.closed or _shared.gone or _shared.pid != os.getpid():
+        # A tracking process found dead is replaced: its loss was reported to the run that was
+        # using it, and what comes next (a sweep's next job, its report) is tracked again.
         _shared = StoreProxy()
-        _shared.post("warm")
+        with contextlib.suppress(TrackingError):  # dead already: the first request says so
+            _shared.post("warm")
         atexit.register(_close_at_exit, _shared)
     return _shared
 

@@ -28,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, validate
 from .identity import RESULT_FILE, raw_overrides, run_name
-from .store_proxy import LOST, discard_unused, shared_proxy, warn_lost
+from .store_proxy import LOST, StoreProxy, discard_unused, shared_proxy, warn_lost
 from .tracking import TrackingError, owner_tags, probe_writable, resolve_uri
 
 
@@ -287,26 +287,21 @@ class MlflowSweepCallback(Callback):
         LOST.required = LOST.required or bool(config.tracking.required)
         overrides = raw_overrides(config.hydra.overrides.task)
         command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
-        try:
-            self.uri = resolve_uri(config.tracking.uri, Path.cwd())
-            proxy = shared_proxy()
-            experiment = str(config.tracking.experiment)
-            # The experiment (and the store) first, orphans marked, then the parent run.
+        experiment = str(config.tracking.experiment)
+        tags = {
+            "cvsweep.sweep": "true",
+            # Like a job's: a later launch marks the parent KILLED if this process dies.
+            **owner_tags(os.getpid()),
+            "sweep_dir": str(self.sweep_dir),
+            "command": command,
+            "overrides": " ".join(overrides),
+        }
+
+        def open_parent(proxy: StoreProxy) -> str:
+            """The experiment (and the store) first, orphans marked, then the parent run."""
             opened = proxy.request("open_job", self.uri, experiment, None)
             parent = proxy.request(
-                "create_run",
-                self.uri,
-                None,
-                sweep_name(overrides),
-                {
-                    "cvsweep.sweep": "true",
-                    # Like a job's: a later launch marks the parent KILLED if this process dies.
-                    **owner_tags(os.getpid()),
-                    "sweep_dir": str(self.sweep_dir),
-                    "command": command,
-                    "overrides": " ".join(overrides),
-                },
-                experiment=experiment,
+                "create_run", self.uri, None, sweep_name(overrides), tags, experiment=experiment
             )
             if self.runs_here:
                 # The jobs will run in this process: do the first job's one-time work while the
@@ -316,7 +311,24 @@ class MlflowSweepCallback(Callback):
 
                 preload_for_training(str(config.trainer.device))
             opened.result()
-            self.parent_id = parent.result()
+            return str(parent.result())
+
+        try:
+            self.uri = resolve_uri(config.tracking.uri, Path.cwd())
+            proxy = shared_proxy()
+            try:
+                self.parent_id = open_parent(proxy)
+            except TrackingError:
+                if not proxy.gone:
+                    raise  # the store's own answer
+                # Lost before the sweep wrote anything: nothing is lost by starting another.
+                print(
+                    f"note: the tracking process (pid {proxy.process.pid}) "
+                    f"{proxy.how_it_ended()} before the sweep wrote anything to the store: "
+                    "a new one is started",
+                    flush=True,
+                )
+                self.parent_id = open_parent(shared_proxy())
         except TrackingError as exc:
             if config.tracking.required:
                 print(f"error: {exc}", file=sys.stderr, flush=True)
