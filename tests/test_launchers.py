@@ -109,7 +109,7 @@ def _two_workers(tmp: Path, optimizers: str) -> list[str]:
 def test_ctrl_c_in_a_joblib_sweep_lets_running_jobs_save_and_starts_no_other(tmp_path, data_dir):
     args = _two_workers(tmp_path, "optimizer=sgd,adam,adamw")
     proc = start_train(args, tmp_path, data_dir)
-    seen = read_until(proc, "step     64 |", timeout=240)
+    seen = read_until(proc, "step     64 |", timeout=240, count=2)  # both workers training
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches every worker too
     rest, _ = proc.communicate(timeout=180)
     output = "".join(seen) + rest
