@@ -29,6 +29,8 @@ from .conftest import QUICK, REPO, cli_env, db_uri, run_train
         ("dataset.train_limit=0", "dataset.train_limit"),
         ("trainer.device=tpu", "trainer.device"),
         ("augment.degrees=200", "augment.degrees"),
+        ("dataset.mean=nan", "dataset.mean"),  # no range to check: finite is the rule
+        ("optimizer.lr=inf", "optimizer.lr"),  # > 0, but not a rate
         ("trainer.split_bias_grad=sometimes", "trainer.split_bias_grad"),
         ("tracking.experiment=''", "tracking.experiment"),
         ("schedule=cosine schedule.min_lr=1", "schedule.min_lr"),

@@ -10,6 +10,7 @@ tracking run exists.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -318,11 +319,27 @@ def validate(cfg: DictConfig) -> None:
     ConfigError too, so it gets the same one-paragraph message instead of a traceback.
     """
     try:
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as exc:
         detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise ConfigError(f"Invalid config: {detail}.") from None
+    for key, value in _floats(values, ""):
+        # nan passes no range check's comparison as expected (nan > 0 is False, but so is
+        # nan < 1), and inf passes "> 0": both would only show up as a non-finite loss.
+        _require(math.isfinite(value), key, value, "must be a finite number")
     _check_values(cfg)
+
+
+def _floats(node: Any, key: str) -> Iterator[tuple[str, float]]:
+    """(dotted key, value) of every float in a resolved config."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _floats(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _floats(v, f"{key}.{i}")
+    elif isinstance(node, float):
+        yield key, node
 
 
 def _check_values(cfg: DictConfig) -> None:
