@@ -167,3 +167,13 @@ def test_compare_names_a_bad_out_folder_and_a_deleted_experiment(tmp_path: Path)
     assert code == 2, output
     _assert_one_paragraph(output)
     assert "Experiment 'old' is deleted" in output and "mlflow experiments restore" in output
+
+
+def test_a_command_missing_its_argument_names_only_that_one(tmp_path: Path) -> None:
+    """`cvsweep rerun` alone: the run id is missing; its overrides are optional and not named."""
+    proc = run_cvsweep(["rerun"], tmp_path, cli_env(data_root()), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "cvsweep rerun: error: the following arguments are required: run_id"
+    )
+    assert not (tmp_path / "mlflow.db").exists()

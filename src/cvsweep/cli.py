@@ -374,7 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rerun", help="train again from a logged run's config")
     store_args(p)
     p.add_argument("run_id")
-    p.add_argument("overrides", nargs="*", help="key=value overrides on top of the logged config")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        default=[],  # else argparse names it among the missing arguments, though it may be empty
+        help="key=value overrides on top of the logged config",
+    )
     p.add_argument("--check", action="store_true", help="exit 1 when metrics differ")
     p.add_argument(
         "--tolerance",
