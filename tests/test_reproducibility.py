@@ -62,6 +62,7 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
         ["rerun", rid, "--tracking-uri", uri, "+optimizer.lrr=1"], tmp_path, data_dir
     )
     assert unknown.returncode == 2 and "Key 'lrr' not in" in unknown.stderr, unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1, unknown.stderr  # one paragraph
     # The exact rerun is the same measurement, not a second seed: compare counts it once.
     cmp = _cvsweep(["compare", "cvsweep", "--tracking-uri", db_uri(tmp_path)], tmp_path, data_dir)
     assert cmp.returncode == 0, cmp.stderr[-2000:]

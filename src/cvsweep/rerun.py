@@ -81,7 +81,9 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     except Exception as exc:
-        raise RerunError(f"Overrides {overrides} do not fit the logged config: {exc}") from None
+        # OmegaConf's message spans lines (full_key, object_type): one paragraph, as elsewhere.
+        detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise RerunError(f"Overrides {overrides} do not fit the logged config: {detail}.") from None
 
 
 def _load_logged(client: Any, run_id: str, into: Path) -> tuple[dict, list[str], dict[str, str]]:
