@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import signal
@@ -71,6 +72,20 @@ def test_server_down_is_a_clear_error(tmp_path, data_dir):
     assert "Traceback" not in proc.stderr
     assert "not made" not in proc.stderr  # a store never reached lost no write
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("MySQLdb") is not None, reason="the MySQL driver is installed"
+)
+def test_a_database_store_without_its_driver_names_the_missing_module(tmp_path, data_dir):
+    proc = run_train([*QUICK, "tracking.uri=mysql://user@127.0.0.1/runs"], tmp_path, data_dir)
+    assert proc.returncode == 2
+    assert (
+        "error: A mysql:// tracking store needs the Python module 'MySQLdb' (its database "
+        "driver), which is not installed here." in proc.stderr
+    )
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "training cnn" not in proc.stdout
 
 
 def test_bad_value_in_a_sweep_creates_no_runs(tmp_path, data_dir):

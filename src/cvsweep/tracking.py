@@ -206,7 +206,15 @@ def _cached_client(uri: str) -> Any:
     from mlflow import MlflowClient
 
     if db is None:
-        return MlflowClient(tracking_uri=uri)
+        try:
+            return MlflowClient(tracking_uri=uri)
+        except ModuleNotFoundError as exc:  # a database URI whose driver is not installed
+            scheme = uri.split("://", 1)[0]
+            raise TrackingError(
+                f"A {scheme}:// tracking store needs the Python module {exc.name!r} (its database "
+                f"driver), which is not installed here. Install the package that provides it "
+                "into this environment, or use tracking.uri=sqlite:///path/to/mlflow.db."
+            ) from None
     refuse_foreign_database(db)
     with _store_creation_lock(db):
         client = MlflowClient(tracking_uri=uri)
