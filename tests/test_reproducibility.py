@@ -216,6 +216,11 @@ def test_relaunched_sweep_skips_finished_runs_and_still_reports_them(tmp_path, d
     first = run_train(args, tmp_path / "a", data_dir)
     assert first.returncode == 0, first.stderr[-2000:]
     assert first.stdout.count("skipped: identical to finished run ") == 1
+    # It says how to train it anyway, and where the model it already has is.
+    model = tmp_path / "single" / "run" / "model.pth"
+    assert (
+        f"(tracking.skip_finished=false trains it again); its model: {model}\n" in first.stdout
+    ), first.stdout[-2000:]
     with open(tmp_path / "a" / "multirun" / "comparison.csv") as f:
         labels = sorted(row["run"] for row in csv.DictReader(f))
     assert labels == [" ".join(["optimizer=adam", *QUICK]), " ".join(["optimizer=sgd", *QUICK])]

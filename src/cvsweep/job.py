@@ -222,7 +222,7 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
             fid = found["finished"]["run_id"]
             if cfg.trainer.shapes_only:  # the report is what was asked for: it costs nothing
                 _console(prepared.report_md.read_text().rstrip())
-            _console(f"skipped: identical to finished run {fid}")
+            _console(f"skipped: identical to finished run {fid}{_finished_run_files(found)}")
             outcome = JobOutcome("SKIPPED", fid, found["finished"]["final_test_acc"])
             outcome.write(out_dir)
             return outcome
@@ -341,6 +341,15 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
             + (f"; {result.train_time_s:.1f} s in epochs over all attempts" if earlier_s else "")
         )
     return outcome
+
+
+def _finished_run_files(found: dict[str, Any]) -> str:
+    """Where the skipped job's result already is, and how to train it again anyway: run
+    twice, `python train.py` would otherwise leave a user without a new model.pth or a why."""
+    folder = found["finished"].get("output_dir")
+    model = Path(folder) / "model.pth" if folder else None
+    where = f"; its model: {model}" if model is not None and model.is_file() else ""
+    return f" (tracking.skip_finished=false trains it again){where}"
 
 
 def _finish_run(

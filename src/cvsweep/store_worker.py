@@ -303,6 +303,7 @@ class StoreSession:
                 found["finished"] = {
                     "run_id": r.info.run_id,
                     "final_test_acc": r.data.metrics.get("final_test_acc"),
+                    "output_dir": tags.get("output_dir"),
                 }
             if (
                 found["resumable"] is None
