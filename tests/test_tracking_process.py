@@ -418,7 +418,7 @@ def test_a_running_run_of_another_host_is_live_until_it_goes_quiet(monkeypatch):
     assert tracking.live_owner(Client(quiet), running_elsewhere()) is None
 
 
-def test_a_job_folder_checkpoint_is_used_only_when_it_is_this_runs(tmp_path):
+def test_a_job_folder_checkpoint_is_used_only_when_it_is_this_runs(tmp_path, capsys):
     """Another config's state (a reused folder), or one whose history disagrees with the
     store, is not resumed from; a matching one is, and is copied into the new job folder."""
     import torch
@@ -438,6 +438,43 @@ def test_a_job_folder_checkpoint_is_used_only_when_it_is_this_runs(tmp_path):
     state = local_state(found, "abc", new)
     assert state is not None and state["step"] == 16
     assert (new / "checkpoint.pt").read_bytes() == path.read_bytes()
+    # A model.pth (weights only) put in the state's place is not a state to resume from.
+    other = tmp_path / "model_as_checkpoint.pt"
+    torch.save({"conv1.weight": torch.zeros(1)}, other)
+    assert local_state({**found, "local_checkpoint": str(other)}, "abc", tmp_path) is None
+    said = capsys.readouterr().out
+    assert (
+        f"note: the checkpoint {other} cannot be read (it is not a cvsweep training state" in said
+    )
+
+
+def test_a_damaged_job_folder_checkpoint_is_passed_over_for_the_stores(tmp_path, data_dir):
+    """The stopped run's own folder holds a damaged state (here: random bytes): the relaunch
+    says so in one line and resumes from the state the store got as the run stopped."""
+    args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={db_uri(tmp_path)}"]
+    first = start_train([*args, f"hydra.run.dir={tmp_path}/first"], tmp_path, data_dir)
+    read_until(first, "step     40 |")
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM
+    damaged = tmp_path / "first" / "checkpoint.pt"
+    damaged.write_bytes(os.urandom(2000))
+    again = run_train(args, tmp_path / "again", data_dir)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "Traceback" not in again.stdout + again.stderr
+    (note,) = [line for line in again.stdout.splitlines() if str(damaged) in line]
+    assert note.startswith(f"note: the checkpoint {damaged} cannot be read (torch cannot load")
+    assert note.endswith("); not resuming from it")
+    client, run = _only_run(tmp_path)
+    resumed = re.search(
+        rf"resuming run {run.info.run_id} \(KILLED\) from its checkpoint at step (\d+)",
+        again.stdout,
+    )
+    assert resumed is not None, again.stdout[:3000]
+    assert int(resumed[1]) >= 40  # the state uploaded as it stopped, not the folder's
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")]
+    assert sorted(steps) == list(range(8, 97, 8))  # every point once
 
 
 def test_a_dead_owners_pid_taken_by_another_process_is_not_an_owner():

@@ -59,5 +59,19 @@ def restore_rng_state(state: dict[str, Any], data_generator: torch.Generator) ->
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Our own checkpoints hold numpy/python RNG tuples, so they need full unpickling."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """Our own checkpoints hold numpy/python RNG tuples, so they need full unpickling.
+
+    Raises ValueError with a one-line reason for a file that is not one of them (damaged, or
+    another file put in its place, such as a model.pth), so that a caller can say so and train
+    without it instead of failing on a pickle error spread over several lines.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except OSError:
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"torch cannot load it: {reason}") from None
+    if not isinstance(state, dict) or "step" not in state or "history" not in state:
+        raise ValueError("it is not a cvsweep training state (no step and history)")
+    return state
