@@ -53,6 +53,14 @@ def test_split_bias_grad_trains_like_autograds_own(tmp_path, data_dir, device):
         assert on == pytest.approx(off, abs=0.5), (on, off)  # printed values, last digits
 
 
+def test_cuda_graphs_on_without_a_gpu_says_it_is_not_followed(tmp_path, data_dir):
+    args = [*QUICK, "trainer.device=cpu", "trainer.cuda_graphs=on", "tracking.enabled=false"]
+    proc = run_train(args, tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "note: trainer.cuda_graphs=on: CUDA graphs need a CUDA device; on cpu" in proc.stdout
+    assert "final test accuracy:" in proc.stdout
+
+
 def test_jobs_in_one_process_share_the_device_data(data_dir):
     """A sweep's jobs run in one process: the second job reuses the first one's tensors."""
     from cvsweep.data import cached_device_data

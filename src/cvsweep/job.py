@@ -479,6 +479,11 @@ def _train(
     )
     for note in size_notes(cfg, len(data.train_y), len(data.test_y)):
         _console(f"note: {note}")
+    if str(cfg.trainer.cuda_graphs) == "on" and device.type != "cuda":
+        _console(
+            f"note: trainer.cuda_graphs=on: CUDA graphs need a CUDA device; on "
+            f"{device.type} each step runs as it is (the same numbers, without the graph)"
+        )
     trainer = _TrackedTrainer(
         cfg,
         data,
