@@ -448,15 +448,20 @@ def test_a_job_folder_checkpoint_is_used_only_when_it_is_this_runs(tmp_path, cap
     )
 
 
-def test_a_damaged_job_folder_checkpoint_is_passed_over_for_the_stores(tmp_path, data_dir):
-    """The stopped run's own folder holds a damaged state (here: random bytes): the relaunch
-    says so in one line and resumes from the state the store got as the run stopped."""
-    args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={db_uri(tmp_path)}"]
-    first = start_train([*args, f"hydra.run.dir={tmp_path}/first"], tmp_path, data_dir)
+def _stop_at_step_40(tmp: Path, data: Path, args: list[str]) -> None:
+    """Train ARGS in tmp/first and stop it as `timeout` or a scheduler does, at step 40."""
+    first = start_train([*args, f"hydra.run.dir={tmp}/first"], tmp, data)
     read_until(first, "step     40 |")
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=120)
     assert first.returncode == 128 + signal.SIGTERM
+
+
+def test_a_damaged_job_folder_checkpoint_is_passed_over_for_the_stores(tmp_path, data_dir):
+    """The stopped run's own folder holds a damaged state (here: random bytes): the relaunch
+    says so in one line and resumes from the state the store got as the run stopped."""
+    args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={db_uri(tmp_path)}"]
+    _stop_at_step_40(tmp_path, data_dir, args)
     damaged = tmp_path / "first" / "checkpoint.pt"
     damaged.write_bytes(os.urandom(2000))
     again = run_train(args, tmp_path / "again", data_dir)
@@ -494,11 +499,7 @@ def test_two_launches_at_once_do_not_both_resume_the_same_run(tmp_path, data_dir
     """A stopped run, then the same command twice at the same moment: one resumes the run,
     the other trains a run of its own; no point is written twice."""
     args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={db_uri(tmp_path)}"]
-    first = start_train([*args, f"hydra.run.dir={tmp_path}/first"], tmp_path, data_dir)
-    read_until(first, "step     40 |")
-    first.send_signal(signal.SIGTERM)
-    first.communicate(timeout=120)
-    assert first.returncode == 128 + signal.SIGTERM
+    _stop_at_step_40(tmp_path, data_dir, args)
     client, stopped = _only_run(tmp_path)
     rid = stopped.info.run_id
     launches = [
@@ -523,10 +524,7 @@ def test_a_resumed_run_writes_the_params_its_first_attempt_could_not(tmp_path, d
     """Params are written once (MLflow refuses to change one): a resumed run sends only the
     ones the store lacks, e.g. those lost when the store went away right after the run began."""
     args = [*LONG_RUN, "trainer.epochs=2", f"tracking.uri={db_uri(tmp_path)}"]
-    first = start_train([*args, f"hydra.run.dir={tmp_path}/first"], tmp_path, data_dir)
-    read_until(first, "step     40 |")
-    first.send_signal(signal.SIGTERM)
-    first.communicate(timeout=120)
+    _stop_at_step_40(tmp_path, data_dir, args)
     client, stopped = _only_run(tmp_path)
     rid, params = stopped.info.run_id, stopped.data.params
     assert params["optimizer.lr"] and params["optimizer"] == "adam"
