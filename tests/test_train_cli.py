@@ -54,6 +54,7 @@ def test_single_run_prints_report_logs_and_saves_model(tmp_path, data_dir):
     model.load_state_dict(state)
     assert sum(p.numel() for p in model.parameters()) == 31898
     assert (tmp_path / "run" / "shape_report.md").read_text().count("31,898") == 1
+    assert (tmp_path / "run" / "train.log").is_file()  # Hydra's log, named after the command
 
 
 def test_cnn_c6_prints_its_total(tmp_path, data_dir):
