@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-from .store_proxy import Pending, shared_proxy, warn_lost
+from .store_proxy import Pending, replace_dead, shared_proxy, warn_lost
 from .tracking import TrackingError, check_writable, resolve_uri, sqlite_path
 
 if TYPE_CHECKING:
@@ -77,28 +77,16 @@ class JobStore:
         return self._answer
 
     def _opened(self) -> dict[str, Any]:
-        """The store's answer to the job's first question.
-
-        A tracking process that died before answering is replaced, once: this job has written
-        nothing yet, so nothing is lost, and failing the job (or, in a sweep, every job after
-        it) for a helper that can simply be started again would be worse.
-        """
+        """The store's answer to the job's first question; a tracking process that died
+        before answering is replaced, once (`replace_dead`)."""
         if self._pending is not None:
             try:
-                return dict(self._pending.result())
+                return self._pending.result()
             except TrackingError:
                 if not self.proxy.gone:
                     raise  # the store's own answer (unwritable, damaged, not answering)
-        self._replace_dead_proxy()
-        return dict(self.proxy.call("open_job", *self._open_args))
-
-    def _replace_dead_proxy(self) -> None:
-        _say(
-            f"note: the tracking process (pid {self.proxy.process.pid}) "
-            f"{self.proxy.how_it_ended()} before this job wrote anything to the store: "
-            "a new one is started"
-        )
-        self.proxy = shared_proxy()
+        self.proxy = replace_dead(self.proxy, "this job")
+        return self.proxy.call("open_job", *self._open_args)
 
     def create_run(self, experiment_id: str | None, name: str, tags: dict[str, str]) -> str:
         """Have the tracking process create the run while the job goes on.
@@ -113,7 +101,7 @@ class JobStore:
         except TrackingError:
             if not self.proxy.gone:
                 raise
-            self._replace_dead_proxy()  # found dead before the run was asked for
+            self.proxy = replace_dead(self.proxy, "this job")  # before the run was asked for
             self._new_run = self.proxy.request(*args, **kwargs)
         return handle
 

@@ -211,6 +211,18 @@ def shared_proxy() -> StoreProxy:
     return _shared
 
 
+def replace_dead(proxy: StoreProxy, writer: str) -> StoreProxy:
+    """A new tracking process in place of `proxy`, found dead before `writer` ("this job",
+    "the sweep") wrote anything to the store: nothing is lost by asking another, and failing
+    for a helper that can simply be started again would be worse."""
+    print(
+        f"note: the tracking process (pid {proxy.process.pid}) {proxy.how_it_ended()} before "
+        f"{writer} wrote anything to the store: a new one is started",
+        flush=True,
+    )
+    return shared_proxy()
+
+
 def start_early(argv: list[str]) -> None:
     """Start the tracking process before Hydra composes the config (tracking is the default).
 

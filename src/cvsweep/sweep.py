@@ -28,7 +28,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, validate
 from .identity import RESULT_FILE, raw_overrides, run_name
-from .store_proxy import LOST, StoreProxy, discard_unused, shared_proxy, warn_lost
+from .store_proxy import (
+    LOST,
+    StoreProxy,
+    discard_unused,
+    replace_dead,
+    shared_proxy,
+    warn_lost,
+)
 from .tracking import TrackingError, owner_tags, probe_writable, resolve_uri
 
 
@@ -321,14 +328,7 @@ class MlflowSweepCallback(Callback):
             except TrackingError:
                 if not proxy.gone:
                     raise  # the store's own answer
-                # Lost before the sweep wrote anything: nothing is lost by starting another.
-                print(
-                    f"note: the tracking process (pid {proxy.process.pid}) "
-                    f"{proxy.how_it_ended()} before the sweep wrote anything to the store: "
-                    "a new one is started",
-                    flush=True,
-                )
-                self.parent_id = open_parent(shared_proxy())
+                self.parent_id = open_parent(replace_dead(proxy, "the sweep"))
         except TrackingError as exc:
             if config.tracking.required:
                 print(f"error: {exc}", file=sys.stderr, flush=True)
