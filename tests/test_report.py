@@ -139,8 +139,16 @@ def test_default_groups_are_configs_and_one_run_has_no_spread(relaunched, data_d
     proc = _compare(tmp, data_dir, _parent_id(second), "--out", str(tmp / "cmp-default"))
     assert proc.returncode == 0, proc.stderr
     assert "## Groups (mean ± std over seeds)" in proc.stdout
+    # Each row names what sets its run apart; what every run has alike is said once above.
+    alike = " ".join(QUICK)
+    assert f"4 runs; accuracies in %.\nSet alike in every run: `{alike}`.\n" in proc.stdout
+    table = proc.stdout.split("## Groups", 1)[0]
+    labels = sorted(line.split(" | ")[0] for line in table.splitlines() if " | FINISHED |" in line)
+    assert labels == [
+        f"| optimizer={o} augment={a}" for o in ("adam", "sgd") for a in ("none", "rot_flip")
+    ]
     rows = _group_rows(proc.stdout)
-    assert len(rows) == 4
+    assert sorted(row.split(" | ")[0] for row in rows) == labels
     assert all(re.search(r"\| 1 \| \d+\.\d\d \| \d+\.\d\d \|$", row) for row in rows), rows
     assert "± 0.00" not in proc.stdout
     assert "(pooled over augment)" in proc.stdout and "(pooled over optimizer)" in proc.stdout
@@ -217,6 +225,36 @@ def test_a_key_left_at_its_default_by_one_run_is_still_compared():
     assert swept_keys(runs) == ["optimizer", "augment"]
     assert pooled_keys(runs, ["optimizer"]) == ["augment"]
     assert swept_keys(runs[:1] + [run("d", {"augment": "none"}, "adam", "none")]) == []
+
+
+def test_keys_that_change_only_the_display_are_not_compared():
+    """trainer.progress (how a run is shown) told apart two runs of one config before: a group
+    labelled by one member's display setting, and "pooled over trainer.progress" in the plots."""
+    from cvsweep.compare import RunSummary, common_overrides, group_runs, row_labels, swept_keys
+
+    def run(rid: str, overrides: dict[str, str], seed: str) -> RunSummary:
+        params = {"optimizer": overrides.get("optimizer", "adam"), "seed": seed}
+        key = f"config-{params['optimizer']}"
+        return RunSummary(rid, rid, "FINISHED", overrides, params, key, 0.9, 0.9, 0.1, 1.0)
+
+    runs = [
+        run("a", {"optimizer": "sgd", "trainer.epochs": "2", "trainer.progress": "on"}, "0"),
+        run("b", {"optimizer": "sgd", "trainer.epochs": "2", "trainer.progress": "off"}, "1"),
+        run("c", {"optimizer": "adam", "trainer.epochs": "2"}, "0"),
+    ]
+    assert swept_keys(runs) == ["optimizer"]
+    assert common_overrides(runs) == ["trainer.epochs=2"]
+    assert row_labels(runs, ["optimizer", "seed"]) == [
+        "optimizer=sgd seed=0",
+        "optimizer=sgd seed=1",
+        "optimizer=adam seed=0",
+    ]
+    assert [(label, len(m)) for label, m in group_runs(runs, None)] == [
+        ("optimizer=sgd", 2),
+        ("optimizer=adam", 1),
+    ]
+    # Labels that would not tell two configs apart fall back to each run's full name.
+    assert row_labels(runs, []) == ["a", "b", "c"]
 
 
 def test_compare_leaves_out_runs_that_trained_nothing_and_counts_a_run_once(tmp_path, data_dir):

@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .identity import run_name
+from .identity import NON_RESULT_KEYS, run_name
 from .tracking import with_retry
 
 THRESHOLDS = (0.90, 0.95, 0.98)
+# Keys that change how a run is shown or stored, not what it computes: never compared or pooled.
+# (A preset's name stays: what it changes is in the params, but it names the runs well.)
+NOT_COMPARED = tuple(k for k in NON_RESULT_KEYS if k != "experiment")
 SWEEP_RUNS = "sweep_runs.json"  # on a sweep's parent run: the runs that make up the sweep
 
 
@@ -97,7 +100,9 @@ def swept_keys(runs: list[RunSummary]) -> list[str]:
     order: list[str] = []
     for r in runs:
         for k in r.overrides:
-            if k not in order and k != "seed" and len({value_of(o, k) for o in runs}) > 1:
+            if k in order or k == "seed" or k.startswith(tuple(f"{n}." for n in NOT_COMPARED)):
+                continue
+            if k not in NOT_COMPARED and len({value_of(o, k) for o in runs}) > 1:
                 order.append(k)
     return order
 
@@ -160,21 +165,62 @@ def _label(run: RunSummary, keys: list[str]) -> str:
     return " ".join(f"{k}={value_of(run, k)}" for k in keys)
 
 
+def differing_keys(runs: list[RunSummary]) -> list[str]:
+    """The keys that tell these runs apart: the swept ones, then the seed if it varies."""
+    keys = swept_keys(runs)
+    if len({value_of(r, "seed") for r in runs}) > 1:
+        keys.append("seed")
+    return keys
+
+
+def common_overrides(runs: list[RunSummary]) -> list[str]:
+    """`key=value` overrides every run has alike: said once above the table, not in each row."""
+    if not runs:
+        return []
+    differing = set(differing_keys(runs))
+    return [
+        f"{k}={v}"
+        for k, v in runs[0].overrides.items()
+        if k not in differing and all(value_of(r, k) == v for r in runs)
+    ]
+
+
+def row_labels(runs: list[RunSummary], keys: list[str]) -> list[str]:
+    """Each run's label in the tables: the values of `keys` only, since the rest is the same in
+    every row; a run's full name where those do not tell two different configs apart."""
+    labels = [_label(r, keys) for r in runs]
+    configs: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for label, r in zip(labels, runs, strict=True):
+        configs[label].add((r.group_key, value_of(r, "seed")))
+    return [
+        label if label and len(configs[label]) == 1 else r.name
+        for label, r in zip(labels, runs, strict=True)
+    ]
+
+
 def group_runs(runs: list[RunSummary], by: list[str] | None) -> list[tuple[str, list[RunSummary]]]:
     """(label, finished runs): per --by values, or per full config but the seed by default."""
     groups: dict[str, list[RunSummary]] = defaultdict(list)
     labels: dict[str, str] = {}
-    for r in runs:
-        if r.status != "FINISHED" or r.final_test_acc is None:
-            continue
+    done = [r for r in runs if r.status == "FINISHED" and r.final_test_acc is not None]
+    keys = [k for k in differing_keys(runs) if k != "seed"]
+    for r in done:
         key = _label(r, by) if by else r.group_key
         groups[key].append(r)
         if by:
             labels[key] = key
         else:
             labels[key] = (
-                " ".join(f"{k}={v}" for k, v in r.overrides.items() if k != "seed") or "defaults"
+                _label(r, keys)
+                or " ".join(f"{k}={v}" for k, v in r.overrides.items() if k != "seed")
+                or "defaults"
             )
+    if not by and len(set(labels.values())) < len(
+        labels
+    ):  # configs the swept keys do not tell apart
+        for key, members in groups.items():
+            r = members[0]
+            labels[key] = " ".join(f"{k}={v}" for k, v in r.overrides.items() if k != "seed")
     return [(labels[k], members) for k, members in groups.items()]
 
 
@@ -235,16 +281,23 @@ def write_report(
         writer.writerow(header)
         writer.writerows(rows)
 
-    md = [f"# {title}", "", f"{len(runs)} runs; accuracies in %.", ""]
+    md = [f"# {title}", "", f"{len(runs)} runs; accuracies in %."]
+    common = common_overrides(runs)
+    if common and len(runs) > 1:
+        md.append(f"Set alike in every run: `{' '.join(common)}`.")
+    md.append("")
     md.append("| " + " | ".join(header) + " |")
     md.append("|" + "---|" * len(header))
-    md.extend("| " + " | ".join(row) + " |" for row in rows)
-    failed = [r for r in runs if r.status not in ("FINISHED",)]
+    labels = row_labels(runs, differing_keys(runs))
+    md.extend(
+        "| " + " | ".join([label, *row[1:]]) + " |" for label, row in zip(labels, rows, strict=True)
+    )
+    failed = [(label, r) for label, r in zip(labels, runs, strict=True) if r.status != "FINISHED"]
     if failed:
         md += [
             "",
             f"**{len(failed)} run(s) did not finish:** "
-            + ", ".join(f"{r.name} ({r.status})" for r in failed),
+            + ", ".join(f"{label} ({r.status})" for label, r in failed),
         ]
     md += _groups_md(runs, by)
     paths = [csv_path]
