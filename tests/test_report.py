@@ -272,3 +272,15 @@ def test_compare_leaves_out_runs_that_trained_nothing_and_counts_a_run_once(tmp_
     twice = _compare(tmp_path, data_dir, f"{run_id},{run_id}", "--out", str(tmp_path / "twice"))
     assert twice.returncode == 0, twice.stderr[-2000:]
     assert "Comparison of 1 runs" in (tmp_path / "twice" / "comparison.md").read_text()
+
+
+@pytest.mark.slow
+def test_evaluate_of_a_sweep_parent_points_to_its_runs(relaunched, data_dir):
+    tmp, first, _ = relaunched
+    parent = _parent_id(first)
+    proc = run_cvsweep(
+        ["evaluate", parent, "--tracking-uri", db_uri(tmp)], tmp, cli_env(data_dir), timeout=120
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"Run {parent} is the parent run of a sweep" in proc.stderr
+    assert f"`cvsweep compare {parent}` lists the runs that have one" in proc.stderr

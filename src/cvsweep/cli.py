@@ -299,6 +299,12 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     return rerun_main(args)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_main
+
+    return evaluate_main(args)
+
+
 def _cmd_data(args: argparse.Namespace) -> int:
     from .data import DataError
     from .fetch import fetch
@@ -337,7 +343,9 @@ def _tolerance(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cvsweep",
-        description="Helpers around `python train.py`: browse, compare and rerun tracked runs.",
+        description=(
+            "Helpers around `python train.py`: browse, compare, rerun and evaluate tracked runs."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -388,6 +396,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest absolute difference --check accepts (default 0: bit-exact)",
     )
     p.set_defaults(func=_cmd_rerun)
+
+    p = sub.add_parser(
+        "evaluate", help="a saved model's test accuracy, from its job folder or its run"
+    )
+    store_args(p)
+    p.add_argument("source", help="job folder (or the model.pth in one), or an MLflow run id")
+    p.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="cpu", help="(default: cpu)"
+    )
+    p.add_argument("--data-root", default=None, help="data folder (default: the run's)")
+    p.add_argument(
+        "--all", action="store_true", help="the whole test set, even if the run used fewer"
+    )
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("data", help="dataset files")
     data_sub = p.add_subparsers(dest="data_command", required=True)

@@ -1,0 +1,114 @@
+"""`cvsweep evaluate` and `load_model`: a saved model.pth is the model its run reported."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from cvsweep.config import ModelConfig
+from cvsweep.data import load_raw
+from cvsweep.model import build_model
+from cvsweep.saved_model import load_model
+
+from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """One tracked quick run: (launch folder, job folder, run id, printed final accuracy)."""
+    tmp = tmp_path_factory.mktemp("evaluate")
+    proc = run_train([*QUICK, f"tracking.uri={db_uri(tmp)}"], tmp, data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = Path(re.search(r"job folder: (\S+)", proc.stdout).group(1))
+    run_id = re.search(r"mlflow run: (\w+)", proc.stdout).group(1)
+    acc = re.search(r"final test accuracy: ([\d.]+)%", proc.stdout).group(1)
+    return tmp, folder, run_id, acc
+
+
+def _evaluate(args: list[str], cwd: Path, data: Path):
+    return run_cvsweep(["evaluate", *args], cwd, cli_env(data), timeout=120)
+
+
+def test_evaluate_measures_the_logged_accuracy_again(trained, data_dir):
+    tmp, folder, run_id, acc = trained
+    for source in (
+        [str(folder)],
+        [str(folder / "model.pth")],
+        [run_id, "--tracking-uri", db_uri(tmp)],
+    ):
+        proc = _evaluate(source, tmp, data_dir)
+        assert proc.returncode == 0, proc.stderr
+        assert (
+            "cnn trained on mnist, optimizer adam, augment none, schedule onecycle" in proc.stdout
+        )
+        assert f"test accuracy {acc}%" in proc.stdout, (acc, proc.stdout)
+        assert "on the first 1000 of the 10000 mnist test images, on cpu" in proc.stdout
+        assert f"the run logged {acc}% on these images: the same" in proc.stdout
+    whole = _evaluate([str(folder), "--all"], tmp, data_dir)
+    assert whole.returncode == 0, whole.stderr
+    assert "on all 10000 mnist test images" in whole.stdout
+    assert "the run logged" not in whole.stdout  # it logged another number: the first 1000
+
+
+def test_load_model_classifies_raw_images_as_the_run_did(trained, data_dir):
+    _, folder, _, acc = trained
+    saved = load_model(folder)
+    assert saved.classes == [str(d) for d in range(10)]
+    test = load_raw(data_dir, "mnist")["test"]
+    images, labels = test.images[:1000], test.labels[:1000]
+    predicted = saved.predict(images)  # uint8 (N, 28, 28), as the files hold them
+    floats = images.float() / 255  # what torchvision's ToTensor gives, without the channel axis
+    before = floats.clone()
+    assert torch.equal(saved.predict(floats), predicted)
+    assert torch.equal(floats, before)  # the caller's images are not normalized in place
+    accuracy = 100 * (predicted == labels).float().mean().item()
+    # fp32 here; the run evaluated in its training precision (bf16 where the CPU has it)
+    assert abs(accuracy - float(acc)) < 1.0, (accuracy, acc)
+    assert saved.predict(images[0]).shape == (1,)
+    with pytest.raises(ValueError, match=r"this model takes \(1, 28, 28\) images"):
+        saved.predict(torch.zeros(2, 3, 28, 28))
+
+
+def test_evaluate_names_what_is_wrong_with_a_source(trained, tmp_path, data_dir):
+    tmp, folder, _, _ = trained
+
+    def error_of(source: str, *extra: str) -> str:
+        proc = _evaluate([source, *extra], tmp_path, data_dir)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stdout == ""
+        return proc.stderr
+
+    stopped = tmp_path / "stopped"
+    shutil.copytree(folder, stopped)
+    (stopped / "model.pth").unlink()  # what a job stopped mid-training leaves: a checkpoint
+    assert "holds no model.pth: its job was stopped before training ended" in error_of(str(stopped))
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(folder, damaged)
+    (damaged / "model.pth").write_bytes(b"not a model")
+    assert f"The model file {damaged / 'model.pth'} cannot be read" in error_of(str(damaged))
+
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    c6 = OmegaConf.merge(
+        OmegaConf.structured(ModelConfig), OmegaConf.load(REPO / "conf" / "model" / "cnn_c6.yaml")
+    )
+    torch.save(build_model(c6).state_dict(), other / "model.pth")
+    said = error_of(str(other))
+    assert f"The weights in {other / 'model.pth'} do not fit the model its config" in said
+    assert "the two files are not from the same run" in said
+
+    no_config = tmp_path / "no_config"
+    shutil.copytree(folder, no_config)
+    shutil.rmtree(no_config / ".hydra")
+    assert "has no config.yaml beside its model" in error_of(str(no_config))
+
+    assert "is neither a job folder" in error_of("outputs/nope")
+    unknown = "0123456789abcdef0123456789abcdef"
+    said = error_of(unknown, "--tracking-uri", db_uri(tmp))
+    assert f"Run {unknown} does not exist in the store" in said
