@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -16,6 +17,11 @@ from cvsweep.model import build_model
 from cvsweep.saved_model import load_model
 
 from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train
+
+try:
+    CUDA = torch.cuda.is_available()
+except Exception:  # a broken driver: no GPU to test with
+    CUDA = False
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +118,44 @@ def test_evaluate_names_what_is_wrong_with_a_source(trained, tmp_path, data_dir)
     unknown = "0123456789abcdef0123456789abcdef"
     said = error_of(unknown, "--tracking-uri", db_uri(tmp))
     assert f"Run {unknown} does not exist in the store" in said
+
+
+def test_evaluate_says_when_it_measures_on_another_device_than_the_run(trained, tmp_path, data_dir):
+    """A model trained on a GPU, scored on this CPU: other kernels, other rounding; the command
+    says so instead of calling a small difference a mismatch."""
+    _, folder, _, acc = trained
+    moved = tmp_path / "from_gpu"
+    shutil.copytree(folder, moved)
+    result = json.loads((moved / "job_result.json").read_text())
+    assert result["device"] == "cpu" and result["num_threads"] >= 1  # what training recorded
+    result["device"] = "cuda"
+    (moved / "job_result.json").write_text(json.dumps(result))
+    proc = _evaluate([str(moved), "--device", "cpu"], tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert f"the run logged {acc}% on these images on cuda, whose kernels round" in proc.stdout
+    assert "--device cuda measures it as the run did" in proc.stdout
+    if not CUDA:
+        missing = _evaluate([str(moved), "--device", "cuda"], tmp_path, data_dir)
+        assert missing.returncode == 2
+        assert "--device cuda: no CUDA device is available on this machine" in missing.stderr
+
+
+def test_a_relative_data_root_is_read_from_where_the_job_was_launched(trained, tmp_path, data_dir):
+    """dataset.root=data (relative) trained from the launch folder; evaluated from elsewhere,
+    the command finds the data where training did, not under its own working folder."""
+    _, folder, _, acc = trained
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    (launch / "data").symlink_to(data_dir, target_is_directory=True)
+    job = tmp_path / "job"
+    shutil.copytree(folder, job)
+    config = job / ".hydra" / "config.yaml"
+    config.write_text(re.sub(r"(?m)^  root: .*$", "  root: data", config.read_text(), count=1))
+    hydra = job / ".hydra" / "hydra.yaml"
+    hydra.write_text(re.sub(r"(?m)^    cwd: .*$", f"    cwd: {launch}", hydra.read_text()))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in cli_env(data_dir).items() if k != "CVSWEEP_DATA"}
+    proc = run_cvsweep(["evaluate", str(job)], elsewhere, env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"the run logged {acc}% on these images: the same" in proc.stdout

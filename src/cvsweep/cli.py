@@ -403,9 +403,16 @@ def build_parser() -> argparse.ArgumentParser:
     store_args(p)
     p.add_argument("source", help="job folder (or the model.pth in one), or an MLflow run id")
     p.add_argument(
-        "--device", choices=["auto", "cpu", "cuda"], default="cpu", help="(default: cpu)"
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="(default: the device type the run trained on where there is one, else cpu)",
     )
-    p.add_argument("--data-root", default=None, help="data folder (default: the run's)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="data folder (default: the run's dataset.root as it resolves here)",
+    )
     p.add_argument(
         "--all", action="store_true", help="the whole test set, even if the run used fewer"
     )

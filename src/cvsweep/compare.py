@@ -220,7 +220,9 @@ def group_runs(runs: list[RunSummary], by: list[str] | None) -> list[tuple[str, 
     ):  # configs the swept keys do not tell apart
         for key, members in groups.items():
             r = members[0]
-            labels[key] = " ".join(f"{k}={v}" for k, v in r.overrides.items() if k != "seed")
+            labels[key] = (
+                " ".join(f"{k}={v}" for k, v in r.overrides.items() if k != "seed") or "defaults"
+            )
     return [(labels[k], members) for k, members in groups.items()]
 
 

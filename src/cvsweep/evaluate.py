@@ -1,37 +1,82 @@
 """`cvsweep evaluate SOURCE`: a saved model's test accuracy, measured again from its files.
 
 It shows that `model.pth` is the model the run reported: the weights are loaded on the
-architecture of the run's logged config and scored on the same test images, with the same
-layout and precision the run evaluated with, and the result is set beside the logged number.
+architecture of the run's logged config and scored on the same test images. On the device type
+the run trained on (the default where this machine has one), with its thread count, layout and
+precision, the number should be the logged one exactly; elsewhere other kernels round
+differently, and the command says so rather than calling a small difference a mismatch.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
+import yaml
+from omegaconf import DictConfig
 
 from .config import ConfigError
 from .data import DATASETS, DataError, load_raw, to_device
 from .engine import evaluate
-from .runtime import configure_threads, device_name, resolve_device, speed_settings
-from .saved_model import SavedModelError, load_model
+from .model import split_conv_bias_grads
+from .runtime import device_name, speed_settings
+from .saved_model import SavedModel, SavedModelError, load_model
 from .store_errors import EXIT_USER_ERROR, StoreError
 from .tracking import TrackingError
+
+
+def _device(requested: str | None, trained_on: str | None) -> torch.device:
+    """--device, else the device type the run trained on where this machine has it, else cpu."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SavedModelError(
+            "--device cuda: no CUDA device is available on this machine; leave --device out "
+            "(the run's device where there is one, else the CPU) or give --device cpu."
+        )
+    if requested in ("cpu", "cuda"):
+        return torch.device(requested)
+    if requested == "auto" or trained_on == "cuda":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device("cpu")
+
+
+def _data_root(saved: SavedModel, given: str | None) -> str:
+    """--data-root, else the run's dataset.root as it resolves now; a relative one is taken
+    from the folder the job was launched in, as training took it."""
+    if given:
+        return given
+    root = Path(str(saved.cfg.dataset.root))
+    hydra_file = Path(saved.source) / ".hydra" / "hydra.yaml"
+    if not root.is_absolute() and hydra_file.is_file():
+        try:
+            hydra_cfg = yaml.safe_load(hydra_file.read_text()) or {}
+            launched = hydra_cfg.get("hydra", {}).get("runtime", {}).get("cwd")
+        except (OSError, yaml.YAMLError, AttributeError):
+            launched = None
+        if launched:
+            return str(Path(launched) / root)
+    return str(root)
+
+
+def _optimizers(cfg: DictConfig) -> str:
+    """The optimizer, or each phase's in order (the last one made the final weights)."""
+    phases = cfg.schedule.get("phases") or []
+    names = [str((p.optimizer or {}).get("name", cfg.optimizer.name)) for p in phases]
+    return " then ".join(names) if names else str(cfg.optimizer.name)
 
 
 def evaluate_main(args: argparse.Namespace) -> int:
     """Exit 0 with the accuracy printed; 2 for a source, store or data the user must fix."""
     try:
-        device = resolve_device(args.device)
-        saved = load_model(args.source, device=device, tracking_uri=args.tracking_uri)
+        saved = load_model(args.source, device="cpu", tracking_uri=args.tracking_uri)
+        device = _device(args.device, saved.trained_on)
         cfg = saved.cfg
-        configure_threads(int(cfg.trainer.num_threads))
-        root = args.data_root or str(cfg.dataset.root)
+        if saved.trained_threads and device.type == "cpu":
+            torch.set_num_threads(saved.trained_threads)  # float sums split as the run's were
         limit = None if args.all else cfg.dataset.test_limit
         data = to_device(
-            load_raw(root, str(cfg.dataset.name)),
+            load_raw(_data_root(saved, args.data_root), str(cfg.dataset.name)),
             float(cfg.dataset.mean),
             float(cfg.dataset.std),
             device,
@@ -42,10 +87,14 @@ def evaluate_main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     speed = speed_settings(cfg.trainer, device)
+    model = saved.model.to(device)
+    saved.device = device
+    if speed.split_bias_grad:
+        split_conv_bias_grads(model)
     if speed.channels_last:
-        saved.model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)
     loss, acc = evaluate(
-        saved.model,
+        model,
         data.test_x,
         data.test_y,
         int(cfg.trainer.eval_batch_size),
@@ -56,14 +105,22 @@ def evaluate_main(args: argparse.Namespace) -> int:
     images = f"all {total}" if n == total else f"the first {n} of the {total}"
     print(
         f"{saved.source}: {cfg.model.name} trained on {cfg.dataset.name}, optimizer "
-        f"{cfg.optimizer.name}, augment {cfg.augment.name}, schedule {cfg.schedule.name}"
+        f"{_optimizers(cfg)}, augment {cfg.augment.name}, schedule {cfg.schedule.name}"
     )
+    measured = 100 * float(acc)
     print(
-        f"test accuracy {100 * float(acc):.2f}%  (loss {float(loss):.4f}) on {images} "
+        f"test accuracy {measured:.2f}%  (loss {float(loss):.4f}) on {images} "
         f"{cfg.dataset.name} test images, on {device_name(device)}"
     )
     if saved.logged_test_acc is not None and limit == cfg.dataset.test_limit:
         logged = 100 * float(saved.logged_test_acc)
-        same = "the same" if abs(logged - 100 * float(acc)) < 0.005 else "not the same"
-        print(f"the run logged {logged:.2f}% on these images: {same}")
+        if saved.trained_on in (None, device.type):
+            same = "the same" if abs(logged - measured) < 0.005 else "not the same"
+            print(f"the run logged {logged:.2f}% on these images: {same}")
+        else:
+            print(
+                f"the run logged {logged:.2f}% on these images on {saved.trained_on}, whose "
+                f"kernels round differently ({measured - logged:+.2f} points here); "
+                f"--device {saved.trained_on} measures it as the run did"
+            )
     return 0

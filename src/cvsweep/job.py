@@ -81,6 +81,10 @@ class JobOutcome:
     tracking_problems: int = 0
     pid: int = field(default_factory=os.getpid)  # the process that ran the job
     host: str = field(default_factory=socket.gethostname)
+    # Where it trained ("cpu", "cuda") and on how many threads: `cvsweep evaluate` scores the
+    # saved model the same way, so that it can say whether it got the logged number.
+    device: str | None = None
+    num_threads: int | None = None
 
     @property
     def exit_code(self) -> int:
@@ -322,6 +326,8 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
         error,
         stopped_by,
         tracking_problems=len(LOST.problems) - lost_before,
+        device=device.type,
+        num_threads=threads,
     )
     outcome.write(out_dir)
     t_end = time.perf_counter()

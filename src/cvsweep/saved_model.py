@@ -16,13 +16,14 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
 from omegaconf import DictConfig
 
 from .identity import RESULT_FILE
-from .model import build_model
+from .model import ModelConfigError, build_model
 from .rerun import RUN_ID, RerunError, typed_config
 
 MODEL_FILE = "model.pth"
@@ -56,6 +57,8 @@ class SavedModel:
     source: str
     device: torch.device
     logged_test_acc: float | None = None  # what its run measured when training ended
+    trained_on: str | None = None  # the device type it trained on ("cpu", "cuda"), if known
+    trained_threads: int | None = None  # torch's thread count there, if known
 
     @property
     def classes(self) -> list[str]:
@@ -81,7 +84,7 @@ class SavedModel:
             x = x.unsqueeze(1)
         if x.dim() != 4 or tuple(x.shape[1:]) != (channels, size, size):
             raise ValueError(
-                f"images of shape {tuple(images.shape)}: this model takes "
+                f"images of shape {tuple(x.shape)}: this model takes "
                 f"({channels}, {size}, {size}) images, as (N, {channels}, {size}, {size})"
                 + (f", (N, {size}, {size}) or ({size}, {size})" if channels == 1 else "")
             )
@@ -112,8 +115,17 @@ def _read_config(path: Path, source: str) -> DictConfig:
         raise SavedModelError(f"The config {path} of {source} cannot be read: {exc}") from None
 
 
+@dataclass
+class _Logged:
+    """What the run recorded about itself, beside its files."""
+
+    test_acc: float | None = None
+    device: str | None = None
+    threads: int | None = None
+
+
 def _rebuild(
-    weights: Path, config: Path, source: str, device: torch.device, logged: float | None
+    weights: Path, config: Path, source: str, device: torch.device, logged: _Logged
 ) -> SavedModel:
     cfg = _read_config(config, source)
     try:
@@ -124,7 +136,12 @@ def _rebuild(
             f"The model file {weights} cannot be read (torch cannot load it: {first}); it may "
             "be damaged or not a state_dict that cvsweep wrote."
         ) from None
-    model = build_model(cfg.model)
+    try:
+        model = build_model(cfg.model)
+    except ModelConfigError as exc:
+        raise SavedModelError(
+            f"The config {config} of {source} describes no model: {exc}"
+        ) from None
     if not isinstance(state, dict):
         raise SavedModelError(f"The model file {weights} holds no state_dict ({type(state)}).")
     try:
@@ -135,7 +152,15 @@ def _rebuild(
             f"The weights in {weights} do not fit the model its config {config} describes "
             f"({detail}): the two files are not from the same run."
         ) from None
-    return SavedModel(model.to(device).eval(), cfg, source, device, logged)
+    return SavedModel(
+        model.to(device).eval(),
+        cfg,
+        source,
+        device,
+        logged.test_acc,
+        logged.device,
+        logged.threads,
+    )
 
 
 def _from_folder(path: Path, device: torch.device) -> SavedModel:
@@ -151,40 +176,58 @@ def _from_folder(path: Path, device: torch.device) -> SavedModel:
             "multirun/<date>/<time>/<job>)"
         )
         raise SavedModelError(f"{folder} holds no {MODEL_FILE}: {why}.")
-    logged = None
+    logged = _Logged()
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        logged = json.loads((folder / RESULT_FILE).read_text()).get("final_test_acc")
+        result = json.loads((folder / RESULT_FILE).read_text())
+        logged = _Logged(
+            result.get("final_test_acc"), result.get("device"), result.get("num_threads")
+        )
     config = folder / ".hydra" / "config.yaml"
     return _rebuild(weights, config, str(folder), device, logged)
 
 
 def _from_run(run_id: str, tracking_uri: str | None, device: torch.device) -> SavedModel:
-    from .store_errors import open_client, quiet_downloads
+    from .store_errors import open_client, quiet_downloads, store_failure
     from .tracking import with_retry
 
     quiet_downloads()
     client, uri = open_client(tracking_uri)
-    try:
-        run = with_retry(lambda: client.get_run(run_id))
-    except Exception as exc:
-        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-            raise SavedModelError(f"Run {run_id} does not exist in the store {uri}.") from None
-        raise
+
+    def ask(call: Any) -> Any:
+        """A store call; what goes wrong there becomes one paragraph naming the store."""
+        try:
+            return with_retry(call)
+        except Exception as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                raise SavedModelError(f"Run {run_id} does not exist in the store {uri}.") from None
+            raise store_failure(uri, exc) from None
+
+    run = ask(lambda: client.get_run(run_id))
     if run.data.tags.get("cvsweep.sweep") == "true":
         raise SavedModelError(
             f"Run {run_id} is the parent run of a sweep, which holds its comparison, not a "
             f"model; `cvsweep compare {run_id}` lists the runs that have one."
         )
-    names = {a.path for a in with_retry(lambda: client.list_artifacts(run_id))}
+    names = {a.path for a in ask(lambda: client.list_artifacts(run_id))}
     if MODEL_FILE not in names:
         raise SavedModelError(
             f"Run {run_id} ({run.info.status}) has no {MODEL_FILE}: a run logs it when its "
             "training ends (a stopped run resumes when its command is run again)."
         )
+    if "config" not in names:
+        raise SavedModelError(
+            f"Run {run_id} has no logged config/ artifacts, so its model cannot be rebuilt."
+        )
+    tags = run.data.tags
+    threads = tags.get("num_threads", "")
+    logged = _Logged(
+        run.data.metrics.get("final_test_acc"),
+        "cpu" if tags.get("device") == "cpu" else ("cuda" if tags.get("device") else None),
+        int(threads) if threads.isdigit() else None,
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(with_retry(lambda: client.download_artifacts(run_id, MODEL_FILE, tmp)))
-        config = Path(with_retry(lambda: client.download_artifacts(run_id, "config", tmp)))
-        logged = run.data.metrics.get("final_test_acc")
+        weights = Path(ask(lambda: client.download_artifacts(run_id, MODEL_FILE, tmp)))
+        config = Path(ask(lambda: client.download_artifacts(run_id, "config", tmp)))
         return _rebuild(weights, config / "config.yaml", f"run {run_id}", device, logged)
 
 
