@@ -204,6 +204,9 @@ def shared_proxy() -> StoreProxy:
     if _shared is None or _shared.closed or _shared.gone or _shared.pid != os.getpid():
         # A tracking process found dead is replaced: its loss was reported to the run that was
         # using it, and what comes next (a sweep's next job, its report) is tracked again.
+        if _shared is not None and _shared.gone and not _shared.used and _shared.pid == os.getpid():
+            # Found dead as it warmed up (killed as it started): nobody was told, nothing lost.
+            _say_replaced(_shared, "anything was written")
         _shared = StoreProxy()
         with contextlib.suppress(TrackingError):  # dead already: the first request says so
             _shared.post("warm")
@@ -215,12 +218,17 @@ def replace_dead(proxy: StoreProxy, writer: str) -> StoreProxy:
     """A new tracking process in place of `proxy`, found dead before `writer` ("this job",
     "the sweep") wrote anything to the store: nothing is lost by asking another, and failing
     for a helper that can simply be started again would be worse."""
+    _say_replaced(proxy, f"{writer} wrote anything")
+    proxy.used = True  # said once: shared_proxy replaces it without saying it again
+    return shared_proxy()
+
+
+def _say_replaced(proxy: StoreProxy, before: str) -> None:
     print(
         f"note: the tracking process (pid {proxy.process.pid}) {proxy.how_it_ended()} before "
-        f"{writer} wrote anything to the store: a new one is started",
+        f"{before} to the store: a new one is started",
         flush=True,
     )
-    return shared_proxy()
 
 
 def start_early(argv: list[str]) -> None:
