@@ -220,9 +220,26 @@ def test_report_numbers_are_the_store_numbers(store: dict[str, object]) -> None:
         assert f"| {len(runs)} |" in row
 
     target = _section(text, "target99")
-    acc = [r.data.metrics["final_test_acc"] for r in _runs(store, "target99")]
+    target_runs = _runs(store, "target99")
+    acc = [r.data.metrics["final_test_acc"] for r in target_runs]
     assert f"**{_mean_std(acc)}**" in target
     assert "| yes |" in target  # model.pth was logged
+    assert "`cvsweep evaluate <run id or job folder>` rebuilds the model" in target
+    run_id = target_runs[0].info.run_id  # what the section says: that model.pth scores as logged
+    check = _run(
+        [
+            sys.executable,
+            "-m",
+            "cvsweep.cli",
+            "evaluate",
+            run_id,
+            "--tracking-uri",
+            str(store["uri"]),
+        ]
+    )
+    assert check.returncode == 0, check.stderr
+    logged = 100 * target_runs[0].data.metrics["final_test_acc"]
+    assert f"the run logged {logged:.2f}% on these images: the same" in check.stdout
 
     shapes = _section(text, "shapes")
     assert "| model=cnn | 16 | 31,898 | 31,898 | yes |" in shapes

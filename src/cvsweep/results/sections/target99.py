@@ -85,6 +85,12 @@ def section_target99(doc: Doc, ctx: Context, preset: Preset, v: Variant, suffix:
             f"({_signed(acc.mean - float(claimed))} points)."
         )
     doc.add("**Discussion.** " + " ".join(text), "")
+    doc.add(
+        "Each run's model.pth can be checked on its own: `cvsweep evaluate <run id or job "
+        "folder>` rebuilds the model from the run's logged config, scores it on the test set "
+        "and says whether that is the accuracy the run logged.",
+        "",
+    )
 
 
 def _has_artifact(client: Any, run_id: str, name: str) -> bool:
