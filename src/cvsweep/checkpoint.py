@@ -58,6 +58,13 @@ def restore_rng_state(state: dict[str, Any], data_generator: torch.Generator) ->
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def cannot_load(exc: BaseException) -> str:
+    """Why torch.load refused a file, in one line: the first of its message (a weights-only
+    refusal goes on for a paragraph of advice that does not apply to a damaged file)."""
+    lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
+    return f"torch cannot load it: {lines[0] if lines else type(exc).__name__}"
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Our own checkpoints hold numpy/python RNG tuples, so they need full unpickling.
 
@@ -70,8 +77,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except OSError:
         raise
     except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ValueError(f"torch cannot load it: {reason}") from None
+        raise ValueError(cannot_load(exc)) from None
     if not isinstance(state, dict) or "step" not in state or "history" not in state:
         raise ValueError("it is not a cvsweep training state (no step and history)")
     return state

@@ -100,11 +100,14 @@ def swept_keys(runs: list[RunSummary]) -> list[str]:
     order: list[str] = []
     for r in runs:
         for k in r.overrides:
-            if k in order or k == "seed" or k.startswith(tuple(f"{n}." for n in NOT_COMPARED)):
-                continue
-            if k not in NOT_COMPARED and len({value_of(o, k) for o in runs}) > 1:
+            if k not in order and _compared(k) and len({value_of(o, k) for o in runs}) > 1:
                 order.append(k)
     return order
+
+
+def _compared(key: str) -> bool:
+    """Not the seed (a repeat) nor a key, or a key under one, of NOT_COMPARED."""
+    return key != "seed" and not any(key == n or key.startswith(f"{n}.") for n in NOT_COMPARED)
 
 
 def value_of(run: RunSummary, key: str) -> str:
@@ -201,29 +204,21 @@ def row_labels(runs: list[RunSummary], keys: list[str]) -> list[str]:
 def group_runs(runs: list[RunSummary], by: list[str] | None) -> list[tuple[str, list[RunSummary]]]:
     """(label, finished runs): per --by values, or per full config but the seed by default."""
     groups: dict[str, list[RunSummary]] = defaultdict(list)
-    labels: dict[str, str] = {}
-    done = [r for r in runs if r.status == "FINISHED" and r.final_test_acc is not None]
+    for r in runs:
+        if r.status == "FINISHED" and r.final_test_acc is not None:
+            groups[_label(r, by) if by else r.group_key].append(r)
+    if by:
+        return list(groups.items())
+    # A config is named by its swept keys; by its overrides where those do not tell it apart.
     keys = [k for k in differing_keys(runs) if k != "seed"]
-    for r in done:
-        key = _label(r, by) if by else r.group_key
-        groups[key].append(r)
-        if by:
-            labels[key] = key
-        else:
-            labels[key] = (
-                _label(r, keys)
-                or " ".join(f"{k}={v}" for k, v in r.overrides.items() if k != "seed")
-                or "defaults"
-            )
-    if not by and len(set(labels.values())) < len(
-        labels
-    ):  # configs the swept keys do not tell apart
-        for key, members in groups.items():
-            r = members[0]
-            labels[key] = (
-                " ".join(f"{k}={v}" for k, v in r.overrides.items() if k != "seed") or "defaults"
-            )
-    return [(labels[k], members) for k, members in groups.items()]
+    labels = {key: _label(members[0], keys) for key, members in groups.items()}
+    if not all(labels.values()) or len(set(labels.values())) < len(labels):
+        labels = {key: _config_text(members[0]) for key, members in groups.items()}
+    return [(labels[key], members) for key, members in groups.items()]
+
+
+def _config_text(run: RunSummary) -> str:
+    return " ".join(f"{k}={v}" for k, v in run.overrides.items() if k != "seed") or "defaults"
 
 
 def _groups_md(runs: list[RunSummary], by: list[str] | None) -> list[str]:

@@ -321,13 +321,17 @@ def validate(cfg: DictConfig) -> None:
     try:
         values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as exc:
-        detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        raise ConfigError(f"Invalid config: {detail}.") from None
+        raise ConfigError(f"Invalid config: {one_paragraph(exc)}.") from None
     for key, value in _floats(values, ""):
         # nan passes no range check's comparison as expected (nan > 0 is False, but so is
         # nan < 1), and inf passes "> 0": both would only show up as a non-finite loss.
         _require(math.isfinite(value), key, value, "must be a finite number")
     _check_values(cfg)
+
+
+def one_paragraph(exc: BaseException) -> str:
+    """OmegaConf's message (full_key, object_type on lines of their own) as one paragraph."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def _floats(node: Any, key: str) -> Iterator[tuple[str, float]]:

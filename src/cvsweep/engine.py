@@ -29,7 +29,7 @@ from .data import DeviceData
 from .identity import config_hash
 from .model import split_conv_bias_grads
 from .optim import Phase, build_optimizer, build_scheduler, current_lr, plan_phases
-from .runtime import speed_settings
+from .runtime import SpeedSettings, speed_settings
 from .signals import HeldSignals
 from .tracker import Tracker
 
@@ -164,6 +164,16 @@ class _Progress:
         self.lr = state.get("lr", self.lr)  # fit sets it for a state saved without it
 
 
+def ready_for(model: nn.Module, speed: SpeedSettings) -> nn.Module:
+    """The model in the layout and module classes its step runs with (in place): training and
+    a later evaluation of its saved weights compute the same way."""
+    if speed.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if speed.split_bias_grad:
+        split_conv_bias_grads(model)
+    return model
+
+
 def evaluate(
     model: nn.Module,
     x: torch.Tensor,
@@ -244,10 +254,7 @@ class Trainer:
         self.generator.manual_seed(int(cfg.seed))
         self.fault_at_step = t.get("fault_at_step")
         self.speed = speed_settings(t, device)
-        if self.speed.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        if self.speed.split_bias_grad:
-            split_conv_bias_grads(self.model)
+        ready_for(self.model, self.speed)
         self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
         self.model_path = self.out_dir / MODEL_NAME
         self.config_hash = config_hash(cfg)

@@ -19,8 +19,7 @@ from omegaconf import DictConfig
 
 from .config import ConfigError
 from .data import DATASETS, DataError, load_raw, to_device
-from .engine import evaluate
-from .model import split_conv_bias_grads
+from .engine import evaluate, ready_for
 from .runtime import device_name, speed_settings
 from .saved_model import SavedModel, SavedModelError, load_model
 from .store_errors import EXIT_USER_ERROR, StoreError
@@ -70,10 +69,10 @@ def evaluate_main(args: argparse.Namespace) -> int:
     """Exit 0 with the accuracy printed; 2 for a source, store or data the user must fix."""
     try:
         saved = load_model(args.source, device="cpu", tracking_uri=args.tracking_uri)
-        device = _device(args.device, saved.trained_on)
+        device = _device(args.device, saved.recorded.device)
         cfg = saved.cfg
-        if saved.trained_threads and device.type == "cpu":
-            torch.set_num_threads(saved.trained_threads)  # float sums split as the run's were
+        if saved.recorded.threads and device.type == "cpu":
+            torch.set_num_threads(saved.recorded.threads)  # float sums split as the run's were
         limit = None if args.all else cfg.dataset.test_limit
         data = to_device(
             load_raw(_data_root(saved, args.data_root), str(cfg.dataset.name)),
@@ -87,12 +86,8 @@ def evaluate_main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     speed = speed_settings(cfg.trainer, device)
-    model = saved.model.to(device)
+    model = ready_for(saved.model.to(device), speed)
     saved.device = device
-    if speed.split_bias_grad:
-        split_conv_bias_grads(model)
-    if speed.channels_last:
-        model.to(memory_format=torch.channels_last)
     loss, acc = evaluate(
         model,
         data.test_x,
@@ -112,15 +107,15 @@ def evaluate_main(args: argparse.Namespace) -> int:
         f"test accuracy {measured:.2f}%  (loss {float(loss):.4f}) on {images} "
         f"{cfg.dataset.name} test images, on {device_name(device)}"
     )
-    if saved.logged_test_acc is not None and limit == cfg.dataset.test_limit:
-        logged = 100 * float(saved.logged_test_acc)
-        if saved.trained_on in (None, device.type):
+    if saved.recorded.test_acc is not None and limit == cfg.dataset.test_limit:
+        logged = 100 * float(saved.recorded.test_acc)
+        if saved.recorded.device in (None, device.type):
             same = "the same" if abs(logged - measured) < 0.005 else "not the same"
             print(f"the run logged {logged:.2f}% on these images: {same}")
         else:
             print(
-                f"the run logged {logged:.2f}% on these images on {saved.trained_on}, whose "
+                f"the run logged {logged:.2f}% on these images on {saved.recorded.device}, whose "
                 f"kernels round differently ({measured - logged:+.2f} points here); "
-                f"--device {saved.trained_on} measures it as the run did"
+                f"--device {saved.recorded.device} measures it as the run did"
             )
     return 0

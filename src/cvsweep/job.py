@@ -26,6 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import data as data_mod
+from .checkpoint import MODEL_NAME
 from .config import ConfigError, unused_with_phases, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import RESULT_FILE, config_hash, run_name
@@ -353,7 +354,7 @@ def _finished_run_files(found: dict[str, Any]) -> str:
     """Where the skipped job's result already is, and how to train it again anyway: run
     twice, `python train.py` would otherwise leave a user without a new model.pth or a why."""
     folder = found["finished"].get("output_dir")
-    model = Path(folder) / "model.pth" if folder else None
+    model = Path(folder) / MODEL_NAME if folder else None
     where = f"; its model: {model}" if model is not None and model.is_file() else ""
     return f" (tracking.skip_finished=false trains it again){where}"
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig
+from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig, one_paragraph
 from .signals import HeldSignals, import_held
 from .store_errors import (
     EXIT_USER_ERROR,
@@ -81,9 +81,9 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     except Exception as exc:
-        # OmegaConf's message spans lines (full_key, object_type): one paragraph, as elsewhere.
-        detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        raise RerunError(f"Overrides {overrides} do not fit the logged config: {detail}.") from None
+        raise RerunError(
+            f"Overrides {overrides} do not fit the logged config: {one_paragraph(exc)}."
+        ) from None
 
 
 def _load_logged(client: Any, run_id: str, into: Path) -> tuple[dict, list[str], dict[str, str]]:
@@ -190,7 +190,8 @@ def same_threads(cfg: DictConfig, original: Any) -> str | None:
     )
 
 
-def _original(client: Any, uri: str, run_id: str) -> Any:
+def logged_run(client: Any, uri: str, run_id: str) -> Any:
+    """The run as the store has it; an unknown id is the user's to fix (RerunError)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -231,7 +232,7 @@ def rerun_main(args: argparse.Namespace) -> int:
         run_id = check_run_id(args.run_id)
         import_held("mlflow")
         client, uri = open_client(args.tracking_uri)
-        original = _original(client, uri, run_id)
+        original = logged_run(client, uri, run_id)
         if original.data.tags.get("cvsweep.sweep") == "true":
             command = original.data.tags.get("command", "")
             raise RerunError(

@@ -22,11 +22,11 @@ import torch
 import yaml
 from omegaconf import DictConfig
 
+from .checkpoint import CHECKPOINT_NAME, MODEL_NAME, cannot_load
 from .identity import RESULT_FILE
 from .model import ModelConfigError, build_model
-from .rerun import RUN_ID, RerunError, typed_config
+from .rerun import RUN_ID, RerunError, logged_run, typed_config
 
-MODEL_FILE = "model.pth"
 CLASSES = {
     "mnist": [str(digit) for digit in range(10)],
     "fashion_mnist": [
@@ -49,6 +49,15 @@ class SavedModelError(ValueError):
 
 
 @dataclass
+class Recorded:
+    """What the run recorded about its training, where known."""
+
+    test_acc: float | None = None  # its final test accuracy (on its test_limit images)
+    device: str | None = None  # the device type it trained on: "cpu" or "cuda"
+    threads: int | None = None  # torch's thread count there
+
+
+@dataclass
 class SavedModel:
     """The rebuilt network (in eval mode) with the config it was trained under."""
 
@@ -56,9 +65,7 @@ class SavedModel:
     cfg: DictConfig
     source: str
     device: torch.device
-    logged_test_acc: float | None = None  # what its run measured when training ended
-    trained_on: str | None = None  # the device type it trained on ("cpu", "cuda"), if known
-    trained_threads: int | None = None  # torch's thread count there, if known
+    recorded: Recorded
 
     @property
     def classes(self) -> list[str]:
@@ -115,26 +122,16 @@ def _read_config(path: Path, source: str) -> DictConfig:
         raise SavedModelError(f"The config {path} of {source} cannot be read: {exc}") from None
 
 
-@dataclass
-class _Logged:
-    """What the run recorded about itself, beside its files."""
-
-    test_acc: float | None = None
-    device: str | None = None
-    threads: int | None = None
-
-
 def _rebuild(
-    weights: Path, config: Path, source: str, device: torch.device, logged: _Logged
+    weights: Path, config: Path, source: str, device: torch.device, recorded: Recorded
 ) -> SavedModel:
     cfg = _read_config(config, source)
     try:
         state = torch.load(weights, map_location=device, weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SavedModelError(
-            f"The model file {weights} cannot be read (torch cannot load it: {first}); it may "
-            "be damaged or not a state_dict that cvsweep wrote."
+            f"The model file {weights} cannot be read ({cannot_load(exc)}); it may be damaged "
+            "or not a state_dict that cvsweep wrote."
         ) from None
     try:
         model = build_model(cfg.model)
@@ -152,22 +149,14 @@ def _rebuild(
             f"The weights in {weights} do not fit the model its config {config} describes "
             f"({detail}): the two files are not from the same run."
         ) from None
-    return SavedModel(
-        model.to(device).eval(),
-        cfg,
-        source,
-        device,
-        logged.test_acc,
-        logged.device,
-        logged.threads,
-    )
+    return SavedModel(model.to(device).eval(), cfg, source, device, recorded)
 
 
 def _from_folder(path: Path, device: torch.device) -> SavedModel:
     folder = path.parent if path.is_file() else path
-    weights = path if path.is_file() else folder / MODEL_FILE
+    weights = path if path.is_file() else folder / MODEL_NAME
     if not weights.is_file():
-        stopped = (folder / "checkpoint.pt").is_file()
+        stopped = (folder / CHECKPOINT_NAME).is_file()
         why = (
             "its job was stopped before training ended: running the same command again "
             "resumes it and writes the model"
@@ -175,15 +164,15 @@ def _from_folder(path: Path, device: torch.device) -> SavedModel:
             else "it does not look like a job folder (outputs/<date>/<time> or "
             "multirun/<date>/<time>/<job>)"
         )
-        raise SavedModelError(f"{folder} holds no {MODEL_FILE}: {why}.")
-    logged = _Logged()
+        raise SavedModelError(f"{folder} holds no {MODEL_NAME}: {why}.")
+    recorded = Recorded()
     with contextlib.suppress(OSError, ValueError, AttributeError):
         result = json.loads((folder / RESULT_FILE).read_text())
-        logged = _Logged(
+        recorded = Recorded(
             result.get("final_test_acc"), result.get("device"), result.get("num_threads")
         )
     config = folder / ".hydra" / "config.yaml"
-    return _rebuild(weights, config, str(folder), device, logged)
+    return _rebuild(weights, config, str(folder), device, recorded)
 
 
 def _from_run(run_id: str, tracking_uri: str | None, device: torch.device) -> SavedModel:
@@ -198,20 +187,21 @@ def _from_run(run_id: str, tracking_uri: str | None, device: torch.device) -> Sa
         try:
             return with_retry(call)
         except Exception as exc:
-            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-                raise SavedModelError(f"Run {run_id} does not exist in the store {uri}.") from None
             raise store_failure(uri, exc) from None
 
-    run = ask(lambda: client.get_run(run_id))
+    try:
+        run = logged_run(client, uri, run_id)
+    except RerunError as exc:  # an unknown id
+        raise SavedModelError(str(exc)) from None
     if run.data.tags.get("cvsweep.sweep") == "true":
         raise SavedModelError(
             f"Run {run_id} is the parent run of a sweep, which holds its comparison, not a "
             f"model; `cvsweep compare {run_id}` lists the runs that have one."
         )
     names = {a.path for a in ask(lambda: client.list_artifacts(run_id))}
-    if MODEL_FILE not in names:
+    if MODEL_NAME not in names:
         raise SavedModelError(
-            f"Run {run_id} ({run.info.status}) has no {MODEL_FILE}: a run logs it when its "
+            f"Run {run_id} ({run.info.status}) has no {MODEL_NAME}: a run logs it when its "
             "training ends (a stopped run resumes when its command is run again)."
         )
     if "config" not in names:
@@ -220,15 +210,15 @@ def _from_run(run_id: str, tracking_uri: str | None, device: torch.device) -> Sa
         )
     tags = run.data.tags
     threads = tags.get("num_threads", "")
-    logged = _Logged(
+    recorded = Recorded(
         run.data.metrics.get("final_test_acc"),
         "cpu" if tags.get("device") == "cpu" else ("cuda" if tags.get("device") else None),
         int(threads) if threads.isdigit() else None,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(ask(lambda: client.download_artifacts(run_id, MODEL_FILE, tmp)))
+        weights = Path(ask(lambda: client.download_artifacts(run_id, MODEL_NAME, tmp)))
         config = Path(ask(lambda: client.download_artifacts(run_id, "config", tmp)))
-        return _rebuild(weights, config / "config.yaml", f"run {run_id}", device, logged)
+        return _rebuild(weights, config / "config.yaml", f"run {run_id}", device, recorded)
 
 
 def load_model(

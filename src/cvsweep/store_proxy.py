@@ -219,7 +219,6 @@ def replace_dead(proxy: StoreProxy, writer: str) -> StoreProxy:
     "the sweep") wrote anything to the store: nothing is lost by asking another, and failing
     for a helper that can simply be started again would be worse."""
     _say_replaced(proxy, f"{writer} wrote anything")
-    proxy.used = True  # said once: shared_proxy replaces it without saying it again
     return shared_proxy()
 
 
