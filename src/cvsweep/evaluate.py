@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from .config import ConfigError
 from .data import DATASETS, DataError, load_raw, to_device
 from .engine import evaluate, ready_for
-from .runtime import device_name, speed_settings
+from .runtime import device_name, keep_freed_memory, speed_settings
 from .saved_model import SavedModel, SavedModelError, load_model
 from .store_errors import EXIT_USER_ERROR, StoreError
 from .tracking import TrackingError
@@ -73,6 +73,7 @@ def evaluate_main(args: argparse.Namespace) -> int:
         cfg = saved.cfg
         if saved.recorded.threads and device.type == "cpu":
             torch.set_num_threads(saved.recorded.threads)  # float sums split as the run's were
+        keep_freed_memory()
         limit = None if args.all else cfg.dataset.test_limit
         data = to_device(
             load_raw(_data_root(saved, args.data_root), str(cfg.dataset.name)),

@@ -38,6 +38,7 @@ from .runtime import (
     configure_cudnn,
     configure_threads,
     device_name,
+    keep_freed_memory,
     resolve_device,
     seed_everything,
     set_deterministic,
@@ -201,6 +202,7 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
     set_deterministic(bool(cfg.trainer.deterministic))
     configure_cudnn(cfg.trainer, device)
     threads = configure_threads(int(cfg.trainer.num_threads))
+    keep_freed_memory()
     chash = config_hash(cfg)
     # The store is asked now and answers while the data loads (see store_proxy); only a
     # download waits for it first, so a broken store is reported before minutes of fetching.
