@@ -62,8 +62,8 @@ def keep_freed_memory() -> bool:
 
     A CPU step allocates its activations afresh (0.1-10 MB each) and frees them at its end.
     glibc hands such blocks back to the OS (as separate mappings, or by trimming the heap
-    top), so the next step gets new pages and faults on each one on first touch: 1,400-4,000
-    page faults per step at batch 64-256, 35-40 % of the step on the 2-core VM. Results are
+    top), so the next step gets new pages and faults on each one on first touch: up to 4,000
+    page faults per step at batch 64-256, up to 40 % of the step on the 2-core VM. Results are
     bit-identical; only where the memory comes from changes. Once per process, on glibc only;
     left alone when the user has set glibc's own malloc variables. Returns whether it is set.
     """
