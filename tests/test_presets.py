@@ -65,9 +65,9 @@ def _run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess[str
     )
 
 
-def _report(uri: str, out: Path) -> subprocess.CompletedProcess[str]:
-    """`cvsweep report --tracking-uri URI --out OUT`."""
-    cmd = ["report", "--tracking-uri", uri, "--out", str(out)]
+def _report(uri: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`cvsweep report --tracking-uri URI --out OUT [EXTRA...]`."""
+    cmd = ["report", "--tracking-uri", uri, "--out", str(out), *extra]
     return _run([sys.executable, "-m", "cvsweep.cli", *cmd])
 
 
@@ -298,3 +298,26 @@ def test_report_on_an_empty_store_says_not_run_yet(tmp_path: Path) -> None:
         proc = _report(uri, bad)
         assert proc.returncode == 2 and why in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_report_keeps_a_document_with_results_its_store_lacks(tmp_path: Path) -> None:
+    """`cvsweep report` after a few quick runs must not wipe the measured results."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    shapes = _run(
+        [sys.executable, "train.py", "experiment=shapes", f"tracking.uri={uri}"]
+        + [f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    )
+    assert shapes.returncode == 0, shapes.stderr[-3000:]
+    out = tmp_path / "results.md"
+    measured = (ROOT / "docs" / "results.md").read_text()
+    out.write_text(measured)
+    proc = _report(uri, out)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "has results of the preset(s) augmentation, augmentation_long," in proc.stderr
+    assert "it is left as it was" in proc.stderr and "--force" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert out.read_text() == measured
+    forced = _report(uri, out, "--force")
+    assert forced.returncode == 0, forced.stderr
+    text = out.read_text()
+    assert "| `shapes` | 2 |" in text and "| `optimizers` | not run yet |" in text

@@ -428,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write docs/results.md from the presets' runs")
     store_args(p)
     p.add_argument("--out", default="docs/results.md")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out even where it has results of presets this store has no runs of",
+    )
     p.set_defaults(func=_cmd_report)
     return parser
 

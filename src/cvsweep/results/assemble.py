@@ -6,6 +6,7 @@ time and never patched.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -186,14 +187,38 @@ def _show_uri(uri: str) -> str:
         return uri
 
 
-def write_results(client: Any, uri: str, out: Path, conf: Path) -> Doc:
-    """Build the report and write out + <out dir>/img/*.png; returns the document."""
+_SUMMARY_ROW = re.compile(r"^\| `(\w+)` \| (\d+) \|", re.MULTILINE)
+
+
+def presets_in(document: Path) -> set[str]:
+    """The presets an earlier report has results for: its summary rows with a run count."""
+    try:
+        text = document.read_text(errors="replace")
+    except OSError:
+        return set()
+    return {name for name, _ in _SUMMARY_ROW.findall(text)}
+
+
+def write_results(client: Any, uri: str, out: Path, conf: Path, *, force: bool = False) -> Doc:
+    """Build the report and write out + <out dir>/img/*.png; returns the document.
+
+    A document is not replaced by one that has fewer presets' results (e.g. `cvsweep report`
+    run against a store of a few quick runs) unless `force`: those results would be lost.
+    """
     presets = load_presets(conf)
     variants: dict[str, list[Variant]] = {}
     unfinished: dict[str, int] = {}
     for name, preset in presets.items():
         variants[name], unfinished[name] = preset_runs(client, preset)
-    if not any(variants.values()) and out.exists():
+    lost = sorted(presets_in(out) - {name for name, found in variants.items() if found})
+    if lost and any(variants.values()) and not force:
+        raise ReportError(
+            f"{out} has results of the preset(s) {', '.join(lost)}, which the store "
+            f"{_show_uri(uri)} has no finished run of, so this report would replace them with "
+            "'not run yet': it is left as it was. Pass --tracking-uri for the store the document "
+            "came from (its first lines name it), --out a new file, or --force to replace it."
+        )
+    if not any(variants.values()) and out.exists() and not force:
         raise ReportError(
             f"The store {_show_uri(uri)} holds no finished run of any experiment preset "
             f"({', '.join(PRESETS)}), so the report would replace {out} with one that says "
@@ -220,7 +245,7 @@ def report_main(args: argparse.Namespace) -> int:
         return EXIT_USER_ERROR
 
     def work(client: Any, uri: str) -> int:
-        doc = write_results(client, uri, out, conf_dir())
+        doc = write_results(client, uri, out, conf_dir(), force=args.force)
         print(f"wrote {out} and {len(doc.figures)} figure(s) under {out.parent / 'img'}")
         return 0
 
