@@ -267,11 +267,11 @@ def test_compare_leaves_out_runs_that_trained_nothing_and_counts_a_run_once(tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "note: 1 run(s) with trainer.shapes_only=true trained nothing" in proc.stderr
     report = (out / "comparison.md").read_text()
-    assert "1 runs" in report and "shapes_only" not in report
+    assert "1 run;" in report and "shapes_only" not in report
     run_id = re.search(r"mlflow run: ([0-9a-f]{32})", trained.stdout).group(1)
     twice = _compare(tmp_path, data_dir, f"{run_id},{run_id}", "--out", str(tmp_path / "twice"))
     assert twice.returncode == 0, twice.stderr[-2000:]
-    assert "Comparison of 1 runs" in (tmp_path / "twice" / "comparison.md").read_text()
+    assert "Comparison of 1 run\n" in (tmp_path / "twice" / "comparison.md").read_text()
 
 
 @pytest.mark.slow
@@ -284,3 +284,47 @@ def test_evaluate_of_a_sweep_parent_points_to_its_runs(relaunched, data_dir):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"Run {parent} is the parent run of a sweep" in proc.stderr
     assert f"`cvsweep compare {parent}` lists the runs that have one" in proc.stderr
+
+
+def test_values_a_preset_set_are_compared_too():
+    """A preset sets the dataset and schedule through its defaults, not as overrides: runs of two
+    datasets must not be labelled, grouped or pooled as if they were alike."""
+    from cvsweep.compare import RunSummary, pooled_keys, row_labels, swept_keys
+
+    def run(rid: str, overrides: dict[str, str], **params: str) -> RunSummary:
+        logged = {"seed": "0", "trainer.epochs": "1", "optimizer": "adam", **params}
+        return RunSummary(rid, rid, "FINISHED", overrides, logged, rid, 0.9, 0.9, 0.1, 1.0)
+
+    mnist = {"dataset": "mnist", "dataset.name": "mnist", "schedule": "onecycle"}
+    fashion = {"dataset": "fashion_mnist", "dataset.name": "fashion_mnist", "schedule": "constant"}
+    runs = [
+        run("a", {"augment": "none"}, augment="none", **mnist),
+        run("b", {"experiment": "augmentation", "augment": "none"}, augment="none", **fashion),
+        run(
+            "c",
+            {"experiment": "augmentation", "augment": "rot_flip"},
+            augment="rot_flip",
+            **fashion,
+        ),
+    ]
+    runs[2].params["trainer.epochs"] = "3"  # a value set outside any group
+    assert swept_keys(runs) == ["augment", "experiment", "dataset", "schedule", "trainer.epochs"]
+    assert pooled_keys(runs, ["augment"]) == ["experiment", "dataset", "schedule", "trainer.epochs"]
+    assert row_labels(runs, ["experiment", "dataset"])[0] == "experiment=none dataset=mnist"
+
+
+def test_compare_of_an_experiment_tells_apart_runs_of_two_datasets(tmp_path, data_dir):
+    store = f"tracking.uri={db_uri(tmp_path)}"
+    plain = run_train([*QUICK, store], tmp_path / "mnist", data_dir)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    preset = [*QUICK, "experiment=augmentation", "seed=0", "augment=none", store]
+    fashion = run_train(preset, tmp_path / "fashion", data_dir)
+    assert fashion.returncode == 0, fashion.stderr[-2000:]
+    out = tmp_path / "cmp"
+    proc = _compare(tmp_path, data_dir, "cvsweep", "--by", "augment", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = (out / "comparison.md").read_text()
+    assert "dataset=fashion_mnist" in report and "dataset=mnist" in report
+    assert "experiment=none" in report and "experiment=?" not in report
+    pooled = re.search(r"## Groups by augment \(mean ± std, pooled over ([^)]*)\)", report)
+    assert pooled and "dataset" in pooled.group(1).split(", "), report

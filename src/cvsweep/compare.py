@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .identity import NON_RESULT_KEYS, run_name
+from .identity import GROUPS, NON_RESULT_KEYS, run_name
 from .tracking import with_retry
 
 THRESHOLDS = (0.90, 0.95, 0.98)
@@ -94,25 +94,44 @@ def as_cell(summary: RunSummary, cell: list[str] | None) -> RunSummary:
 def swept_keys(runs: list[RunSummary]) -> list[str]:
     """Keys whose value differs between runs (seed is a repeat, not a compared key).
 
-    A key one run overrode and another left at its default differs too: the default's value
-    is read from the run's logged params (`value_of`), e.g. optimizer=sgd against adam.
+    First the keys the runs overrode, in their order. A key one run overrode and another left
+    at its default differs too: the default's value is read from the run's logged params
+    (`value_of`), e.g. optimizer=sgd against adam. Then what a preset (`experiment=...`) or a
+    default set differently: the group choices (dataset=fashion_mnist against mnist), then any
+    other logged value outside a group whose choice already differs, so runs of different
+    datasets or schedules are never pooled or labelled as if they were alike.
     """
     order: list[str] = []
+
+    def consider(key: str) -> None:
+        if key not in order and _compared(key) and len({value_of(r, key) for r in runs}) > 1:
+            order.append(key)
+
     for r in runs:
         for k in r.overrides:
-            if k not in order and _compared(k) and len({value_of(o, k) for o in runs}) > 1:
-                order.append(k)
+            consider(k)
+    for group in GROUPS:
+        consider(group)
+    chosen = [g for g in GROUPS if g in order]
+    for k in sorted({k for r in runs for k in r.params}):
+        if k not in GROUPS and k.split(".")[0] not in chosen:
+            consider(k)
     return order
 
 
 def _compared(key: str) -> bool:
-    """Not the seed (a repeat) nor a key, or a key under one, of NOT_COMPARED."""
-    return key != "seed" and not any(key == n or key.startswith(f"{n}.") for n in NOT_COMPARED)
+    """Not the seed (a repeat) nor a key, or a key under one, of NOT_COMPARED, nor a preset's
+    own notes (`experiment.title`, ...): its name says which preset it is."""
+    if key == "seed" or key.startswith("experiment."):
+        return False
+    return not any(key == n or key.startswith(f"{n}.") for n in NOT_COMPARED)
 
 
 def value_of(run: RunSummary, key: str) -> str:
     if key in run.overrides:
         return run.overrides[key]
+    if key == "experiment":  # the one optional group: a run without a preset has no such param
+        return run.params.get(key, "none")
     return run.params.get(key, "?")
 
 
@@ -148,6 +167,10 @@ def pooled_keys(runs: list[RunSummary], by: list[str]) -> list[str]:
 
 def _pooled_text(pooled: list[str]) -> str:
     return f"pooled over {', '.join(pooled)}" if pooled else "no other key varies"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _fmt_acc(x: float | None) -> str:
@@ -278,7 +301,7 @@ def write_report(
         writer.writerow(header)
         writer.writerows(rows)
 
-    md = [f"# {title}", "", f"{len(runs)} runs; accuracies in %."]
+    md = [f"# {title}", "", f"{_count(len(runs), 'run')}; accuracies in %."]
     common = common_overrides(runs)
     if common and len(runs) > 1:
         md.append(f"Set alike in every run: `{' '.join(common)}`.")

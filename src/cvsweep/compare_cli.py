@@ -90,7 +90,9 @@ def runs_by_id(client: Any, ids: list[str]) -> tuple[list[Any], str]:
             found.setdefault(member.info.run_id, member)
         if len(ids) == 1 and members:
             title = run.info.run_name or run_id
-    return list(found.values()), title or f"Comparison of {len(found)} runs"
+    return list(
+        found.values()
+    ), title or f"Comparison of {len(found)} run{'' if len(found) == 1 else 's'}"
 
 
 def find_runs(client: Any, target: str) -> tuple[list[Any], str]:

@@ -12,6 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+# The config groups a run chooses from; each choice is logged as a param of the group's name.
+GROUPS = ("dataset", "model", "optimizer", "augment", "schedule")
+
 # Keys that do not change what a run computes.
 NON_RESULT_KEYS = (
     "tracking",

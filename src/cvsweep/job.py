@@ -29,7 +29,7 @@ from . import data as data_mod
 from .checkpoint import MODEL_NAME
 from .config import ConfigError, unused_with_phases, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
-from .identity import RESULT_FILE, config_hash, run_name
+from .identity import GROUPS, RESULT_FILE, config_hash, run_name
 from .job_store import JobStore, claim_run, downloaded_state, local_state
 from .model import build_model
 from .optim import onecycle_pct, plan_phases
@@ -52,8 +52,6 @@ from .tracking import (
     flatten,
     owner_tags,
 )
-
-GROUPS = ("dataset", "model", "optimizer", "augment", "schedule")
 
 
 @dataclass
