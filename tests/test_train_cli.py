@@ -54,7 +54,25 @@ def test_single_run_prints_report_logs_and_saves_model(tmp_path, data_dir):
     model.load_state_dict(state)
     assert sum(p.numel() for p in model.parameters()) == 31898
     assert (tmp_path / "run" / "shape_report.md").read_text().count("31,898") == 1
-    assert (tmp_path / "run" / "train.log").is_file()  # Hydra's log, named after the command
+    # Hydra's log, named after the command, holds what the run printed
+    assert (tmp_path / "run" / "train.log").read_text() == out
+
+
+def test_train_log_holds_each_jobs_lines_and_a_rejected_configs_error(tmp_path, data_dir):
+    bad = run_train(["optimizer.lr=-1", "tracking.enabled=false"], tmp_path / "bad", data_dir)
+    assert bad.returncode == 2
+    error = "error: Invalid config value optimizer.lr=-1.0: the learning rate must be > 0."
+    assert error in bad.stderr
+    assert (tmp_path / "bad" / "run" / "train.log").read_text() == error + "\n"
+    sweep = run_train(
+        ["-m", *QUICK, "optimizer=sgd,adam", "tracking.enabled=false"], tmp_path / "s", data_dir
+    )
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    for num, name in enumerate(("sgd", "adam")):
+        folder = tmp_path / "s" / "multirun" / str(num)
+        log = (folder / "train.log").read_text()
+        assert f"optimizer {name}" in log and f"job folder: {folder}" in log
+        assert "final test accuracy" in log and log.count("Shape report") == 1
 
 
 def test_cnn_c6_prints_its_total(tmp_path, data_dir):

@@ -67,6 +67,7 @@ def train_task(cfg: DictConfig) -> float | None:
     else:
         store_proxy.discard_unused()
     from .job import ERRORS_FOR_USER, JobOutcome, print_user_error, run_job
+    from .joblog import console_in_job_log
 
     ctrl_c_now_stops()
     ctx = _context_from_hydra()
@@ -76,14 +77,16 @@ def train_task(cfg: DictConfig) -> float | None:
         if stop_requested(ctx.output_dir):
             JobOutcome("KILLED", None, error=NOT_STARTED).write(ctx.output_dir)
             return None
-    try:
-        outcome = run_job(cfg, ctx)
-    except ERRORS_FOR_USER as exc:
-        print_user_error(exc)
-        if ctx.multirun:
-            JobOutcome("FAILED", None, error=str(exc)).write(ctx.output_dir)
-            return None
-        raise SystemExit(2) from None
+    with console_in_job_log(Path(ctx.output_dir)) as log_line:
+        try:
+            outcome = run_job(cfg, ctx)
+        except ERRORS_FOR_USER as exc:
+            print_user_error(exc)
+            log_line(f"error: {exc}")
+            if ctx.multirun:
+                JobOutcome("FAILED", None, error=str(exc)).write(ctx.output_dir)
+                return None
+            raise SystemExit(2) from None
     if outcome.status == "KILLED":
         from .sweep import jobs_run_here
 
