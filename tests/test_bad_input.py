@@ -53,11 +53,26 @@ def test_out_of_range_values_name_the_key(tmp_path, data_dir, override, key):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("optimizer=nesterov", "Could not find 'optimizer/nesterov'"),
-        ("trainer.epochs=many", "trainer.epochs"),
-        ("trainer.unknown_key=1", "unknown_key"),
-        ("optimizer.lr=abc", "optimizer.lr"),
-        ("optimizer=sgd_schema", "Could not find 'optimizer/sgd_schema'"),
+        (
+            "optimizer=nesterov",
+            "Unknown option optimizer=nesterov: the options are adam, adamw, rmsprop, sgd.",
+        ),
+        (
+            "trainer.epochs=many",
+            "Invalid config value trainer.epochs=many: Value 'many' of type 'str' could not be "
+            "converted to Integer.",
+        ),
+        ("trainer.unknown_key=1", "Unknown config key trainer.unknown_key: trainer has no"),
+        (
+            "optimizer.lr=abc",
+            "Invalid config value optimizer.lr=abc: Value 'abc' of type 'str' could not be "
+            "converted to Float.",
+        ),
+        ("optimizer=sgd_schema", "Unknown option optimizer=sgd_schema: the options are adam,"),
+        (
+            "optimizer.lr=[1",
+            "Cannot read the override 'optimizer.lr=[1': no viable alternative at input '[1'",
+        ),
         ("optimizer=adam", None),  # control: a valid option passes composition
     ],
 )
@@ -68,7 +83,58 @@ def test_hydra_rejects_unknown_options_types_and_keys(tmp_path, data_dir, overri
         assert proc.returncode == 0, proc.stderr[-2000:]
     else:
         assert proc.returncode == 2, proc.stderr[-2000:]  # the user's to fix, like any config
+        # One paragraph: no config search path, no OmegaConf key block, no traceback
+        assert proc.stderr.startswith("error: "), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert message in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["optimizer.lrr=0.1"],
+            "error: Unknown config key optimizer.lrr: the adam optimizer has no setting 'lrr'; "
+            "valid keys for adam: name, lr, weight_decay, betas, eps. Did you mean optimizer.lr?",
+            id="misspelled",
+        ),
+        pytest.param(
+            ["trainr.epochs=2"],
+            "error: Unknown config key trainr.epochs: the top level has no setting 'trainr'; "
+            "valid keys there: dataset,",
+            id="misspelled-group",
+        ),
+        pytest.param(
+            ["optimizer=adamm"],
+            "error: Unknown option optimizer=adamm: the options are adam, adamw, rmsprop, sgd. "
+            "Did you mean optimizer=adam?",
+            id="option",
+        ),
+        pytest.param(
+            ["-m", "optimizer.lr=0.1,abc"],
+            "error: job #1 (optimizer.lr=abc ...): Invalid config value optimizer.lr=abc: Value "
+            "'abc' of type 'str' could not be converted to Float.",
+            id="sweep-value",
+        ),
+        pytest.param(
+            ["-m", "optimizer.lrr=0.1,0.2"],
+            "error: job #0 (optimizer.lrr=0.1 ...): Unknown config key optimizer.lrr: the adam "
+            "optimizer has no setting 'lrr';",
+            id="sweep-key",
+        ),
+    ],
+)
+def test_a_misspelled_key_or_option_is_named_with_what_was_meant(tmp_path, data_dir, args, message):
+    """Hydra's hint for a misspelled key was to add it with `+`, which cvsweep then rejects."""
+    proc = run_train(
+        [*args, "trainer.shapes_only=true", "tracking.enabled=false"], tmp_path, data_dir
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    first, rest = message.split(" ...)", 1) if " ...)" in message else (message, "")
+    assert first in proc.stderr and rest in proc.stderr, proc.stderr
+    assert "To append to your config use +" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "multirun").exists() or not any((tmp_path / "multirun").rglob("*.pth"))
 
 
 @pytest.mark.parametrize(
@@ -146,8 +212,8 @@ def test_unknown_optimizer_key_names_the_settings_not_an_empty_dict():
 def test_schemas_are_not_offered_as_optimizer_options(tmp_path, data_dir):
     proc = run_train(["optimizer=foo", "tracking.enabled=false"], tmp_path, data_dir)
     assert proc.returncode == 2
-    listed = proc.stderr.split("Available options in 'optimizer':")[1].split("Config search")[0]
-    assert listed.split() == ["adam", "adamw", "rmsprop", "sgd"]
+    listed = proc.stderr.split("the options are ")[1].split(".")[0]
+    assert listed.split(", ") == ["adam", "adamw", "rmsprop", "sgd"]
     assert "_schema" not in proc.stderr
 
 

@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,6 +173,8 @@ def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
 
     start_early(sys.argv[1:])
     import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from .config import register_schemas
 
@@ -179,10 +182,22 @@ def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
     main = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(
         train_task
     )
+    from . import hydra_errors
     from .sweep import config_composed, stop_sweep
 
+    hydra_errors.raise_instead_of_printing()
     try:
-        main()
+        try:
+            main()
+        except Exception as exc:
+            if config_composed() or not hydra_errors.raised_for_cvsweep():
+                raise
+            # Hydra rejected the command line: said in one paragraph, the user's to fix.
+            if isinstance(exc, HydraException | OmegaConfBaseException):
+                print(f"error: {hydra_errors.explain(exc)}", file=sys.stderr, flush=True)
+            else:
+                traceback.print_exc()
+            raise SystemExit(2) from None
     except SystemExit as exc:
         _on_the_way_out()
         if exc.code == 1 and not config_composed():

@@ -26,6 +26,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from . import hydra_errors
 from .config import ConfigError, validate
 from .identity import RESULT_FILE, raw_overrides, run_name
 from .store_proxy import (
@@ -137,7 +138,8 @@ def validate_jobs(config: DictConfig) -> int:
                 del job["hydra"]  # as Hydra's run_job does: the task sees the rest
             validate(job)
         except (ConfigError, HydraException, OmegaConfBaseException) as exc:
-            print(f"error: job #{i} ({' '.join(overrides)}): {exc}", file=sys.stderr, flush=True)
+            why = str(exc) if isinstance(exc, ConfigError) else hydra_errors.explain(exc)
+            print(f"error: job #{i} ({' '.join(overrides)}): {why}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
     _CHECKED.config, _CHECKED.jobs = config, {tuple(job) for job in jobs}
     return len(jobs)
@@ -266,11 +268,13 @@ class MlflowSweepCallback(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         global COMPOSED
         COMPOSED = True
+        hydra_errors.composed()
         check_output_dir(Path(str(config.hydra.run.dir)).resolve(), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _ACTIVE, COMPOSED
         COMPOSED = True
+        hydra_errors.composed()
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         _split_threads(config)
         self.n_jobs = validate_jobs(config)
