@@ -155,6 +155,7 @@ def test_phased_schedule_names_its_phases_and_the_overrides_it_does_not_use(tmp_
         "note: schedule sgd_then_adam trains in phases that set their own epochs and optimizer: "
         "trainer.epochs=5 optimizer.lr=0.1 not used" in out
     )
+    assert ", optimizer sgd then adam, augment none, schedule sgd_then_adam," in out
     assert "phase 1/2: epoch 1 of 3, sgd lr=0.0001 weight_decay=0.0 momentum=0.9" in out
     assert "phase 2/2: epochs 2-3 of 3, adam lr=0.0001 weight_decay=0.001" in out
     assert out.index("phase 2/2") < out.index("epoch   2/3")

@@ -32,7 +32,7 @@ from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import GROUPS, RESULT_FILE, config_hash, run_name
 from .job_store import JobStore, claim_run, downloaded_state, local_state
 from .model import build_model
-from .optim import onecycle_pct, plan_phases
+from .optim import onecycle_pct, optimizers_text, plan_phases
 from .report import shape_report
 from .runtime import (
     configure_cudnn,
@@ -481,7 +481,7 @@ def _train(
     _console(
         f"training {cfg.model.name} on {cfg.dataset.name} ({len(data.train_y)} train / "
         f"{len(data.test_y)} test images) on {device_name(device)}, "
-        f"optimizer {cfg.optimizer.name}, augment {cfg.augment.name}, "
+        f"optimizer {optimizers_text(plan_phases(cfg))}, augment {cfg.augment.name}, "
         f"schedule {cfg.schedule.name}, seed {cfg.seed}"
     )
     for note in size_notes(cfg, len(data.train_y), len(data.test_y)):

@@ -29,6 +29,14 @@ def plan_phases(cfg: DictConfig) -> list[Phase]:
     ]
 
 
+def optimizers_text(phases: list[Phase]) -> str:
+    """The optimizer a run trains with, or each phase's in order: `sgd then adam`."""
+    names = [str(p.optimizer.name) for p in phases]
+    if len(set(names)) == 1:  # one optimizer throughout, however many phases
+        return names[0]
+    return " then ".join(names)
+
+
 def build_optimizer(
     params: Any, opt: DictConfig, *, graph_safe: bool = False, fused: bool = False
 ) -> torch.optim.Optimizer:
