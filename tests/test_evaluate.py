@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import pickle
+import random
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import torch
@@ -16,7 +20,7 @@ from cvsweep.data import load_raw
 from cvsweep.model import build_model
 from cvsweep.saved_model import load_model
 
-from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train
+from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_python, run_train
 
 try:
     CUDA = torch.cuda.is_available()
@@ -92,7 +96,21 @@ def test_evaluate_names_what_is_wrong_with_a_source(trained, tmp_path, data_dir)
     stopped = tmp_path / "stopped"
     shutil.copytree(folder, stopped)
     (stopped / "model.pth").unlink()  # what a job stopped mid-training leaves: a checkpoint
+    result = json.loads((stopped / "job_result.json").read_text())
+    result.update(status="KILLED", final_test_acc=None, signal=15)  # and how it ended
+    (stopped / "job_result.json").write_text(json.dumps(result))
+    said = error_of(str(stopped))
+    assert "holds no model.pth: its job was stopped before training ended" in said
+    assert f"`cvsweep evaluate {stopped / 'checkpoint.pt'}` scores the weights it holds" in said
+    (stopped / "job_result.json").unlink()  # killed outright: it recorded nothing
     assert "holds no model.pth: its job was stopped before training ended" in error_of(str(stopped))
+
+    moved = tmp_path / "moved"
+    shutil.copytree(folder, moved)
+    (moved / "model.pth").unlink()  # a finished job's model, moved away since
+    said = error_of(str(moved))
+    assert "its job FINISHED, but its model.pth has been moved or deleted since" in said
+    assert f"`cvsweep evaluate {moved / 'checkpoint.pt'}`" in said
 
     damaged = tmp_path / "damaged"
     shutil.copytree(folder, damaged)
@@ -114,7 +132,7 @@ def test_evaluate_names_what_is_wrong_with_a_source(trained, tmp_path, data_dir)
     shutil.rmtree(no_config / ".hydra")
     assert "has no config.yaml beside its model" in error_of(str(no_config))
 
-    assert "is neither a job folder" in error_of("outputs/nope")
+    assert "'nope' is neither a job folder" in error_of("nope")
     unknown = "0123456789abcdef0123456789abcdef"
     said = error_of(unknown, "--tracking-uri", db_uri(tmp))
     assert f"Run {unknown} does not exist in the store" in said
@@ -159,3 +177,202 @@ def test_a_relative_data_root_is_read_from_where_the_job_was_launched(trained, t
     proc = run_cvsweep(["evaluate", str(job)], elsewhere, env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert f"the run logged {acc}% on these images: the same" in proc.stdout
+
+
+def _error(proc) -> str:
+    """The one paragraph of a refused source: exit 2, on stderr, nothing else said."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    return proc.stderr
+
+
+def test_a_skipped_job_folder_evaluates_the_finished_run_it_matched(trained, tmp_path, data_dir):
+    """The same command again is skipped as identical to the finished run: its folder holds
+    no model.pth, and evaluating it evaluates that run's model, saying so."""
+    tmp, folder, run_id, acc = trained
+    again = run_train([*QUICK, f"tracking.uri={db_uri(tmp)}"], tmp_path, data_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"skipped: identical to finished run {run_id}" in again.stdout
+    skipped = tmp_path / "run"
+    proc = _evaluate([str(skipped)], tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(
+        f"note: {skipped}: its job was skipped as identical to finished run {run_id}; "
+        f"evaluating that run's model ({folder / 'model.pth'})\n"
+    ), proc.stdout
+    assert f"the run logged {acc}% on these images: the same" in proc.stdout
+
+    # Its store gone (moved, another machine): the run to evaluate is named.
+    lost = tmp_path / "lost"
+    shutil.copytree(skipped, lost)
+    config = lost / ".hydra" / "config.yaml"
+    gone = tmp_path / "gone.db"
+    config.write_text(config.read_text().replace(db_uri(tmp), f"sqlite:///{gone}"))
+    said = _error(_evaluate([str(lost)], tmp_path, data_dir))
+    assert f"{lost} holds no model.pth: its job was skipped as identical to finished run " in said
+    assert f"(`cvsweep evaluate {run_id} --tracking-uri STORE`" in said
+    assert f"There is no MLflow store at {gone}" in said and not gone.exists()
+    assert "does not look like a job folder" not in said
+    found = _evaluate([str(lost), "--tracking-uri", db_uri(tmp)], tmp_path, data_dir)
+    assert found.returncode == 0, found.stderr
+    assert f"the run logged {acc}% on these images: the same" in found.stdout
+
+
+def test_a_failed_job_folder_says_why_and_what_it_kept(tmp_path, data_dir):
+    quick = [*QUICK, "tracking.enabled=false"]
+    diverged = run_train([*quick, "optimizer.lr=1e9"], tmp_path / "diverged", data_dir)
+    assert "Non-finite loss" in diverged.stdout, diverged.stdout[-2000:]
+    folder = tmp_path / "diverged" / "run"
+    said = _error(_evaluate([str(folder)], tmp_path, data_dir))
+    assert f"{folder} holds no model.pth: its job FAILED: Non-finite loss at mini-batch" in said
+    assert "No weights were saved (none were good yet)" in said
+    assert "does not look like a job folder" not in said
+
+    # An error in epoch 2: the first epoch's model.pth and checkpoint were kept.
+    fault = tmp_path / "fault" / "run"
+    run_train([*quick, "trainer.epochs=2", "trainer.fault_at_step=12"], fault.parent, data_dir)
+    reason = "RuntimeError: injected fault at mini-batch 12 (trainer.fault_at_step)"
+    proc = _evaluate([str(fault)], tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(
+        f"note: the job of {fault} FAILED ({reason}): its model.pth holds the weights of its "
+        "last finished epoch, not of a finished training\n"
+    ), proc.stdout
+    (fault / "model.pth").unlink()
+    said = _error(_evaluate([str(fault)], tmp_path, data_dir))
+    checkpoint = fault / "checkpoint.pt"
+    assert f"{fault} holds no model.pth: its job FAILED: {reason} (traceback: " in said
+    assert f"Its last checkpoint {checkpoint} was kept: `cvsweep evaluate {checkpoint}`" in said
+
+    # A config error stops the job before it records a result.
+    bad = tmp_path / "bad"
+    run_train([*quick, "optimizer.lr=-1"], bad, data_dir)
+    said = _error(_evaluate([str(bad / "run")], tmp_path, data_dir))
+    assert "holds no model.pth: its job recorded no result (job_result.json)" in said
+
+
+def test_a_file_that_is_no_model_is_named_plainly(trained, tmp_path, data_dir):
+    """No torch text (its weights_only advice, its colour codes): what the file is, short;
+    a training checkpoint is evaluated by the model weights it holds."""
+    tmp, folder, _, acc = trained
+    job = tmp_path / "job"
+    shutil.copytree(folder, job)
+    model = job / "model.pth"
+    good = model.read_bytes()
+    not_torch = "cannot be read: it is not a PyTorch file: damaged, or not a model.pth."
+    for content, expect in (
+        (bytes(random.Random(0).getrandbits(8) for _ in range(4000)), not_torch),
+        (b"epoch 1 loss 0.1\n", not_torch),
+        (good[: len(good) // 2], "cannot be read: it is a damaged PyTorch file"),
+    ):
+        model.write_bytes(content)
+        said = _error(_evaluate([str(job)], tmp_path, data_dir))
+        assert f"error: The model file {model} {expect}" in said, said
+        assert "weights_only" not in said and "\x1b" not in said and "torch.load" not in said
+    model.write_bytes(pickle.dumps({"conv1.weight": [0.5]}))  # a pickle, but not torch's
+    said = _error(_evaluate([str(job)], tmp_path, data_dir))
+    assert "it is a damaged PyTorch file, or a pickle that is not a model.pth." in said
+    torch.save({"args": argparse.Namespace(lr=0.1)}, model)
+    said = _error(_evaluate([str(job)], tmp_path, data_dir))
+    assert "it holds Python objects besides tensors (argparse.Namespace)" in said
+    assert "weights_only" not in said and "\x1b" not in said
+
+    proc = _evaluate([str(folder / "checkpoint.pt")], tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(
+        f"note: {folder / 'checkpoint.pt'} is a training checkpoint, not a model.pth: "
+        "evaluating the model weights it holds"
+    ), proc.stdout
+    assert f"the run logged {acc}% on these images: the same" in proc.stdout  # the final epoch's
+
+
+def test_a_run_whose_model_artifact_is_damaged_or_missing(tmp_path, data_dir):
+    """Named as the run's artifact (not a deleted download folder), and for a finished run
+    without one, no advice meant for stopped runs."""
+    from mlflow import MlflowClient
+
+    proc = run_train([*QUICK, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_id = re.search(r"mlflow run: (\w+)", proc.stdout).group(1)
+    folder = Path(re.search(r"job folder: (\S+)", proc.stdout).group(1))
+    artifacts = MlflowClient(db_uri(tmp_path)).get_run(run_id).info.artifact_uri
+    artifact = Path(urlparse(artifacts).path) / "model.pth"
+    assert artifact.is_file(), artifacts
+    args = [run_id, "--tracking-uri", db_uri(tmp_path)]
+
+    artifact.write_bytes(b"\x00" * 100 + b"nothing to see")
+    said = _error(_evaluate(args, tmp_path, data_dir))
+    assert said.startswith(
+        f"error: The model.pth artifact of run {run_id} cannot be read: it is not a PyTorch file"
+    ), said
+    assert not re.search(r"/tmp\w{8}/", said), said  # the download folder, deleted by now
+
+    artifact.unlink()
+    said = _error(_evaluate(args, tmp_path, data_dir))
+    assert said == (
+        f"error: Run {run_id} (FINISHED) has no model.pth artifact; its job folder {folder} "
+        f"has one: `cvsweep evaluate {folder}`.\n"
+    ), said
+    (folder / "model.pth").unlink()
+    said = _error(_evaluate(args, tmp_path, data_dir))
+    assert f"has no model.pth artifact; its job folder {folder} has none either." in said
+    assert "stopped run" not in said
+
+
+def test_a_path_that_does_not_exist_is_named_as_such(tmp_path, data_dir):
+    for source in ("outputs/nope", "nope.pth", str(tmp_path / "gone")):
+        said = _error(_evaluate([source], tmp_path, data_dir))
+        assert said.startswith(f"error: no such file or folder: {source}"), said
+        assert "neither a job folder" not in said
+    said = _error(_evaluate(["outputs/nope"], tmp_path, data_dir))
+    assert f"no such file or folder: outputs/nope (looked for in {tmp_path})" in said
+
+
+def test_evaluate_needs_only_the_test_files_and_fetch_advice_names_the_root(
+    trained, tmp_path, data_dir
+):
+    tmp, folder, _, acc = trained
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    said = _error(_evaluate([str(folder), "--data-root", str(empty)], tmp_path, data_dir))
+    assert f"Run `cvsweep data fetch mnist --root {empty}` or place the files" in said
+    # Where the root is the one `cvsweep data fetch` fills anyway, no --root.
+    proc = run_cvsweep(["evaluate", str(folder)], tmp_path, cli_env(empty), timeout=120)
+    assert "Run `cvsweep data fetch mnist` or place the files" in _error(proc)
+
+    test_only = tmp_path / "test_only"
+    raw = test_only / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for path in (data_dir / "MNIST" / "raw").glob("t10k-*"):
+        shutil.copy(path, raw / path.name)
+    proc = _evaluate([str(folder), "--data-root", str(test_only)], tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert f"the run logged {acc}% on these images: the same" in proc.stdout
+
+    labels = next(raw.glob("t10k-labels-idx1-ubyte*"))
+    labels.write_bytes(labels.read_bytes()[:-10])
+    said = _error(_evaluate([str(folder), "--data-root", str(test_only)], tmp_path, data_dir))
+    assert f"Data file {labels}" in said
+    assert f"Delete it and run `cvsweep data fetch mnist --root {test_only}`" in said
+
+
+def test_predict_takes_a_read_only_numpy_array_without_a_warning(trained, tmp_path, data_dir):
+    """Images from np.frombuffer or a read-only memmap: no torch warning about writing them."""
+    _, folder, _, _ = trained
+    script = (
+        "import numpy as np\n"
+        "from cvsweep.data import load_raw\n"
+        "from cvsweep.saved_model import load_model\n"
+        f"saved = load_model({str(folder)!r})\n"
+        f"test = load_raw({str(data_dir)!r}, 'mnist')['test']\n"
+        "images = np.frombuffer(test.images[:100].numpy().tobytes(), np.uint8)\n"
+        "images = images.reshape(100, 28, 28)\n"
+        "assert not images.flags.writeable\n"
+        "same = saved.predict(images).equal(saved.predict(test.images[:100]))\n"
+        "print('same predictions' if same else 'other predictions')\n"
+    )
+    proc = run_python(["-W", "default", "-c", script], tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "same predictions\n"
+    assert "not writable" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr

@@ -6,9 +6,15 @@ a crash or a kill mid-write leaves the previous good file in place, never half o
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import random
+import re
 import tempfile
+import warnings
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +64,99 @@ def restore_rng_state(state: dict[str, Any], data_generator: torch.Generator) ->
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def cannot_load(exc: BaseException) -> str:
-    """Why torch.load refused a file, in one line: the first of its message (a weights-only
-    refusal goes on for a paragraph of advice that does not apply to a damaged file)."""
-    lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
-    return f"torch cannot load it: {lines[0] if lines else type(exc).__name__}"
+ANSI_CODES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+ZIP_HEADER = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6 is a zip archive
+PICKLE_HEADER = b"\x80"  # the legacy format (and plain pickles) start with a protocol byte
+UNREADABLE = (errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOENT)
+
+
+def _file_kind(path: Path) -> str:
+    """What a file is, by its first bytes: "torch" (a zip archive laid out as torch.save
+    writes it), "damaged torch" (a zip header, but no archive to read), "zip" (another
+    archive), "pickle" (the legacy format, or a plain pickle), or "other"."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(ZIP_HEADER))
+    except OSError:
+        return "other"
+    if head.startswith(PICKLE_HEADER):
+        return "pickle"
+    if head != ZIP_HEADER:
+        return "other"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return "damaged torch"
+    return "torch" if any(name.endswith("/data.pkl") for name in names) else "zip"
+
+
+def load_problem(exc: BaseException, path: Path | None = None, expected: str = "") -> str:
+    """Why torch.load refused a file, short and true, for a message that names the file.
+
+    Never torch's own text for a weights-only refusal: a paragraph of advice (with terminal
+    colour codes) to load the file again with weights_only=False, which would run any code a
+    pickle holds and is wrong for a damaged file anyway. `expected` names what the file should
+    have been ("a model.pth"), for the reason given when it is no PyTorch file at all.
+    """
+    if isinstance(exc, OSError) and exc.errno in UNREADABLE and exc.strerror:
+        return exc.strerror.lower()  # "permission denied": the file is not the problem
+    text = ANSI_CODES.sub("", str(exc))
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsafe:
+        return (
+            f"it holds Python objects besides tensors ({unsafe[1]}), which are not loaded "
+            "because unpickling them could run code"
+        )
+    instead = f", or not {expected}" if expected else ", or another kind of file"
+    kind = _file_kind(path) if path is not None else None
+    if kind == "other":
+        return f"it is not a PyTorch file: damaged{instead}"
+    if kind == "zip":
+        return "it is a zip archive but not a PyTorch file"
+    if kind == "damaged torch":
+        return "it is a damaged PyTorch file: truncated, or changed since it was written"
+    if kind == "pickle":
+        other = f"a pickle that is not {expected}" if expected else "another pickle"
+        return f"it is a damaged PyTorch file, or {other}"
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    if "weights_only" in first or "Weights only load failed" in first:
+        return "it is a damaged PyTorch file: its contents cannot be read as saved tensors"
+    return first if len(first) <= 200 else first[:197] + "..."
+
+
+def cannot_load(exc: BaseException, path: Path | None = None) -> str:
+    """Why torch.load refused a file, in one line (see load_problem)."""
+    return f"torch cannot load it: {load_problem(exc, path)}"
+
+
+@contextlib.contextmanager
+def quiet_load() -> Iterator[None]:
+    """No torch warnings while a file is tried (about a pickle's protocol, say): whether it
+    loads or not, the caller says what matters in its own words."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def read_training_state(path: Path, map_location: Any = "cpu") -> dict[str, Any] | None:
+    """A cvsweep training checkpoint read without unpickling code: its tensors, numbers and
+    the numpy arrays of its random state; None for a file that is no such checkpoint."""
+    allowed = [np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    for module in ("_core", "core"):  # numpy 2 pickles its arrays from numpy._core
+        reconstruct = getattr(getattr(np, module, None), "multiarray", None)
+        if reconstruct is not None and hasattr(reconstruct, "_reconstruct"):
+            allowed.append(reconstruct._reconstruct)
+            break
+    try:
+        with torch.serialization.safe_globals(allowed), quiet_load():
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:
+        return None
+    if not isinstance(state, dict) or not {"model", "step", "history"} <= state.keys():
+        return None
+    return state if isinstance(state["model"], dict) else None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -77,7 +171,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except OSError:
         raise
     except Exception as exc:
-        raise ValueError(cannot_load(exc)) from None
+        raise ValueError(cannot_load(exc, path)) from None
     if not isinstance(state, dict) or "step" not in state or "history" not in state:
         raise ValueError("it is not a cvsweep training state (no step and history)")
     return state

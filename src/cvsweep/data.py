@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shlex
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,13 +81,36 @@ def locate(root: str | os.PathLike, dataset: str, stem: str) -> Path | None:
     return None
 
 
-def missing_files(root: str | os.PathLike, dataset: str) -> list[str]:
+def missing_files(
+    root: str | os.PathLike, dataset: str, splits: Iterable[str] = tuple(SPLIT_FILES)
+) -> list[str]:
     return [
         stem
-        for files in SPLIT_FILES.values()
-        for stem in files
+        for split in splits
+        for stem in SPLIT_FILES[split]
         if locate(root, dataset, stem) is None
     ]
+
+
+def fetch_command(root: str | os.PathLike, dataset: str | None = None) -> str:
+    """The `cvsweep data fetch` that fixes `root`: it fetches into $CVSWEEP_DATA (or data/)
+    unless told --root, so a data root elsewhere is named in the command."""
+    command = "cvsweep data fetch" + (f" {dataset}" if dataset else "")
+    default = Path(os.environ.get("CVSWEEP_DATA", "data"))  # as the command takes it
+    try:
+        same = Path(root).resolve() == default.resolve()
+    except OSError:
+        same = False
+    return command if same else f"{command} --root {shlex.quote(str(root))}"
+
+
+def _fetch_for(path: Path) -> str:
+    """The fetch command for a data file at <root>/<dataset folder>/raw/<file>."""
+    folder = path.parent.parent
+    for name, spec in DATASETS.items():
+        if path.parent.name == "raw" and folder.name == spec.folder:
+            return fetch_command(folder.parent, name)
+    return "cvsweep data fetch"
 
 
 def read_verified(path: Path, expected_sha256: str) -> bytes:
@@ -99,14 +124,15 @@ def read_verified(path: Path, expected_sha256: str) -> bytes:
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
         raise DataError(
             f"Data file {path} cannot be read ({type(exc).__name__}: {exc}); it is truncated "
-            "or corrupt. Delete it and run `cvsweep data fetch`, or copy a good file in its place."
+            f"or corrupt. Delete it and run `{_fetch_for(path)}`, or copy a good file in its "
+            "place."
         ) from None
     digest = hashlib.sha256(payload).hexdigest()
     if digest != expected_sha256:
         raise DataError(
             f"Data file {path} is corrupt: the SHA-256 of its decompressed bytes is {digest}, "
-            f"expected {expected_sha256}. Delete it and run `cvsweep data fetch`, or copy a good "
-            "file in its place."
+            f"expected {expected_sha256}. Delete it and run `{_fetch_for(path)}`, or copy a "
+            "good file in its place."
         )
     return payload
 
@@ -144,26 +170,35 @@ class RawSplit:
     labels: torch.Tensor  # int64 (N,)
 
 
+# (root, dataset) -> the splits read so far
 _RAW_CACHE: dict[tuple[str, str], dict[str, RawSplit]] = {}
 
 
-def load_raw(root: str | os.PathLike, dataset: str) -> dict[str, RawSplit]:
-    """Both splits as uint8/int64 CPU tensors, verified; cached per process."""
+def load_raw(
+    root: str | os.PathLike, dataset: str, splits: Iterable[str] = tuple(SPLIT_FILES)
+) -> dict[str, RawSplit]:
+    """The splits asked for (both by default) as uint8/int64 CPU tensors, verified; cached per
+    process. Only their files need to be there: scoring a model reads the test files alone."""
     if dataset not in DATASETS:
         raise DataError(f"Unknown dataset {dataset!r}; known: {', '.join(DATASETS)}.")
+    splits = list(splits)
     key = (str(Path(root).resolve()), dataset)
-    if key in _RAW_CACHE:
-        return _RAW_CACHE[key]
+    cached = _RAW_CACHE.get(key, {})
+    if all(split in cached for split in splits):
+        return {split: cached[split] for split in splits}
     spec = DATASETS[dataset]
-    missing = missing_files(root, dataset)
+    missing = missing_files(root, dataset, splits)
     if missing:
         raise DataError(
             f"Dataset {dataset} is incomplete in {raw_dir(root, dataset)}: missing "
-            f"{', '.join(missing)} (raw or .gz). Run `cvsweep data fetch {dataset}` or place the "
-            "files there by hand (see README, 'Data')."
+            f"{', '.join(missing)} (raw or .gz). Run `{fetch_command(root, dataset)}` or place "
+            "the files there by hand (see README, 'Data')."
         )
-    splits: dict[str, RawSplit] = {}
-    for split, (img_stem, lbl_stem) in SPLIT_FILES.items():
+    loaded = dict(cached)
+    for split in splits:
+        if split in loaded:
+            continue
+        img_stem, lbl_stem = SPLIT_FILES[split]
         count = spec.train_count if split == "train" else spec.test_count
         img_path = locate(root, dataset, img_stem)
         lbl_path = locate(root, dataset, lbl_stem)
@@ -175,12 +210,12 @@ def load_raw(root: str | os.PathLike, dataset: str) -> dict[str, RawSplit]:
         labels = parse_idx(
             read_verified(lbl_path, spec.sha256[lbl_stem]), lbl_path, LABEL_MAGIC, count
         )
-        splits[split] = RawSplit(
+        loaded[split] = RawSplit(
             images=torch.from_numpy(images.copy()),
             labels=torch.from_numpy(labels.astype(np.int64)),
         )
-    _RAW_CACHE[key] = splits
-    return splits
+    _RAW_CACHE[key] = loaded
+    return {split: loaded[split] for split in splits}
 
 
 @dataclass
@@ -233,7 +268,10 @@ def to_device(
         x = images.to(device=device, dtype=torch.float32).div_(255.0)
         return x.sub_(mean).div_(std).unsqueeze(1).contiguous()
 
-    train, test = raw["train"], raw["test"]
+    test = raw["test"]
+    train = raw.get("train")
+    if train is None:  # scoring only (train_limit=0): the train files need not be there
+        train = RawSplit(images=test.images[:0], labels=test.labels[:0])
     n = len(train.labels) if train_limit is None else min(train_limit, len(train.labels))
     m = len(test.labels) if test_limit is None else min(test_limit, len(test.labels))
     return DeviceData(

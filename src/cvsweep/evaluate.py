@@ -76,7 +76,7 @@ def evaluate_main(args: argparse.Namespace) -> int:
         keep_freed_memory()
         limit = None if args.all else cfg.dataset.test_limit
         data = to_device(
-            load_raw(_data_root(saved, args.data_root), str(cfg.dataset.name)),
+            load_raw(_data_root(saved, args.data_root), str(cfg.dataset.name), splits=["test"]),
             float(cfg.dataset.mean),
             float(cfg.dataset.std),
             device,
@@ -99,6 +99,8 @@ def evaluate_main(args: argparse.Namespace) -> int:
     )
     n, total = len(data.test_y), DATASETS[str(cfg.dataset.name)].test_count
     images = f"all {total}" if n == total else f"the first {n} of the {total}"
+    if saved.note:
+        print(f"note: {saved.note}")
     print(
         f"{saved.source}: {cfg.model.name} trained on {cfg.dataset.name}, optimizer "
         f"{_optimizers(cfg)}, augment {cfg.augment.name}, schedule {cfg.schedule.name}"

@@ -11,18 +11,25 @@ defaults) and images are normalized the way its training data was.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from omegaconf import DictConfig
 
-from .checkpoint import CHECKPOINT_NAME, MODEL_NAME, cannot_load
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    MODEL_NAME,
+    load_problem,
+    quiet_load,
+    read_training_state,
+)
 from .identity import RESULT_FILE
 from .model import ModelConfigError, build_model
 from .rerun import RUN_ID, RerunError, logged_run, typed_config
@@ -66,6 +73,10 @@ class SavedModel:
     source: str
     device: torch.device
     recorded: Recorded
+    # A line to say (after "note: ") before the result, where the model is not simply the
+    # one named: a skipped job's finished run, a training checkpoint's weights, a model.pth
+    # that a failed or stopped job left.
+    note: str | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -79,6 +90,10 @@ class SavedModel:
         uint8 images are read as 0-255 and float images as 0-1 (what torchvision's ToTensor
         gives); a single image or a batch without its channel axis is accepted too.
         """
+        if isinstance(images, np.ndarray) and not images.flags.writeable:
+            # torch warns about read-only arrays (np.frombuffer, a read-only memmap), which
+            # are never written here: they are copied below in any case.
+            images = np.array(images, copy=True)
         x = torch.as_tensor(images)
         scale = 255.0 if x.dtype == torch.uint8 else 1.0
         # A copy: it is normalized in place below, and the caller's images stay as they were.
@@ -107,10 +122,11 @@ class SavedModel:
         return self.logits(images).argmax(1)
 
 
-def _read_config(path: Path, source: str) -> DictConfig:
+def _read_config(path: Path, source: str, shown: str | None = None) -> DictConfig:
+    shown = shown or str(path)
     if not path.is_file():
         raise SavedModelError(
-            f"{source} has no {path.name} beside its model (expected {path}): without the "
+            f"{source} has no {path.name} beside its model (expected {shown}): without the "
             "config it was trained with, the model's architecture is unknown."
         )
     try:
@@ -119,63 +135,269 @@ def _read_config(path: Path, source: str) -> DictConfig:
             raise ValueError("it is not a mapping of config groups")
         return typed_config(raw)
     except (yaml.YAMLError, ValueError, RerunError) as exc:
-        raise SavedModelError(f"The config {path} of {source} cannot be read: {exc}") from None
+        raise SavedModelError(f"The config {shown} of {source} cannot be read: {exc}") from None
+
+
+def _load_state(weights: Path, what: str, device: torch.device) -> tuple[Any, str | None]:
+    """The state_dict in `weights` and, for a training checkpoint given in a model's place, a
+    line saying that its model weights are what is evaluated.
+
+    Nothing is unpickled beyond tensors (and a checkpoint's numpy random state): a model file
+    from elsewhere cannot run code here.
+    """
+    try:
+        with quiet_load():
+            return torch.load(weights, map_location=device, weights_only=True), None
+    except Exception as exc:
+        state = read_training_state(weights, device)
+        if state is None:
+            problem = load_problem(exc, weights, expected=f"a {MODEL_NAME}")
+            raise SavedModelError(f"The {what} cannot be read: {problem}.") from None
+    return state["model"], (
+        f"{weights} is a training checkpoint, not a {MODEL_NAME}: evaluating the model "
+        f"weights it holds (at step {state['step']})"
+    )
 
 
 def _rebuild(
-    weights: Path, config: Path, source: str, device: torch.device, recorded: Recorded
+    weights: Path,
+    config: Path,
+    source: str,
+    device: torch.device,
+    recorded: Recorded,
+    *,
+    weights_shown: str | None = None,
+    config_shown: str | None = None,
 ) -> SavedModel:
-    cfg = _read_config(config, source)
-    try:
-        state = torch.load(weights, map_location=device, weights_only=True)
-    except Exception as exc:
-        raise SavedModelError(
-            f"The model file {weights} cannot be read ({cannot_load(exc)}); it may be damaged "
-            "or not a state_dict that cvsweep wrote."
-        ) from None
+    """The model of `config` with the weights of `weights`; `*_shown` name the two files in
+    messages where their paths mean nothing to the user (a run's downloaded artifacts)."""
+    config_shown = config_shown or str(config)
+    cfg = _read_config(config, source, config_shown)
+    what = f"model file {weights}" if weights_shown is None else weights_shown
+    weights_shown = str(weights) if weights_shown is None else f"the {weights_shown}"
+    state, note = _load_state(weights, what, device)
     try:
         model = build_model(cfg.model)
     except ModelConfigError as exc:
         raise SavedModelError(
-            f"The config {config} of {source} describes no model: {exc}"
+            f"The config {config_shown} of {source} describes no model: {exc}"
         ) from None
     if not isinstance(state, dict):
-        raise SavedModelError(f"The model file {weights} holds no state_dict ({type(state)}).")
+        raise SavedModelError(
+            f"The {what} holds no state_dict ({type(state).__name__}): it is not a "
+            f"{MODEL_NAME} that cvsweep wrote."
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
         raise SavedModelError(
-            f"The weights in {weights} do not fit the model its config {config} describes "
-            f"({detail}): the two files are not from the same run."
+            f"The weights in {weights_shown} do not fit the model its config {config_shown} "
+            f"describes ({detail}): the two files are not from the same run."
         ) from None
-    return SavedModel(model.to(device).eval(), cfg, source, device, recorded)
+    return SavedModel(model.to(device).eval(), cfg, source, device, recorded, note)
 
 
-def _from_folder(path: Path, device: torch.device) -> SavedModel:
+def _job_result(folder: Path) -> dict[str, Any] | None:
+    """The folder's job_result.json (what its job ended as), if it has a readable one."""
+    try:
+        result = json.loads((folder / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) else None
+
+
+def _raw_config(folder: Path, name: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load((folder / ".hydra" / name).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _setting(raw: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        raw = raw.get(key) if isinstance(raw, dict) else None
+    return raw
+
+
+def _one_line(text: str, limit: int = 600) -> str:
+    text = " ".join(text.split()).rstrip(".")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _why_no_model(folder: Path, result: dict[str, Any] | None) -> str:
+    """Why a folder has no model.pth, from what its job recorded: how it ended, what it kept."""
+    checkpoint = folder / CHECKPOINT_NAME
+    kept = checkpoint.is_file()
+    score_it = f"`cvsweep evaluate {checkpoint}` scores the weights it holds"
+    status = result.get("status") if result else None
+    run_id = result.get("run_id") if result else None
+    if status == "FAILED":
+        error = _one_line(str(result.get("error") or "") if result else "") or "no reason recorded"
+        why = f"its job FAILED: {error}"
+        traceback_file = folder / "traceback.txt"
+        if traceback_file.is_file():
+            why += f" (traceback: {traceback_file})"
+        if kept:
+            return f"{why}. Its last checkpoint {checkpoint} was kept: {score_it}"
+        if "No weights were saved" in error:
+            return why
+        return f"{why}. No weights were kept"
+    if status == "KILLED" or (status is None and kept):
+        if kept:
+            return (
+                "its job was stopped before training ended: running the same command again "
+                f"resumes it and writes the model (meanwhile {score_it})"
+            )
+        return (
+            "its job was stopped before training ended, before any weights were saved: "
+            "running the same command again trains it"
+        )
+    if status == "FINISHED":
+        if str(_setting(_raw_config(folder, "config.yaml"), "trainer", "shapes_only")) == "True":
+            return (
+                "its job only reported the model's shapes (trainer.shapes_only=true), training none"
+            )
+        why = "its job FINISHED, but its model.pth has been moved or deleted since"
+        if kept:
+            why += f"; its checkpoint holds the final weights: `cvsweep evaluate {checkpoint}`"
+        if run_id:
+            why += f"; `cvsweep evaluate {run_id}` evaluates the copy logged to its run"
+        return why
+    if status is not None:
+        return f"its job ended {status} without one"
+    if (folder / ".hydra" / "config.yaml").is_file():
+        return (
+            f"its job recorded no result ({RESULT_FILE}): it stopped before training, on an "
+            "error its command printed (a config or data error), or it is still running, or "
+            "it was killed outright"
+        )
+    return (
+        "it does not look like a job folder (outputs/<date>/<time> or multirun/<date>/<time>/<job>)"
+    )
+
+
+def _unfinished_note(folder: Path, result: dict[str, Any] | None) -> str | None:
+    """For a model.pth its job left without finishing: that it is not the end of training."""
+    status = result.get("status") if result else None
+    if status == "FAILED":
+        error = _one_line(str(result.get("error") or "") if result else "", 300)
+        return (
+            f"the job of {folder} FAILED ({error or 'no reason recorded'}): its "
+            f"{MODEL_NAME} holds the weights of its last finished epoch, not of a finished "
+            "training"
+        )
+    if status == "KILLED":
+        return (
+            f"the job of {folder} was stopped before training ended: its {MODEL_NAME} "
+            "holds the weights of its last finished epoch (running its command again resumes it)"
+        )
+    return None
+
+
+def _store_of(folder: Path, tracking_uri: str | None) -> str | None:
+    """The store a job of this folder logged to: --tracking-uri, else its config's
+    tracking.uri as training resolved it (from the folder it was launched in)."""
+    from .tracking import TrackingError, resolve_uri
+
+    if tracking_uri:
+        return tracking_uri
+    uri = _setting(_raw_config(folder, "config.yaml"), "tracking", "uri")
+    launched = _setting(_raw_config(folder, "hydra.yaml"), "hydra", "runtime", "cwd")
+    if not isinstance(uri, str) or "${" in uri:
+        uri = None  # the default store of the launch folder (or $MLFLOW_TRACKING_URI)
+    try:
+        return resolve_uri(uri, Path(launched) if isinstance(launched, str) else None)
+    except TrackingError:
+        return None
+
+
+def _skipped(
+    folder: Path, run_id: str, device: torch.device, tracking_uri: str | None
+) -> SavedModel:
+    """A job skipped as identical to a finished run: that run's model, said so in its note."""
+    from .store_errors import StoreError
+    from .tracking import TrackingError
+
+    uri = _store_of(folder, tracking_uri)
+    skipped = f"its job was skipped as identical to finished run {run_id}"
+    try:
+        if uri is None or not RUN_ID.match(run_id):
+            raise SavedModelError("the store it was logged to is not known")
+        saved = _from_run(run_id, uri, device, prefer_job_folder=True)
+    except (SavedModelError, StoreError, TrackingError) as exc:
+        raise SavedModelError(
+            f"{folder} holds no {MODEL_NAME}: {skipped}, whose model is the one to evaluate "
+            f"(`cvsweep evaluate {run_id} --tracking-uri STORE`, STORE being the store that run "
+            f"was logged to), but it cannot be loaded from {uri or 'its store'}: {exc}"
+        ) from None
+    model = f"{saved.source}/{MODEL_NAME}" if Path(saved.source).is_dir() else saved.source
+    saved.note = f"{folder}: {skipped}; evaluating that run's model ({model})"
+    return saved
+
+
+def _from_folder(path: Path, device: torch.device, tracking_uri: str | None = None) -> SavedModel:
     folder = path.parent if path.is_file() else path
     weights = path if path.is_file() else folder / MODEL_NAME
+    result = _job_result(folder)
     if not weights.is_file():
-        stopped = (folder / CHECKPOINT_NAME).is_file()
-        why = (
-            "its job was stopped before training ended: running the same command again "
-            "resumes it and writes the model"
-            if stopped
-            else "it does not look like a job folder (outputs/<date>/<time> or "
-            "multirun/<date>/<time>/<job>)"
-        )
-        raise SavedModelError(f"{folder} holds no {MODEL_NAME}: {why}.")
+        if result and result.get("status") == "SKIPPED" and result.get("run_id"):
+            return _skipped(folder, str(result["run_id"]), device, tracking_uri)
+        raise SavedModelError(f"{folder} holds no {MODEL_NAME}: {_why_no_model(folder, result)}.")
     recorded = Recorded()
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        result = json.loads((folder / RESULT_FILE).read_text())
+    if result is not None:
+        threads = result.get("num_threads")
         recorded = Recorded(
-            result.get("final_test_acc"), result.get("device"), result.get("num_threads")
+            result.get("final_test_acc"),
+            result.get("device"),
+            threads if isinstance(threads, int) else None,
         )
     config = folder / ".hydra" / "config.yaml"
-    return _rebuild(weights, config, str(folder), device, recorded)
+    saved = _rebuild(weights, config, str(folder), device, recorded)
+    if saved.note is None:
+        saved.note = _unfinished_note(folder, result)
+    return saved
 
 
-def _from_run(run_id: str, tracking_uri: str | None, device: torch.device) -> SavedModel:
+def _why_no_artifact(run: Any) -> str:
+    """Why a run logged no model.pth, for its status (nothing to add for a finished run), and
+    its job folder, where that may have one; to follow "Run ID (STATUS) has no model.pth"."""
+    status, tags = run.info.status, run.data.tags
+    folder = tags.get("output_dir")
+    here = ""
+    if folder:
+        if (Path(folder) / MODEL_NAME).is_file():
+            here = f"; its job folder {folder} has one: `cvsweep evaluate {folder}`"
+        elif Path(folder).is_dir():
+            here = f"; its job folder {folder} has none either"
+        else:
+            here = (
+                f"; its job folder {folder} (named in its tags) may still have it, on the "
+                "machine that ran it"
+            )
+    if str(run.data.params.get("trainer.shapes_only")).lower() == "true":
+        return ": it only reported the model's shapes (trainer.shapes_only=true), training none"
+    if status == "FINISHED":
+        return here
+    if status == "RUNNING":
+        return f": it is still running, and logs its {MODEL_NAME} when its training ends"
+    if status == "KILLED":
+        return (
+            ": it was stopped before its training ended (a stopped run resumes when its "
+            f"command is run again){here}"
+        )
+    if status == "FAILED":
+        reason = _one_line(tags.get("failure_reason") or "no reason recorded", 300)
+        return f": it FAILED ({reason}), and a failed run logs no {MODEL_NAME}{here}"
+    return f": a run logs it when its training ends{here}"
+
+
+def _from_run(
+    run_id: str, tracking_uri: str | None, device: torch.device, prefer_job_folder: bool = False
+) -> SavedModel:
+    """The model logged to a run; with prefer_job_folder, the run's own job folder's model
+    where that is on this machine (a skipped job's finished run: nothing to download)."""
     from .store_errors import open_client, quiet_downloads, store_failure
     from .tracking import with_retry
 
@@ -198,11 +420,13 @@ def _from_run(run_id: str, tracking_uri: str | None, device: torch.device) -> Sa
             f"Run {run_id} is the parent run of a sweep, which holds its comparison, not a "
             f"model; `cvsweep compare {run_id}` lists the runs that have one."
         )
+    folder = run.data.tags.get("output_dir")
+    if prefer_job_folder and folder and (Path(folder) / MODEL_NAME).is_file():
+        return _from_folder(Path(folder), device)
     names = {a.path for a in ask(lambda: client.list_artifacts(run_id))}
     if MODEL_NAME not in names:
         raise SavedModelError(
-            f"Run {run_id} ({run.info.status}) has no {MODEL_NAME}: a run logs it when its "
-            "training ends (a stopped run resumes when its command is run again)."
+            f"Run {run_id} ({run.info.status}) has no {MODEL_NAME} artifact{_why_no_artifact(run)}."
         )
     if "config" not in names:
         raise SavedModelError(
@@ -218,7 +442,24 @@ def _from_run(run_id: str, tracking_uri: str | None, device: torch.device) -> Sa
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(ask(lambda: client.download_artifacts(run_id, MODEL_NAME, tmp)))
         config = Path(ask(lambda: client.download_artifacts(run_id, "config", tmp)))
-        return _rebuild(weights, config / "config.yaml", f"run {run_id}", device, recorded)
+        return _rebuild(
+            weights,
+            config / "config.yaml",
+            f"run {run_id}",
+            device,
+            recorded,
+            weights_shown=f"{MODEL_NAME} artifact of run {run_id}",
+            config_shown="artifact config/config.yaml",
+        )
+
+
+def _looks_like_a_path(source: str) -> bool:
+    return (
+        os.sep in source
+        or "/" in source
+        or source.endswith((".pth", ".pt"))
+        or source in (".", "..")
+    )
 
 
 def load_model(
@@ -226,14 +467,23 @@ def load_model(
 ) -> SavedModel:
     """The model of a job folder (or its model.pth) or of an MLflow run id, on `device`.
 
-    A run id is looked up in `tracking_uri` (default: $MLFLOW_TRACKING_URI or ./mlflow.db).
+    A run id is looked up in `tracking_uri` (default: $MLFLOW_TRACKING_URI or ./mlflow.db). A
+    job folder whose job was skipped as identical to a finished run gives that run's model
+    (looked up in `tracking_uri`, else in the store the job was configured with); `note` says so.
     """
     device = torch.device(device)
     path = Path(source)
     if path.exists():
-        return _from_folder(path, device)
+        return _from_folder(path, device, tracking_uri)
     if RUN_ID.match(str(source)):
         return _from_run(str(source), tracking_uri, device)
+    if isinstance(source, Path) or _looks_like_a_path(str(source)):
+        where = "" if path.is_absolute() else f" (looked for in {Path.cwd()})"
+        raise SavedModelError(
+            f"no such file or folder: {source}{where}. Give a job folder, the {MODEL_NAME} in "
+            "one, or an MLflow run id (32 hex digits, printed as `mlflow run:` at the end of a "
+            "job)."
+        )
     raise SavedModelError(
         f"{str(source)!r} is neither a job folder (or a model.pth in one) nor an MLflow run id "
         "(32 hex digits, printed as `mlflow run:` at the end of a job)."
