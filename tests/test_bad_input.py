@@ -322,3 +322,13 @@ def test_an_interpolation_typed_on_the_command_line_that_cannot_resolve(tmp_path
     assert "Invalid config: Interpolation key 'oops' not found" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout and "UserWarning" not in proc.stderr
     assert "training cnn" not in proc.stdout and not db.exists()
+
+
+def test_a_mistyped_data_root_is_not_created_and_filled_by_a_download(tmp_path, data_dir):
+    root = tmp_path / "dtaa"
+    proc = run_train([f"dataset.root={root}", "tracking.enabled=false"], tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"error: Invalid config value dataset.root={root}: no such ")
+    assert f"`cvsweep data fetch mnist --root {root}`" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not root.exists() and "fetching" not in proc.stdout

@@ -104,6 +104,19 @@ def fetch_command(root: str | os.PathLike, dataset: str | None = None) -> str:
     return command if same else f"{command} --root {shlex.quote(str(root))}"
 
 
+def check_root_to_fetch_into(root: str | os.PathLike, dataset: str) -> None:
+    """A run fetches a missing dataset by itself, but only into a folder that exists or is the
+    default one: a mistyped dataset.root would otherwise get a new folder and a download."""
+    command = fetch_command(root, dataset)
+    if Path(root).is_dir() or "--root" not in command:
+        return
+    raise DataError(
+        f"Invalid config value dataset.root={root}: no such folder, so {dataset} is not "
+        f"fetched there. Check the path; to download it into that new folder, run `{command}` "
+        "first; leave dataset.root unset for the default data folder ($CVSWEEP_DATA or data/)."
+    )
+
+
 def _fetch_for(path: Path) -> str:
     """The fetch command for a data file at <root>/<dataset folder>/raw/<file>."""
     folder = path.parent.parent

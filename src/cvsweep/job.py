@@ -442,6 +442,8 @@ def _prepare(cfg: DictConfig, device: torch.device, out_dir: Path) -> Prepared:
     if data_mod.missing_files(root, cfg.dataset.name):
         from .fetch import fetch
 
+        data_mod.check_root_to_fetch_into(root, cfg.dataset.name)
+
         _console(f"dataset {cfg.dataset.name} not found under {root}; fetching it")
         fetch(cfg.dataset.name, root, log=_console)
     data = data_mod.cached_device_data(
