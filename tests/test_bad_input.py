@@ -332,3 +332,12 @@ def test_a_mistyped_data_root_is_not_created_and_filled_by_a_download(tmp_path, 
     assert f"`cvsweep data fetch mnist --root {root}`" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not root.exists() and "fetching" not in proc.stdout
+
+
+def test_hydras_own_flag_checks_are_one_paragraph_too(tmp_path, data_dir):
+    proc = run_train(["-m", "--cfg", "job", "tracking.enabled=false"], tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr == (
+        "error: Only one of --run, --multirun, --cfg, --info and --shell_completion can be "
+        "specified\n"
+    )

@@ -311,6 +311,9 @@ def test_values_a_preset_set_are_compared_too():
     assert swept_keys(runs) == ["augment", "experiment", "dataset", "schedule", "trainer.epochs"]
     assert pooled_keys(runs, ["augment"]) == ["experiment", "dataset", "schedule", "trainer.epochs"]
     assert row_labels(runs, ["experiment", "dataset"])[0] == "experiment=none dataset=mnist"
+    # A setting that older runs did not log yet is no difference between them.
+    runs[1].params["trainer.split_bias_grad"] = "auto"
+    assert "trainer.split_bias_grad" not in swept_keys(runs)
 
 
 def test_compare_of_an_experiment_tells_apart_runs_of_two_datasets(tmp_path, data_dir):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -56,6 +59,30 @@ def test_single_run_prints_report_logs_and_saves_model(tmp_path, data_dir):
     assert (tmp_path / "run" / "shape_report.md").read_text().count("31,898") == 1
     # Hydra's log, named after the command, holds what the run printed
     assert (tmp_path / "run" / "train.log").read_text() == out
+
+
+def test_train_log_found_through_a_symlink_and_a_closed_stdout_is_no_crash(tmp_path, data_dir):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+
+    def train(folder: Path, **io: Any) -> subprocess.CompletedProcess[str]:
+        args = [*QUICK, "tracking.enabled=false", f"hydra.run.dir={folder}"]
+        return subprocess.run(
+            [sys.executable, str(REPO / "train.py"), *args],
+            cwd=tmp_path,
+            env=cli_env(data_dir),
+            text=True,
+            timeout=300,
+            **io,
+        )
+
+    linked = train(tmp_path / "link" / "x", capture_output=True)
+    assert linked.returncode == 0, linked.stderr[-2000:]
+    assert (tmp_path / "real" / "x" / "train.log").read_text() == linked.stdout
+    # `python train.py ... >&-`: Python's sys.stdout is then None
+    closed = train(tmp_path / "c", stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 0, closed.stderr[-2000:]
+    assert (tmp_path / "c" / "model.pth").is_file()
 
 
 def test_train_log_holds_each_jobs_lines_and_a_rejected_configs_error(tmp_path, data_dir):

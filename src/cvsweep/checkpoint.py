@@ -144,11 +144,12 @@ def read_training_state(path: Path, map_location: Any = "cpu") -> dict[str, Any]
     """A cvsweep training checkpoint read without unpickling code: its tensors, numbers and
     the numpy arrays of its random state; None for a file that is no such checkpoint."""
     allowed = [np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-    for module in ("_core", "core"):  # numpy 2 pickles its arrays from numpy._core
-        reconstruct = getattr(getattr(np, module, None), "multiarray", None)
-        if reconstruct is not None and hasattr(reconstruct, "_reconstruct"):
-            allowed.append(reconstruct._reconstruct)
-            break
+    # numpy 2 pickles its arrays from numpy._core, numpy 1 from numpy.core: a checkpoint from
+    # either may be read under the other.
+    for module in ("_core", "core"):
+        multiarray = getattr(getattr(np, module, None), "multiarray", None)
+        if multiarray is not None and hasattr(multiarray, "_reconstruct"):
+            allowed.append(multiarray._reconstruct)
     try:
         with torch.serialization.safe_globals(allowed), quiet_load():
             state = torch.load(path, map_location=map_location, weights_only=True)

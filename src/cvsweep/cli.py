@@ -60,6 +60,9 @@ def _user_overrides(overrides: list[str]) -> list[str]:
 
 def train_task(cfg: DictConfig) -> float | None:
     """Hydra's task function: run the job and turn outcomes into exit codes."""
+    from . import hydra_errors
+
+    hydra_errors.composed()  # also where no callback said so (Hydra's --experimental-rerun)
     from . import store_proxy
 
     if cfg.tracking.enabled:
@@ -176,7 +179,7 @@ def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .config import register_schemas
+    from .config import one_paragraph, register_schemas
 
     register_schemas()
     main = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(
@@ -195,6 +198,8 @@ def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
             # Hydra rejected the command line: said in one paragraph, the user's to fix.
             if isinstance(exc, HydraException | OmegaConfBaseException):
                 print(f"error: {hydra_errors.explain(exc)}", file=sys.stderr, flush=True)
+            elif isinstance(exc, ValueError):  # Hydra's own checks of its flags (-m with --cfg)
+                print(f"error: {one_paragraph(exc)}", file=sys.stderr, flush=True)
             else:
                 traceback.print_exc()
             raise SystemExit(2) from None

@@ -113,7 +113,10 @@ def swept_keys(runs: list[RunSummary]) -> list[str]:
     for group in GROUPS:
         consider(group)
     chosen = [g for g in GROUPS if g in order]
-    for k in sorted({k for r in runs for k in r.params}):
+    # Only values every run logged: a setting added in a later version is missing from older
+    # runs (which a sweep may reuse), and that is not a difference between them.
+    logged_by_all = set.intersection(*(set(r.params) for r in runs)) if runs else set()
+    for k in sorted(logged_by_all):
         if k not in GROUPS and k.split(".")[0] not in chosen:
             consider(k)
     return order

@@ -61,7 +61,7 @@ def explain(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if text.startswith("Error merging override ") and isinstance(cause, OmegaConfBaseException):
         override = text.removeprefix("Error merging override ")
-        return f"Invalid config value {override}: {str(cause).splitlines()[0]}."
+        return f"Invalid config value {override}: {str(cause).splitlines()[0].rstrip('.')}."
     return one_paragraph(exc)
 
 

@@ -20,7 +20,9 @@ def job_log_handler(out_dir: Path) -> logging.FileHandler | None:
     """Hydra's file handler for this job folder (None without one: logging off, or no Hydra)."""
     folder = Path(out_dir).resolve()
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == folder:
+        if not isinstance(handler, logging.FileHandler):
+            continue
+        if Path(handler.baseFilename).resolve().parent == folder:  # both through any symlink
             return handler
     return None
 
@@ -63,7 +65,7 @@ def console_in_job_log(out_dir: Path) -> Iterator[Callable[[str], None]]:
     Yields a function that writes one line to the log alone (for what goes to stderr).
     """
     handler = job_log_handler(out_dir)
-    if handler is None:
+    if handler is None or sys.stdout is None:  # None: stdout closed (`>&-`), nothing to copy
         yield lambda line: None
         return
     saved = sys.stdout

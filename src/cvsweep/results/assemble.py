@@ -210,7 +210,8 @@ def write_results(client: Any, uri: str, out: Path, conf: Path, *, force: bool =
     unfinished: dict[str, int] = {}
     for name, preset in presets.items():
         variants[name], unfinished[name] = preset_runs(client, preset)
-    lost = sorted(presets_in(out) - {name for name, found in variants.items() if found})
+    # Presets no longer in conf/experiment are not counted: no store could give them back.
+    lost = sorted((presets_in(out) & set(presets)) - {n for n, found in variants.items() if found})
     if lost and any(variants.values()) and not force:
         raise ReportError(
             f"{out} has results of the preset(s) {', '.join(lost)}, which the store "
