@@ -92,28 +92,32 @@ def missing_files(
     ]
 
 
-def fetch_command(root: str | os.PathLike, dataset: str | None = None) -> str:
-    """The `cvsweep data fetch` that fixes `root`: it fetches into $CVSWEEP_DATA (or data/)
-    unless told --root, so a data root elsewhere is named in the command."""
-    command = "cvsweep data fetch" + (f" {dataset}" if dataset else "")
-    default = Path(os.environ.get("CVSWEEP_DATA", "data"))  # as the command takes it
+def is_default_root(root: str | os.PathLike) -> bool:
+    """Is `root` the folder `cvsweep data fetch` fills by default ($CVSWEEP_DATA, else data/)?"""
+    default = Path(os.environ.get("CVSWEEP_DATA", "data"))
     try:
-        same = Path(root).resolve() == default.resolve()
+        return Path(root).resolve() == default.resolve()
     except OSError:
-        same = False
-    return command if same else f"{command} --root {shlex.quote(str(root))}"
+        return False
+
+
+def fetch_command(root: str | os.PathLike, dataset: str | None = None) -> str:
+    """The `cvsweep data fetch` that fixes `root`: a data root other than the default one is
+    named in the command."""
+    command = "cvsweep data fetch" + (f" {dataset}" if dataset else "")
+    return command if is_default_root(root) else f"{command} --root {shlex.quote(str(root))}"
 
 
 def check_root_to_fetch_into(root: str | os.PathLike, dataset: str) -> None:
     """A run fetches a missing dataset by itself, but only into a folder that exists or is the
     default one: a mistyped dataset.root would otherwise get a new folder and a download."""
-    command = fetch_command(root, dataset)
-    if Path(root).is_dir() or "--root" not in command:
+    if Path(root).is_dir() or is_default_root(root):
         return
     raise DataError(
         f"Invalid config value dataset.root={root}: no such folder, so {dataset} is not "
-        f"fetched there. Check the path; to download it into that new folder, run `{command}` "
-        "first; leave dataset.root unset for the default data folder ($CVSWEEP_DATA or data/)."
+        f"fetched there. Check the path; to download it into that new folder, run "
+        f"`{fetch_command(root, dataset)}` first; leave dataset.root unset for the default data "
+        "folder ($CVSWEEP_DATA or data/)."
     )
 
 

@@ -14,14 +14,13 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
-from omegaconf import DictConfig
 
 from .config import ConfigError
 from .data import DATASETS, DataError, load_raw, to_device
 from .engine import evaluate, ready_for
+from .optim import optimizers_text, plan_phases
 from .runtime import device_name, keep_freed_memory, speed_settings
-from .saved_model import SavedModel, SavedModelError, load_model
+from .saved_model import SavedModel, SavedModelError, launch_dir, load_model
 from .store_errors import EXIT_USER_ERROR, StoreError
 from .tracking import TrackingError
 
@@ -46,23 +45,8 @@ def _data_root(saved: SavedModel, given: str | None) -> str:
     if given:
         return given
     root = Path(str(saved.cfg.dataset.root))
-    hydra_file = Path(saved.source) / ".hydra" / "hydra.yaml"
-    if not root.is_absolute() and hydra_file.is_file():
-        try:
-            hydra_cfg = yaml.safe_load(hydra_file.read_text()) or {}
-            launched = hydra_cfg.get("hydra", {}).get("runtime", {}).get("cwd")
-        except (OSError, yaml.YAMLError, AttributeError):
-            launched = None
-        if launched:
-            return str(Path(launched) / root)
-    return str(root)
-
-
-def _optimizers(cfg: DictConfig) -> str:
-    """The optimizer, or each phase's in order (the last one made the final weights)."""
-    phases = cfg.schedule.get("phases") or []
-    names = [str((p.optimizer or {}).get("name", cfg.optimizer.name)) for p in phases]
-    return " then ".join(names) if names else str(cfg.optimizer.name)
+    launched = None if root.is_absolute() else launch_dir(Path(saved.source))
+    return str(launched / root) if launched else str(root)
 
 
 def evaluate_main(args: argparse.Namespace) -> int:
@@ -103,7 +87,7 @@ def evaluate_main(args: argparse.Namespace) -> int:
         print(f"note: {saved.note}")
     print(
         f"{saved.source}: {cfg.model.name} trained on {cfg.dataset.name}, optimizer "
-        f"{_optimizers(cfg)}, augment {cfg.augment.name}, schedule {cfg.schedule.name}"
+        f"{optimizers_text(plan_phases(cfg))}, augment {cfg.augment.name}, schedule {cfg.schedule.name}"
     )
     measured = 100 * float(acc)
     print(

@@ -221,6 +221,13 @@ def _setting(raw: dict[str, Any], *keys: str) -> Any:
     return raw
 
 
+def launch_dir(folder: Path) -> Path | None:
+    """The folder a job folder's job was launched from (Hydra's runtime.cwd): relative paths
+    in its config (dataset.root, a sqlite store) were resolved against it."""
+    launched = _setting(_raw_config(folder, "hydra.yaml"), "hydra", "runtime", "cwd")
+    return Path(launched) if isinstance(launched, str) and launched else None
+
+
 def _one_line(text: str, limit: int = 600) -> str:
     text = " ".join(text.split()).rstrip(".")
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -304,11 +311,10 @@ def _store_of(folder: Path, tracking_uri: str | None) -> str | None:
     if tracking_uri:
         return tracking_uri
     uri = _setting(_raw_config(folder, "config.yaml"), "tracking", "uri")
-    launched = _setting(_raw_config(folder, "hydra.yaml"), "hydra", "runtime", "cwd")
     if not isinstance(uri, str) or "${" in uri:
         uri = None  # the default store of the launch folder (or $MLFLOW_TRACKING_URI)
     try:
-        return resolve_uri(uri, Path(launched) if isinstance(launched, str) else None)
+        return resolve_uri(uri, launch_dir(folder))
     except TrackingError:
         return None
 
