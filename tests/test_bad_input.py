@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -14,8 +16,10 @@ from cvsweep.config import (
     ConfigError,
     optimizer_config,
     register_schemas,
+    unused_with_phases,
     validate,
 )
+from cvsweep.model import build_model
 
 from .conftest import QUICK, REPO, cli_env, db_uri, run_train
 
@@ -39,6 +43,12 @@ from .conftest import QUICK, REPO, cli_env, db_uri, run_train
         (
             "schedule=sgd_then_adam schedule.phases.0.optimizer.name=foo",
             "schedule.phases.0.optimizer.name",
+        ),
+        ("model.image_size=32", "model.image_size"),  # was a shape error mid-run
+        ("model.layers.2.name=conv1", "model.layers.2.name"),  # would replace conv1
+        (
+            "schedule=sgd_then_adam schedule.scheduler=cosine schedule.min_lr=0.001",
+            "schedule.min_lr",  # the phases train at 1e-4: "annealing" would climb
         ),
     ],
 )
@@ -72,6 +82,11 @@ def test_out_of_range_values_name_the_key(tmp_path, data_dir, override, key):
         (
             "optimizer.lr=[1",
             "Cannot read the override 'optimizer.lr=[1': no viable alternative at input '[1'",
+        ),
+        (
+            "model.layers.9.out=3",
+            "Invalid config key in model.layers.9.out=3: model.layers has 7 item(s), "
+            "model.layers.0 to model.layers.6, so there is no model.layers.9;",
         ),
         ("optimizer=adam", None),  # control: a valid option passes composition
     ],
@@ -185,6 +200,57 @@ def test_a_layer_list_that_cannot_be_built_is_a_config_error():
         r"cannot follow the linear layer conv1",
     ):
         validate(cfg)
+
+
+def _composed(*overrides: str):
+    register_schemas()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.in_channels=3", "model.in_channels=3: mnist images have 1 channel; it must be 1"),
+        (
+            "model.num_classes=5 model.layers.6.out=5",
+            "model.num_classes=5: mnist has 10 classes; it must be 10",
+        ),
+        ("model.layers.5.name=fc.1", "model.layers.5.name='fc.1': a layer name is a letter"),
+        ("model.layers.5.name=''", "model.layers.5.name='': a layer name is a letter"),
+        (
+            "model.layers.1.padding=2",
+            "model.layers.1.padding=2: a maxpool's padding can be at most half its kernel (2)",
+        ),
+    ],
+)
+def test_a_model_that_does_not_fit_its_data_or_names_is_a_config_error(override, message):
+    with pytest.raises(ConfigError, match=re.escape(f"Invalid config value {message}")):
+        validate(_composed(*override.split()))
+
+
+def test_a_layer_named_like_a_module_attribute_is_a_config_error():
+    cfg = _composed("model.layers.5.name=forward")
+    validate(cfg)  # a fine name as far as the config can tell
+    with pytest.raises(ConfigError, match="Invalid layer name: attribute 'forward' already"):
+        build_model(cfg.model)
+
+
+def test_a_maxpool_pads_as_configured():
+    """padding was ignored for pools: 24x24 padded by 1 pools to 13x13, as torch's own does."""
+    cfg = _composed("model.layers.1.padding=1")
+    validate(cfg)
+    model = build_model(cfg.model)
+    assert model.pool1(torch.zeros(1, 16, 24, 24)).shape == (1, 16, 13, 13)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(("choice", "unused"), [("sgd", []), ("rmsprop", ["optimizer=rmsprop"])])
+def test_the_optimizer_group_is_used_when_a_phase_starts_from_it(choice, unused):
+    """sgd_then_adam's first phase is sgd: with optimizer=sgd it starts from that group's
+    settings (its weight_decay, say), so the choice is not moot; rmsprop's would be."""
+    cfg = _composed("schedule=sgd_then_adam", f"optimizer={choice}")
+    assert unused_with_phases(cfg, [f"optimizer={choice}"]) == unused
 
 
 def test_a_sweep_with_an_impossible_layer_stops_before_any_job(tmp_path, data_dir):

@@ -82,6 +82,15 @@ def test_load_model_classifies_raw_images_as_the_run_did(trained, data_dir):
     assert saved.predict(images[0]).shape == (1,)
     with pytest.raises(ValueError, match=r"this model takes \(1, 28, 28\) images"):
         saved.predict(torch.zeros(2, 3, 28, 28))
+    # Integer images of another type read as 0-255 too (a list of ints, say).
+    assert torch.equal(saved.predict(images.to(torch.int64)), predicted)
+    # 0-255 floats, or images already normalized, would be classified quietly worse: refused.
+    with pytest.raises(
+        ValueError, match="pixel values from 0 to 255: float images are read as 0-1"
+    ):
+        saved.predict(images.float())
+    with pytest.raises(ValueError, match="not images that are already normalized"):
+        saved.predict((floats - 0.1307) / 0.3081)
 
 
 def test_evaluate_names_what_is_wrong_with_a_source(trained, tmp_path, data_dir):

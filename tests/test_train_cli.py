@@ -173,10 +173,17 @@ def test_phased_schedule_names_its_phases_and_the_overrides_it_does_not_use(tmp_
     quick = [a for a in QUICK if not a.startswith("trainer.epochs=")]
     args = [*quick, "schedule=sgd_then_adam", "trainer.epochs=5", "optimizer.lr=0.1"]
     args += ["optimizer.weight_decay=0.001", "schedule.phases.0.epochs=1"]
-    args += ["schedule.phases.1.epochs=2", "tracking.enabled=false"]
+    args += ["schedule.phases.1.epochs=2", f"tracking.uri={db_uri(tmp_path)}"]
     proc = run_train(args, tmp_path, data_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
+    # MLflow says what trained: the phases' optimizers and total epochs, not the moot settings.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=db_uri(tmp_path))
+    (run,) = client.search_runs([client.get_experiment_by_name("cvsweep").experiment_id])
+    assert run.data.params["optimizer"] == "sgd then adam"
+    assert run.data.params["trainer.epochs"] == "3"
     # every phase sets its lr and epochs; weight_decay reaches the adam phase (the run's group)
     assert (
         "note: schedule sgd_then_adam trains in phases that set their own epochs and optimizer: "
@@ -364,9 +371,14 @@ def test_settings_the_run_cannot_follow_are_noted(tmp_path, data_dir):
     assert "note: augment none with augment.flip_p=0.0 augment.degrees=15.0" in out
     assert "(100 train / 10000 test images)" in out
     # 4 steps: a quarter of them is not one whole warm-up step, so the share is moved.
-    args = ["trainer.epochs=1", "dataset.train_limit=64", "dataset.test_limit=100"]
+    # 72 images at batch 16: 4 steps, and 8 images (a ninth) left out of each epoch.
+    args = ["trainer.epochs=1", "dataset.train_limit=72", "dataset.test_limit=100"]
     proc = run_train([*args, "trainer.batch_size=16", "tracking.enabled=false"], tmp_path, data_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (
+        "note: trainer.batch_size=16 leaves 8 of the 72 training images out of each epoch: an "
+        "epoch trains 4 full batch(es) (64 images) of a fresh shuffle"
+    ) in proc.stdout
     assert (
         "note: schedule.pct_start=0.25 leaves the warm-up of onecycle without a step in 4 steps; "
         "0.375 is used"

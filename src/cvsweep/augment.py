@@ -81,7 +81,11 @@ def apply_params(
     (y pointing down). torchvision flips first and rounds in the flipped image, so the flipped x
     index is ``W-1 - round(s)``; since ``round(-s) == -round(s)`` for round-half-to-even and
     negation is exact, this is computed as ``round(-s) + W-1`` with the sign folded into the
-    small per-row/column factors, matching torchvision even on exact ties.
+    small per-row/column factors, matching torchvision on exact ties too. torchvision reaches
+    the same source through a normalized grid and a matrix product, whose float rounding
+    differs from this one: where a source lies within that rounding of a pixel boundary the two
+    pick neighbouring pixels (12 of 15.7 million pixels, in 6 of 20,000 flipped and rotated
+    images at up to 15 degrees).
     """
     n, ch, h, w = x.shape
     px, py = _pads(h, w)

@@ -131,6 +131,14 @@ def _compared(key: str) -> bool:
 
 
 def value_of(run: RunSummary, key: str) -> str:
+    """A run's value of a key: as its command line gave it, or as logged.
+
+    A group's logged choice wins over the command line's: with a phased schedule it names the
+    optimizers that trained (`sgd then adam`), where `optimizer=sgd` only chose the settings
+    the phases start from.
+    """
+    if key in GROUPS and key in run.params:
+        return run.params[key]
     if key in run.overrides:
         return run.overrides[key]
     if key == "experiment":  # the one optional group: a run without a preset has no such param
@@ -210,7 +218,7 @@ def common_overrides(runs: list[RunSummary]) -> list[str]:
     return [
         f"{k}={v}"
         for k, v in runs[0].overrides.items()
-        if k not in differing and all(value_of(r, k) == v for r in runs)
+        if k not in differing and all(r.overrides.get(k, value_of(r, k)) == v for r in runs)
     ]
 
 
@@ -373,8 +381,8 @@ def plot_groups(runs: list[RunSummary], keys: list[str], path: Path, pooled: lis
             mu = statistics.fmean(vals)
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             mean.append(mu)
-            lo.append(mu - sd)
-            hi.append(mu + sd)
+            lo.append(max(mu - sd, 0.0))  # accuracy stays within 0-100 %, its band too
+            hi.append(min(mu + sd, 100.0))
         lowest = min([lowest, *(v for v in lo if math.isfinite(v))])
         (line,) = ax.plot(steps, mean, label=f"{value} (n={len(members)})")
         if len(members) > 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,9 +186,15 @@ def register_schemas() -> None:
         cs.store(name=optimizer_schema_name(name), node=schema)
 
 
+# What each dataset's images and labels are: the model must take and predict exactly these.
+DATASET_SHAPES: dict[str, tuple[int, int, int]] = {  # channels, image side, classes
+    "mnist": (1, 28, 10),
+    "fashion_mnist": (1, 28, 10),
+}
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULERS = ("constant", "step", "cosine", "onecycle")
 LAYER_KINDS = ("conv", "maxpool", "linear")
+LAYER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 ACTIVATIONS = (None, "relu", "gelu", "tanh")
 TRI_STATE = ("auto", "on", "off")
 
@@ -199,10 +206,20 @@ def feature_map_size(size: int, layer: Any) -> int:
     without importing torch; build_model uses the same arithmetic. A maxpool stride of 1
     means torch's default, stride = kernel.
     """
+    padded = size + 2 * int(layer.padding) - int(layer.kernel)
     if layer.kind == "conv":
-        return (size + 2 * int(layer.padding) - int(layer.kernel)) // int(layer.stride) + 1
-    stride = int(layer.stride) if layer.stride > 1 else int(layer.kernel)
-    return (size - int(layer.kernel)) // stride + 1
+        return padded // int(layer.stride) + 1
+    return padded // maxpool_stride(layer) + 1
+
+
+def maxpool_stride(layer: Any) -> int:
+    """A maxpool's stride: 1, the schema's default, stands for torch's default, the kernel.
+
+    So `{kind: maxpool, kernel: 2}` halves the image as the assignment's pools do; any other
+    stride is taken as given. A pool sliding one pixel at a time is not expressible (no model
+    here needs one); the shape report shows what each layer does.
+    """
+    return int(layer.stride) if layer.stride > 1 else int(layer.kernel)
 
 
 def _require(ok: bool, key: str, value: Any, rule: str) -> None:
@@ -414,9 +431,32 @@ def _check_values(cfg: DictConfig) -> None:
     _require(0 <= a.degrees <= 180, "augment.degrees", a.degrees, "must be in 0..180")
 
     m = cfg.model
+    _check_model_fits_dataset(m, str(d.name))
     _require(len(m.layers) >= 1, "model.layers", list(m.layers), "needs at least one layer")
+    seen: dict[str, int] = {}
     for i, layer in enumerate(m.layers):
         key = f"model.layers.{i}"
+        _require(
+            LAYER_NAME.fullmatch(str(layer.name)) is not None,
+            f"{key}.name",
+            layer.name,
+            "a layer name is a letter followed by letters, digits or _ (it names the layer's "
+            "weights in model.pth and its row in the shape report)",
+        )
+        _require(
+            layer.name not in seen,
+            f"{key}.name",
+            layer.name,
+            f"model.layers.{seen.get(layer.name)} has that name already; each layer needs its own",
+        )
+        seen[layer.name] = i
+        if layer.kind == "maxpool":
+            _require(
+                2 * layer.padding <= layer.kernel,
+                f"{key}.padding",
+                layer.padding,
+                f"a maxpool's padding can be at most half its kernel ({layer.kernel})",
+            )
         _require(
             layer.kind in LAYER_KINDS, f"{key}.kind", layer.kind, "allowed: conv, maxpool, linear"
         )
@@ -470,9 +510,30 @@ def _check_values(cfg: DictConfig) -> None:
         )
     for i, phase in enumerate(s.phases):
         _require(phase.epochs >= 1, f"schedule.phases.{i}.epochs", phase.epochs, "must be >= 1")
-        _validate_optimizer(
-            optimizer_config(cfg.optimizer, phase.optimizer), f"schedule.phases.{i}.optimizer"
-        )
+        settings = optimizer_config(cfg.optimizer, phase.optimizer)
+        _validate_optimizer(settings, f"schedule.phases.{i}.optimizer")
+        if s.scheduler == "cosine":
+            _require(
+                s.min_lr < settings.lr,
+                "schedule.min_lr",
+                s.min_lr,
+                f"cosine annealing goes down to it in each phase, so it must be below each "
+                f"phase's lr (schedule.phases.{i} trains at {settings.lr})",
+            )
+
+
+def _check_model_fits_dataset(m: DictConfig, dataset: str) -> None:
+    """The model's input and output sizes are the dataset's: a mismatch would only show as a
+    torch shape error after the run was created."""
+    if dataset not in DATASET_SHAPES:
+        return
+    channels, side, classes = DATASET_SHAPES[dataset]
+    for key, value, want, what in (
+        ("in_channels", m.in_channels, channels, f"{dataset} images have {channels} channel"),
+        ("image_size", m.image_size, side, f"{dataset} images are {side}x{side}"),
+        ("num_classes", m.num_classes, classes, f"{dataset} has {classes} classes"),
+    ):
+        _require(value == want, f"model.{key}", value, f"{what}; it must be {want}")
 
 
 def _check_layer_sizes(m: DictConfig) -> None:
@@ -509,7 +570,7 @@ def unused_with_phases(cfg: DictConfig, overrides: Iterable[str]) -> list[str]:
     With schedule.phases the phases fix the run's length, so trainer.epochs is not used; an
     optimizer setting is not used when every phase sets it itself or names another optimizer
     (which starts from that optimizer's defaults), and the optimizer group choice is not used
-    when every phase names its own.
+    when every phase names an optimizer other than the group's.
     """
     phases = list(cfg.schedule.phases or [])
     if not phases:
@@ -523,7 +584,9 @@ def unused_with_phases(cfg: DictConfig, overrides: Iterable[str]) -> list[str]:
         if key == "trainer.epochs":
             unused.append(item)
         elif key == "optimizer":
-            if all("name" in (p.optimizer or {}) for p in phases):
+            # A phase that names the group's optimizer (or none) starts from the group's
+            # settings, so the choice matters unless every phase names another one.
+            if all((p.optimizer or {}).get("name", run_name) != run_name for p in phases):
                 unused.append(item)
         elif key.startswith("optimizer."):
             setting = key.split(".", 1)[1]

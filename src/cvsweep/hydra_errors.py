@@ -14,6 +14,7 @@ import os
 import re
 
 from hydra.errors import MissingConfigException, OverrideParseException
+from omegaconf import ListConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from .config import OPTIMIZER_SCHEMAS, one_paragraph
@@ -61,8 +62,24 @@ def explain(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if text.startswith("Error merging override ") and isinstance(cause, OmegaConfBaseException):
         override = text.removeprefix("Error merging override ")
+        missing = _past_the_end(cause)
+        if missing:
+            return f"Invalid config key in {override}: {missing}."
         return f"Invalid config value {override}: {str(cause).splitlines()[0].rstrip('.')}."
     return one_paragraph(exc)
+
+
+def _past_the_end(cause: OmegaConfBaseException) -> str | None:
+    """`model.layers.9.x=...` on a 7-item list: OmegaConf's complaint is about types."""
+    items = getattr(cause, "parent_node", None)
+    index = getattr(cause, "key", None)
+    if not isinstance(items, ListConfig) or not isinstance(index, int) or index < len(items):
+        return None
+    where = str(cause.full_key).rpartition("[")[0]
+    return (
+        f"{where} has {len(items)} item(s), {where}.0 to {where}.{len(items) - 1}, so there is no "
+        f"{where}.{index}; to add one, give the whole list ({where}=[...])"
+    )
 
 
 def _unknown_option(exc: MissingConfigException) -> str:

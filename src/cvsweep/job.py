@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import data as data_mod
 from .checkpoint import MODEL_NAME
-from .config import ConfigError, unused_with_phases, validate
+from .config import ConfigError, total_epochs, unused_with_phases, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import GROUPS, RESULT_FILE, config_hash, run_name
 from .job_store import JobStore, claim_run, downloaded_state, local_state
@@ -401,6 +401,9 @@ def _log_run_setup(
         params[group] = ctx.choices.get(group, cfg[group].get("name"))
     if "experiment" in ctx.choices and ctx.choices["experiment"]:
         params["experiment"] = ctx.choices["experiment"]
+    if cfg.schedule.phases:  # what trained, not settings the phases replace
+        params["optimizer"] = optimizers_text(plan_phases(cfg))
+        params["trainer.epochs"] = total_epochs(cfg)
     if logged_params is not None:
         params = {k: v for k, v in params.items() if k not in logged_params}
     if params:
@@ -530,6 +533,16 @@ def size_notes(cfg: DictConfig, n_train: int, n_test: int) -> list[str]:
         notes.append(
             f"trainer.batch_size={batch} is more than the {n_train:,} training images: each "
             f"step takes all {n_train:,} (one step per epoch)"
+        )
+    elif n_train % batch >= 0.1 * n_train:
+        # Every epoch trains full batches of a fresh shuffle; the remainder is left out (other
+        # images each epoch). Said only where that is a sizeable part of the set.
+        used = n_train - n_train % batch
+        notes.append(
+            f"trainer.batch_size={batch} leaves {n_train % batch:,} of the {n_train:,} "
+            f"training images out of each epoch: an epoch trains {n_train // batch} full "
+            f"batch(es) ({used:,} images) of a fresh shuffle, so other images are left out each "
+            "time"
         )
     if cfg.schedule.scheduler == "onecycle":
         steps_per_epoch = n_train // min(batch, n_train)

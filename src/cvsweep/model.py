@@ -13,13 +13,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import feature_map_size
+from .config import ConfigError, feature_map_size, maxpool_stride
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
-class ModelConfigError(ValueError):
-    """A layer list that cannot be built (e.g. a kernel larger than its input)."""
+class ModelConfigError(ConfigError):
+    """A layer list that cannot be built (e.g. a kernel larger than its input).
+
+    A ConfigError, so a job reports it as one and stops before any run is created.
+    """
 
 
 def _activation(name: str | None) -> list[nn.Module]:
@@ -42,7 +45,7 @@ def build_model(model_cfg: Any) -> nn.Sequential:
         elif layer.kind == "maxpool":
             if features is not None:
                 raise ModelConfigError(f"layer {layer.name}: pooling after a linear layer")
-            parts = [nn.MaxPool2d(layer.kernel, layer.stride if layer.stride > 1 else None)]
+            parts = [nn.MaxPool2d(layer.kernel, maxpool_stride(layer), layer.padding)]
             size = feature_map_size(size, layer)
         else:  # linear
             parts = []
@@ -58,7 +61,12 @@ def build_model(model_cfg: Any) -> nn.Sequential:
             )
         parts += _activation(layer.activation)
         blocks[layer.name] = parts[0] if len(parts) == 1 else nn.Sequential(*parts)
-    return nn.Sequential(OrderedDict(blocks.items()))
+    try:
+        return nn.Sequential(OrderedDict(blocks.items()))
+    except KeyError as exc:  # a name nn.Module uses itself ("forward", "training", ...)
+        raise ModelConfigError(
+            f"Invalid layer name: {exc.args[0]}; rename that layer in model.layers"
+        ) from None
 
 
 class _ChannelBias(torch.autograd.Function):

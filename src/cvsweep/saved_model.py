@@ -51,6 +51,22 @@ CLASSES = {
 }
 
 
+def _check_range(x: torch.Tensor, scale: float) -> None:
+    """Pixel values outside 0..scale mean another convention (0-255 floats, or images that
+    are already normalized): refused, since predictions on them are quietly worse."""
+    if x.numel() == 0:
+        return
+    low, high = float(x.min()), float(x.max())
+    if low >= 0 and high <= scale:
+        return
+    kind = "integer images are read as 0-255" if scale > 1 else "float images are read as 0-1"
+    raise ValueError(
+        f"pixel values from {low:g} to {high:g}: {kind} (as torchvision's ToTensor gives) and "
+        "normalized here with the training data's mean and std; pass uint8 images, or floats "
+        "divided by 255, not images that are already normalized"
+    )
+
+
 class SavedModelError(ValueError):
     """A source that holds no usable trained model; the message names it and says why."""
 
@@ -87,15 +103,19 @@ class SavedModel:
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) float32 on the model's device, normalized as the training data was.
 
-        uint8 images are read as 0-255 and float images as 0-1 (what torchvision's ToTensor
-        gives); a single image or a batch without its channel axis is accepted too.
+        Integer images (uint8, as the data files hold them) are read as 0-255 and float images
+        as 0-1 (what torchvision's ToTensor gives); anything outside that range is refused, as
+        it would be classified silently worse. A single image or a batch without its channel
+        axis is accepted too.
         """
         if isinstance(images, np.ndarray) and not images.flags.writeable:
             # torch warns about read-only arrays (np.frombuffer, a read-only memmap), which
             # are never written here: they are copied below in any case.
             images = np.array(images, copy=True)
         x = torch.as_tensor(images)
-        scale = 255.0 if x.dtype == torch.uint8 else 1.0
+        integer = not (x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool)
+        scale = 255.0 if integer else 1.0
+        _check_range(x, scale)
         # A copy: it is normalized in place below, and the caller's images stay as they were.
         x = x.to(device=self.device, dtype=torch.float32, copy=True).div_(scale)
         size = int(self.cfg.model.image_size)

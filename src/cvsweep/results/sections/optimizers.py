@@ -226,7 +226,11 @@ def _lr_figure(by_lr: dict[float, list[Measured]], adam: list[Measured], path: P
         ax.errorbar(
             lrs,
             [100 * s.mean for s in stats],
-            yerr=[100 * s.std for s in stats],
+            # A spread over seeds cannot take accuracy below 0 or above 100 %: clipped there.
+            yerr=[
+                [min(100 * s.std, 100 * s.mean) for s in stats],
+                [min(100 * s.std, 100 - 100 * s.mean) for s in stats],
+            ],
             marker="o",
             capsize=4,
             label="SGD (momentum 0.9): mean ± std, dots = seeds",

@@ -100,15 +100,15 @@ def _has_artifact(client: Any, run_id: str, name: str) -> bool:
         return False
 
 
-def _history_table(client: Any, run_id: str, limit: int = 20) -> list[list[str]]:
+def _history_table(client: Any, run_id: str, limit: int = 40) -> list[list[str]]:
+    """Every log point of the run; past `limit`, the first and last halves with a row saying
+    how many points lie between them."""
     series = {}
     for key in ("train_acc", "test_acc", "lr"):
         hist = with_retry(lambda k=key: client.get_metric_history(run_id, k))
         series[key] = {m.step: m.value for m in hist}
     steps = sorted(series["test_acc"])
-    if len(steps) > limit:
-        steps = steps[: limit // 2] + steps[-limit // 2 :]
-    return [
+    rows = [
         [
             str(s),
             pct(series["train_acc"].get(s)),
@@ -117,3 +117,7 @@ def _history_table(client: Any, run_id: str, limit: int = 20) -> list[list[str]]
         ]
         for s in steps
     ]
+    if len(rows) > limit:
+        left_out = len(rows) - 2 * (limit // 2)
+        rows = [*rows[: limit // 2], [f"... {left_out} more", "", "", ""], *rows[-(limit // 2) :]]
+    return rows
