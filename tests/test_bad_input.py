@@ -137,6 +137,13 @@ def test_hydra_rejects_unknown_options_types_and_keys(tmp_path, data_dir, overri
             "optimizer has no setting 'lrr';",
             id="sweep-key",
         ),
+        pytest.param(
+            ["schedule=sgd_then_adam", "schedule.phases.1.optimizer.momentum=0.5"],
+            "error: Unknown config key schedule.phases.1.optimizer.momentum: "
+            "schedule.phases.1.optimizer has only name, lr; add a new one with "
+            "+schedule.phases.1.optimizer.momentum=VALUE.",
+            id="phase-setting",
+        ),
     ],
 )
 def test_a_misspelled_key_or_option_is_named_with_what_was_meant(tmp_path, data_dir, args, message):
@@ -356,6 +363,28 @@ def test_damaged_data_file_is_named(tmp_path, data_dir, damage, expect, optimize
         client = MlflowClient(db_uri(tmp_path))
         exps = client.search_experiments()
         assert all(not client.search_runs([e.experiment_id]) for e in exps)
+
+
+def test_a_sweep_whose_jobs_fail_before_their_runs_reports_each_and_why(tmp_path, data_dir):
+    """Damaged data fails every job before it has a run: the report still has a row per job
+    with its error, and the parent run says why it failed."""
+    raw = _copy_data(data_dir, tmp_path / "data")
+    _truncate_gz(raw / "t10k-labels-idx1-ubyte.gz")
+    args = ["-m", "optimizer=sgd,adam", *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    proc = run_train(args, tmp_path, tmp_path / "data")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    report = (tmp_path / "multirun" / "comparison.md").read_text()
+    for job in ("optimizer=sgd", "optimizer=adam"):
+        assert f"| {job} |  | FAILED (Data file " in report, report
+    assert "**2 run(s) did not finish:**" in report
+    assert "sweep: 2 jobs ended" in proc.stdout
+    from mlflow import MlflowClient
+
+    client = MlflowClient(db_uri(tmp_path))
+    (parent,) = client.search_runs([client.get_experiment_by_name("cvsweep").experiment_id])
+    assert parent.info.status == "FAILED"
+    reason = parent.data.tags["failure_reason"]
+    assert reason.startswith("2 job(s) failed before their runs were created: Data file ")
 
 
 def test_value_that_cannot_be_resolved_is_a_config_error(tmp_path, data_dir):

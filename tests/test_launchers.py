@@ -160,6 +160,40 @@ def test_a_joblib_sweep_whose_workers_lost_tracking_exits_3(tmp_path, data_dir):
     assert lost and lost <= set(results) - ended, (results, output[-4000:])
 
 
+def test_a_joblib_worker_killed_by_the_system_is_said_so_and_the_same_command_goes_on(
+    tmp_path, data_dir
+):
+    """The out-of-memory killer takes one worker: joblib then stops the sweep and its other
+    worker. The sweep says a worker died (not that a launcher setting is wrong) and that the
+    same command goes on; it does, resuming what was cut and running what never started."""
+    args = _two_workers(tmp_path, "optimizer=sgd,adam,adamw", train_limit=4096)
+    proc = start_train(args, tmp_path, data_dir)
+    seen = read_until(proc, "step     64 |", timeout=240, count=2)  # both workers training
+    workers = sorted({ppid for _, ppid in tracking_processes(proc.pid) if ppid != proc.pid})
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=180)
+    output = "".join(seen) + rest
+    assert proc.returncode == 1, output[-3000:]
+    assert "A worker process died (killed by the system, e.g. out of memory" in output
+    assert "hydra.launcher" not in output.split("A worker process died")[0].splitlines()[-1]
+    assert "Run the same command again to go on" in output, output[-3000:]
+    again = start_train(args, tmp_path, data_dir)  # the same command, the same sweep folder
+    output, _ = again.communicate(timeout=240)
+    assert again.returncode == 0, output[-3000:]
+    # The runs the dead workers left RUNNING are said to be KILLED, by the sweep that found them.
+    assert "was left RUNNING by a process that is gone: now KILLED" in output, output[-3000:]
+    results = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob(f"*/{RESULT_FILE}")]
+    assert sorted(r["status"] for r in results) == ["FINISHED"] * 3, results
+    client = MlflowClient(db_uri(tmp_path))
+    exp = client.get_experiment_by_name("cvsweep").experiment_id
+    runs = [r for r in client.search_runs([exp]) if "cvsweep.sweep" not in r.data.tags]
+    # Each config has its finished run, and none is left looking as if it still trained.
+    finished = sorted(r.data.params["optimizer"] for r in runs if r.info.status == "FINISHED")
+    assert finished == ["adam", "adamw", "sgd"], [(r.info.status, r.data.params) for r in runs]
+    assert "RUNNING" not in {r.info.status for r in runs}
+
+
 def test_a_launcher_error_leaves_the_sweeps_parent_failed_not_finished(tmp_path, data_dir):
     """joblib refuses prefer=nosuch once the sweep's parent run exists: one paragraph names
     the launcher and its error (no traceback of its insides), and the parent says the sweep

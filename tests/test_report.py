@@ -134,6 +134,38 @@ def test_relaunched_sweep_compares_the_runs_it_reused(relaunched, data_dir):
 
 
 @pytest.mark.slow
+def test_a_damaged_sweep_runs_list_is_said_and_the_tagged_runs_still_compare(relaunched, data_dir):
+    from urllib.parse import urlparse
+
+    from mlflow import MlflowClient
+
+    tmp, first, second = relaunched
+    client = MlflowClient(db_uri(tmp))
+    lists = {
+        parent: Path(urlparse(client.get_run(parent).info.artifact_uri).path) / "sweep_runs.json"
+        for parent in (_parent_id(first), _parent_id(second))
+    }
+    kept = {parent: path.read_bytes() for parent, path in lists.items()}
+    try:
+        for path in lists.values():
+            path.write_text('{"run_ids": ["0123')  # cut off mid-write
+        # The first launch's runs are tagged as its children: still compared, with a warning.
+        proc = _compare(tmp, data_dir, _parent_id(first), "--out", str(tmp / "cmp-damaged"))
+        assert proc.returncode == 0, proc.stderr
+        assert "4 runs; accuracies in %." in proc.stdout
+        assert "sweep_runs.json of sweep" in proc.stderr and "is damaged" in proc.stderr
+        # The relaunch reused them all: with its list damaged, nothing is left to compare.
+        proc = _compare(tmp, data_dir, _parent_id(second), "--out", str(tmp / "cmp-damaged"))
+        assert proc.returncode == 2, proc.stderr
+        assert "its sweep_runs.json (the list a sweep records" in proc.stderr
+        assert "is missing, damaged or names only runs that are gone" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    finally:
+        for parent, path in lists.items():
+            path.write_bytes(kept[parent])
+
+
+@pytest.mark.slow
 def test_default_groups_are_configs_and_one_run_has_no_spread(relaunched, data_dir):
     tmp, _, second = relaunched
     proc = _compare(tmp, data_dir, _parent_id(second), "--out", str(tmp / "cmp-default"))
@@ -331,3 +363,16 @@ def test_compare_of_an_experiment_tells_apart_runs_of_two_datasets(tmp_path, dat
     assert "experiment=none" in report and "experiment=?" not in report
     pooled = re.search(r"## Groups by augment \(mean ± std, pooled over ([^)]*)\)", report)
     assert pooled and "dataset" in pooled.group(1).split(", "), report
+
+
+def test_an_accuracy_logged_in_float32_reaches_its_threshold():
+    """90 of 100 right is logged as float32(0.9) = 0.89999998; it reached 90 %, and 89 did not."""
+    import torch
+
+    from cvsweep.compare import RunSummary
+
+    logged = [(10, float(torch.tensor(0.89))), (20, float(torch.tensor(0.9)))]
+    logged.append((30, float(torch.tensor(95) / 100)))
+    assert logged[1][1] < 0.9
+    run = RunSummary("r", "r", "FINISHED", {}, {}, "g", 0.95, 0.95, 0.1, 1.0, logged)
+    assert (run.batches_to(0.9), run.batches_to(0.95), run.batches_to(0.98)) == (20, 30, None)

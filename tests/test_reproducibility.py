@@ -53,11 +53,24 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     assert reruns[0].data.params["augment"] == "rot_flip"
     # An override changes the numbers, and --check says so (overrides may follow the options).
     rid, uri = original.info.run_id, db_uri(tmp_path)
+    chosen = tmp_path / "seed1"
     changed = _cvsweep(
-        ["rerun", rid, "--check", "--tracking-uri", uri, "seed=1"], tmp_path, data_dir
+        ["rerun", rid, "--check", "--tracking-uri", uri, "--out", str(chosen), "seed=1"],
+        tmp_path,
+        data_dir,
     )
     assert changed.returncode == 1, changed.stdout[-2000:] + changed.stderr[-2000:]
     assert "check failed" in changed.stderr
+    assert (chosen / "model.pth").is_file() and (chosen / ".hydra" / "config.yaml").is_file()
+    # Where ./outputs cannot be made, the rerun says so before training, and --out is the way.
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "outputs").write_text("a file where the folder would go")
+    refused = _cvsweep(["rerun", rid, "--tracking-uri", uri], blocked, data_dir)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "the rerun's job folder outputs/rerun/" in refused.stderr
+    assert "Choose another folder with --out DIR." in refused.stderr
+    assert "Traceback" not in refused.stderr and "training cnn" not in refused.stdout
     unknown = _cvsweep(
         ["rerun", rid, "--tracking-uri", uri, "+optimizer.lrr=1"], tmp_path, data_dir
     )

@@ -151,6 +151,28 @@ def test_remote_bind_keeps_host_protection() -> None:
     assert cmd[cmd.index("--artifacts-destination") + 1] == "file:///x/mlartifacts"
 
 
+@pytest.mark.parametrize("command", ["ui", "server"])
+def test_a_store_that_is_no_store_or_a_mistyped_path_is_named_before_mlflow_starts(
+    command: str, tmp_path: Path
+) -> None:
+    """A text file gave MLflow's traceback, a folder minutes of retries, and a mistyped path a
+    new folder with an empty store in it."""
+    (tmp_path / "notes.txt").write_text("not a store\n")
+    (tmp_path / "runs.db").mkdir()
+    for target, message in (
+        ("notes.txt", "is not an MLflow database: it is not even an SQLite file"),
+        ("runs.db", "is a folder, not an MLflow database file"),
+        ("typo/mlflow.db", f"There is no folder {tmp_path / 'typo'} for the store mlflow.db"),
+    ):
+        uri = f"sqlite:///{tmp_path / target}"
+        proc = run_cvsweep([command, "--tracking-uri", uri], tmp_path, child_env(), timeout=60)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "typo").exists()
+    assert (tmp_path / "notes.txt").read_text() == "not a store\n"
+
+
 def test_remote_host_without_allow_remote_exits_2(tmp_path: Path) -> None:
     proc = run_cvsweep(["server", "--host", "0.0.0.0"], tmp_path, child_env(), timeout=60)
     assert proc.returncode == 2 and "--allow-remote" in proc.stderr

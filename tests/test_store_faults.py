@@ -42,13 +42,20 @@ def test_store_uri_naming_a_folder_is_a_clear_error(tmp_path, data_dir, uri):
     assert "Traceback" not in proc.stderr and "training cnn" not in proc.stdout
 
 
-def test_store_uri_of_a_scheme_mlflow_cannot_use_is_a_clear_error(tmp_path, data_dir):
-    proc = run_train([*QUICK, "tracking.uri=foo://bar"], tmp_path, data_dir)
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("foo://bar", "tracking.uri='foo://bar': MLflow cannot keep runs in a 'foo' store"),
+        ("sqlite://", "tracking.uri='sqlite://' is an in-memory SQLite store"),  # logs, then gone
+        ("sqlite:///:memory:", "tracking.uri='sqlite:///:memory:' is an in-memory SQLite store"),
+    ],
+)
+def test_store_uri_of_a_scheme_mlflow_cannot_use_is_a_clear_error(tmp_path, data_dir, uri, message):
+    proc = run_train([*QUICK, f"tracking.uri={uri}"], tmp_path, data_dir)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "error: tracking.uri='foo://bar': MLflow cannot keep runs in a 'foo' store" in (
-        proc.stderr
-    )
+    assert f"error: {message}" in proc.stderr
     assert "Traceback" not in proc.stderr and "training cnn" not in proc.stdout
+    assert not (tmp_path / ":memory:").exists() and not (tmp_path / "mlruns").exists()
 
 
 def test_optional_store_trains_and_warns(tmp_path, data_dir):

@@ -275,7 +275,7 @@ def test_a_reused_sweep_folder_reports_only_this_sweeps_jobs(tmp_path, data_dir)
     output = again.stdout + again.stderr
     assert again.returncode == 0, output[-3000:]
     assert output.count("skipped: identical to finished run") == 2
-    assert "sweep: 2 jobs done" in output and "did not finish" not in output
+    assert "sweep: 2 jobs ended" in output and "did not finish" not in output
     client = MlflowClient(db_uri(tmp_path))
     parents = [r for r in _runs(client) if r.data.tags.get("cvsweep.sweep") == "true"]
     latest = max(parents, key=lambda r: r.info.start_time)
@@ -293,6 +293,15 @@ def test_sigterm_without_tracking_says_nothing_will_resume_it(tmp_path, data_dir
     output = _sigterm_at_step_16([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, data_dir)
     assert "note: this run was not tracked, so nothing resumes it" in output
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_a_stopped_sweep_without_tracking_does_not_promise_to_resume(tmp_path, data_dir):
+    args = ["-m", "optimizer=sgd,adam", "trainer.epochs=50", "dataset.train_limit=2048"]
+    args += ["dataset.test_limit=500", "trainer.log_every=8", "trainer.progress=off"]
+    args += ["tracking.enabled=false", f"hydra.sweep.dir={tmp_path}/sweep"]
+    output = _sigterm_at_step_16(args, tmp_path, data_dir)
+    assert "This sweep was not tracked, so nothing is skipped or resumed" in output
+    assert "finished jobs are skipped" not in output
 
 
 def test_rerun_of_a_sweep_parent_says_what_to_rerun(sweep, data_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -383,3 +384,45 @@ def test_settings_the_run_cannot_follow_are_noted(tmp_path, data_dir):
         "note: schedule.pct_start=0.25 leaves the warm-up of onecycle without a step in 4 steps; "
         "0.375 is used"
     ) in proc.stdout
+
+
+FULL_DISK = """
+import resource, runpy, signal, sys
+# Files may grow to 200 kB: the model (128 kB) fits, the checkpoint with Adam's state does not.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_the_file(tmp_path, data_dir):
+    """A full disk (here: a file size limit) while writing the checkpoint: torch reports it
+    as `unexpected pos` with the reason two exceptions down. Said in one line instead, with the
+    file and the cause, and no half-written file left."""
+    script = tmp_path / "limited.py"
+    script.write_text(FULL_DISK)
+    args = [str(script), str(REPO / "train.py"), *QUICK, "tracking.enabled=false"]
+    proc = run_python([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, data_dir)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    output = proc.stdout + proc.stderr
+    assert f"error: cannot write {tmp_path / 'run' / 'checkpoint.pt'}: file too large" in output
+    assert "Traceback" not in output and "unexpected pos" not in output
+    assert not list((tmp_path / "run").glob(".checkpoint.pt.*"))
+    result = json.loads((tmp_path / "run" / "job_result.json").read_text())
+    assert result["status"] == "FAILED" and "cannot write" in result["error"]
+
+    # With tracking, the new store's creation fails too (its tracking process has the same
+    # limit): each lost write is one line, not SQLAlchemy's SQL; and the store it left half
+    # made is named, with what to do, when the next command finds it.
+    args = [str(script), str(REPO / "train.py"), *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    proc = run_python([*args, f"hydra.run.dir={tmp_path}/run2"], tmp_path, data_dir)
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    output = proc.stdout + proc.stderr
+    warnings = [line for line in output.splitlines() if "warning: tracking:" in line]
+    assert warnings and "[SQL:" not in output and "sqlalche.me" not in output, output[-3000:]
+    again = run_train([*QUICK, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert again.returncode == 2, again.stderr[-2000:]
+    assert again.stderr.startswith(f"error: The tracking store {tmp_path / 'mlflow.db'} cannot be")
+    assert f"mv {tmp_path / 'mlflow.db'} {tmp_path / 'mlflow.db'}.broken" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1, again.stderr

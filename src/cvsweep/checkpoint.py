@@ -25,17 +25,43 @@ CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pth"
 
 
+class FileWriteError(OSError):
+    """A checkpoint or model file could not be written (disk full, quota, permissions): the
+    machine's problem, not the code's, so it is said in one line with the file and the cause."""
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The OSError behind exc: torch's writer reports a full disk as a RuntimeError
+    ("unexpected pos ...") raised while handling the OSError that says why."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def atomic_save(obj: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise FileWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        cause = _os_cause(exc) if isinstance(exc, OSError | RuntimeError) else None
+        if cause is not None:
+            why = cause.strerror or str(cause)
+            raise FileWriteError(
+                f"cannot write {path}: {why[:1].lower()}{why[1:]} (the previous file, if any, "
+                "is kept)"
+            ) from exc
         raise
     return path
 

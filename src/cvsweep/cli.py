@@ -411,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],  # else argparse names it among the missing arguments, though it may be empty
         help="key=value overrides on top of the logged config",
     )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="the rerun's job folder (default: outputs/rerun/<run id>-<time> here)",
+    )
     p.add_argument("--check", action="store_true", help="exit 1 when metrics differ")
     p.add_argument(
         "--tolerance",

@@ -38,9 +38,21 @@ def recorded_run_ids(client: Any, parent_id: str) -> list[str]:
         return []
     with tempfile.TemporaryDirectory() as tmp:
         local = with_retry(lambda: client.download_artifacts(parent_id, SWEEP_RUNS, tmp))
-        data = json.loads(Path(local).read_text())
-    ids = data.get("run_ids", []) if isinstance(data, dict) else data
-    return [str(i) for i in ids]
+        try:
+            data = json.loads(Path(local).read_text())
+        except (ValueError, OSError) as exc:
+            data = exc
+    ids = data.get("run_ids") if isinstance(data, dict) else data
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        # The child runs' tags still name the sweep's runs; only reused ones go missing.
+        why = f" ({type(data).__name__}: {data})" if isinstance(data, Exception) else ""
+        print(
+            f"warning: {SWEEP_RUNS} of sweep {parent_id} is damaged{why}; comparing the runs "
+            "tagged as its children only (runs it reused from earlier sweeps are left out)",
+            file=sys.stderr,
+        )
+        return []
+    return ids
 
 
 def run_members(client: Any, run: Any) -> list[Any]:
@@ -53,12 +65,17 @@ def run_members(client: Any, run: Any) -> list[Any]:
         if rid in members or rid == parent_id:
             continue
         try:
-            members[rid] = with_retry(lambda r=rid: client.get_run(r))
+            member = with_retry(lambda r=rid: client.get_run(r))
         except MlflowException:
             print(
                 f"warning: run {rid} of sweep {parent_id} is no longer in the store",
                 file=sys.stderr,
             )
+            continue
+        if member.info.lifecycle_stage == "deleted":
+            print(f"note: run {rid} of sweep {parent_id} is deleted: left out", file=sys.stderr)
+            continue
+        members[rid] = member
     return list(members.values())
 
 
@@ -82,9 +99,10 @@ def runs_by_id(client: Any, ids: list[str]) -> tuple[list[Any], str]:
         if is_sweep(run) and not members:
             raise CompareError(
                 f"Run {run_id} is the parent of the sweep {run.info.run_name!r}, and none of its "
-                f"runs are in this store: none is tagged as its child and it has no {SWEEP_RUNS} "
-                "(a sweep records that list when its report is made). Compare its runs by id, "
-                "or the whole experiment: cvsweep compare <experiment name>."
+                f"runs are in this store: none is tagged as its child, and its {SWEEP_RUNS} (the "
+                "list a sweep records when its report is made) is missing, damaged or names only "
+                "runs that are gone. Compare its runs by id, or the whole experiment: cvsweep "
+                "compare <experiment name>."
             )
         for member in members or [run]:
             found.setdefault(member.info.run_id, member)

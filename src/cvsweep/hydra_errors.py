@@ -14,7 +14,7 @@ import os
 import re
 
 from hydra.errors import MissingConfigException, OverrideParseException
-from omegaconf import ListConfig
+from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from .config import OPTIMIZER_SCHEMAS, one_paragraph
@@ -93,10 +93,17 @@ def _unknown_option(exc: MissingConfigException) -> str:
 
 
 def _unknown_key(cause: ConfigKeyError | ConfigAttributeError, full_key: str) -> str:
-    parent, _, key = str(cause.full_key).rpartition(".")
+    parent, _, key = re.sub(r"\[(\d+)\]", r".\1", str(cause.full_key)).rpartition(".")
     schema = cause.object_type
     if schema is None or not dataclasses.is_dataclass(schema):
-        return f"Unknown config key {full_key}."
+        # A free-form node (a phase's optimizer settings): it takes new keys, with `+`.
+        node = getattr(cause, "parent_node", None)
+        keys = ", ".join(str(k) for k in node) if isinstance(node, DictConfig) else ""
+        return (
+            f"Unknown config key {full_key}: {parent or 'the top level'} has "
+            + (f"only {keys}" if keys else "no keys yet")
+            + f"; add a new one with +{full_key}=VALUE."
+        )
     valid = [f.name for f in dataclasses.fields(schema)]
     names = {cls: name for name, cls in OPTIMIZER_SCHEMAS.items()}
     if schema in names:

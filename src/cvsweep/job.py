@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import data as data_mod
-from .checkpoint import MODEL_NAME
+from .checkpoint import MODEL_NAME, FileWriteError
 from .config import ConfigError, total_epochs, unused_with_phases, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import GROUPS, RESULT_FILE, config_hash, run_name
@@ -301,6 +301,10 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
     except NonFiniteLoss as exc:
         error = str(exc)
         tracker.set_tags({"failure_reason": "non_finite_loss", "failure_step": str(exc.step)})
+        _console(f"error: {exc}")
+    except FileWriteError as exc:  # a full disk, say: nothing a traceback would explain
+        error = str(exc)
+        tracker.set_tags({"failure_reason": error[:500]})
         _console(f"error: {exc}")
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"

@@ -21,6 +21,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig, one_paragraph
+from .outputs import OutputPathError, check_folder
 from .signals import HeldSignals, import_held
 from .store_errors import (
     EXIT_USER_ERROR,
@@ -223,6 +224,17 @@ def _load_job() -> ModuleType:
     return job
 
 
+def _job_folder(chosen: str | None, run_id: str) -> Path:
+    """--out, or outputs/rerun/<id>-<time> under the current folder; checked before training."""
+    if chosen:
+        return check_folder(Path(chosen), "--out")
+    default = Path("outputs") / "rerun" / f"{run_id[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        return check_folder(default, "the rerun's job folder")
+    except OutputPathError as exc:
+        raise OutputPathError(f"{exc} Choose another folder with --out DIR.") from None
+
+
 def rerun_main(args: argparse.Namespace) -> int:
     """Exit 0 (1 with --check when the numbers differ), 2 for what the user must fix, 3 when
     the tracking store missed some of the rerun."""
@@ -250,7 +262,7 @@ def rerun_main(args: argparse.Namespace) -> int:
             note = same_threads(cfg, original)
             if note:
                 print(note, flush=True)
-            out_dir = Path("outputs") / "rerun" / f"{run_id[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
+            out_dir = _job_folder(args.out, run_id)
             overrides = [
                 o for o in logged_overrides if not o.startswith("tracking.parent_run_id=")
             ] + list(args.overrides)
@@ -268,7 +280,7 @@ def rerun_main(args: argparse.Namespace) -> int:
             outcome = job.run_job(cfg, ctx, held)
         finally:
             held.release()
-    except (RerunError, StoreError, ConfigError, TrackingError) as exc:
+    except (RerunError, StoreError, ConfigError, TrackingError, OutputPathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as exc:

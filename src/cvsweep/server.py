@@ -30,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from .store_errors import StoreError, check_sqlite_store
 from .tracking import TrackingError, resolve_uri, sqlite_path
 
 RUNS_VIEW = "runs?workflowType=machine_learning"
@@ -354,7 +355,7 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
         _err(f"error: {problem}")
         return 2
     try:
-        uri = resolve_uri(args.tracking_uri)
+        uri = resolve_uri(args.tracking_uri, name="--tracking-uri")
     except TrackingError as exc:
         _err(f"error: {exc}")
         return 2
@@ -366,6 +367,11 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
         return 2
     db = sqlite_path(uri)
     new_store = db is not None and not db.exists()
+    if db is not None:
+        problem = _store_problem(db, new_store)
+        if problem:
+            _err(f"error: {problem}")
+            return 2
 
     allowed_hosts = cors = None
     if not is_loopback(args.host):
@@ -418,6 +424,28 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
             _shutdown(proc)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _store_problem(db: Path, new: bool) -> str | None:
+    """What keeps MLflow from serving this SQLite store, in one paragraph, before it starts.
+
+    A new store is made only in a folder that exists: a mistyped path is not created. An
+    existing file must be an MLflow store, or MLflow prints a traceback (a text file) or
+    retries for minutes (a folder).
+    """
+    if new:
+        if not db.parent.is_dir():
+            return (
+                f"There is no folder {db.parent} for the store {db.name}: a mistyped path is not "
+                "created. Point --tracking-uri at a store that exists (sqlite:///path/to/mlflow.db), "
+                "or create the folder first for a new one."
+            )
+        return None
+    try:
+        check_sqlite_store(db)
+    except StoreError as exc:
+        return str(exc)
+    return None
 
 
 def _shutdown(proc: subprocess.Popen[Any]) -> None:

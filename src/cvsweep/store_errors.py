@@ -150,7 +150,7 @@ def open_client(uri: str | None, missing_hint: str = "") -> tuple[Any, str]:
     from mlflow import MlflowClient
 
     try:
-        resolved = resolve_uri(uri)
+        resolved = resolve_uri(uri, name="--tracking-uri")
     except TrackingError as exc:
         raise StoreError(str(exc)) from None
     db = sqlite_path(resolved)

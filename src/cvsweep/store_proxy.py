@@ -281,7 +281,9 @@ TRACKING_INCOMPLETE = 3  # exit code: trained, but the required tracking store m
 def warn_lost(problem: str, *, stdout: bool = False) -> None:
     """Say that a tracking write was not made, and keep it for the exit code."""
     LOST.problems.append(problem)
-    print(f"warning: tracking: {problem}", file=sys.stdout if stdout else sys.stderr, flush=True)
+    # One line each: SQLAlchemy's messages go on with the SQL and a link on lines of their own.
+    first = problem.strip().splitlines()[0] if problem.strip() else problem
+    print(f"warning: tracking: {first}", file=sys.stdout if stdout else sys.stderr, flush=True)
 
 
 class ProxyTracker:

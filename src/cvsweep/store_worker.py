@@ -31,7 +31,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .store_errors import broken_store
+from .store_errors import broken_store, from_store
 from .tracking import (
     CLAIM_TAG,
     INCOMPLETE_TAG,
@@ -50,6 +50,15 @@ from .tracking import (
     unreachable_cause,
     with_retry,
 )
+
+
+def _disk_full(exc: BaseException) -> str:
+    """SQLite's own words when a write failed for want of space (its message, else '')."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    for words in ("database or disk is full", "disk i/o error"):
+        if words in text.lower():
+            return words
+    return ""
 
 
 class StoreDown(TrackingError):
@@ -247,6 +256,24 @@ class StoreSession:
             return self.guarded(uri, run_id, op, lambda: fn(*args, **kwargs), answered)
         except Exception as exc:
             db = sqlite_path(uri)
+            full = db is not None and _disk_full(exc)
+            if full:
+                raise TrackingError(
+                    f"The tracking store {db} cannot be written: its disk is full (SQLite: "
+                    f"{full}). Free space there and run the same command again, or point "
+                    "tracking.uri at a store on another disk."
+                ) from None
+            own = db is not None and op in self._STORE_OPS and from_store(exc)
+            if own and not broken_store(exc):
+                # MLflow's own failure (e.g. a store whose creation was cut short): its first
+                # line, with the file it is about, not SQLAlchemy's SQL dump.
+                reason = str(exc).strip().splitlines()[0][:300]
+                raise TrackingError(
+                    f"The tracking store {db} cannot be used ({reason}). If its creation "
+                    f"was cut short (a full disk, a killed process), "
+                    f"move it aside (mv {db} {db}.broken) to start a new store there; otherwise "
+                    "point tracking.uri at another store, or set tracking.enabled=false."
+                ) from None
             if db is None or not broken_store(exc):
                 raise
             reason = str(exc).strip().splitlines()[0][:200]

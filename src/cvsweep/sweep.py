@@ -229,15 +229,27 @@ def launcher_failed(exc: Exception, launcher: str) -> NoReturn:
     """The sweep's launcher raised (a setting it refuses, a worker that died, a cluster it cannot
     reach): say so in one paragraph, and give the reason to the parent run, then exit 1."""
     reason = f"the launcher ({launcher}) failed: {type(exc).__name__}: {exc}".strip()
-    print(
-        f"error: {reason}. Its settings are under hydra.launcher (`python train.py --cfg hydra "
-        f"-p hydra.launcher {launcher}` shows them).",
-        file=sys.stderr,
-        flush=True,
-    )
+    if type(exc).__name__ in WORKER_DIED:
+        # Not a setting to fix: a worker process was killed (the kernel's out-of-memory
+        # killer, a signal, a crash), and the launcher then stops every other worker too.
+        advice = (
+            "A worker process died (killed by the system, e.g. out of memory, or by a signal), "
+            "and the launcher stopped the other workers with it."
+        )
+    else:
+        advice = (
+            f"Its settings are under hydra.launcher (`python train.py --cfg hydra -p "
+            f"hydra.launcher {launcher}` shows them)."
+        )
+    print(f"error: {reason.rstrip('.')}. {advice}", file=sys.stderr, flush=True)
     if _ACTIVE is not None:
         _ACTIVE.failure_reason = reason[:500]
+        _ACTIVE.worker_died = type(exc).__name__ in WORKER_DIED
     raise SystemExit(1)
+
+
+# What joblib's loky and concurrent.futures raise when a worker process dies under them.
+WORKER_DIED = ("TerminatedWorkerError", "BrokenProcessPool", "BrokenExecutor")
 
 
 def _signature(path: Path) -> tuple[int, int, int]:
@@ -260,6 +272,7 @@ class MlflowSweepCallback(Callback):
         self.reported = False
         self.n_jobs = 0
         self.interrupted: int | None = None  # exit code of a stop a parallel sweep waits out
+        self.worker_died = False  # the launcher failed because one of its workers was killed
         # Result files an earlier sweep left in a reused sweep folder, as they were at the
         # start: every job of this sweep (skipped ones too) writes its own, so these are not it.
         self.earlier_results: dict[str, tuple[int, int, int]] = {}
@@ -321,7 +334,11 @@ class MlflowSweepCallback(Callback):
                 from .runtime import preload_for_training
 
                 preload_for_training(str(config.trainer.device))
-            opened.result()
+            for orphan in (opened.result() or {}).get("orphans") or []:
+                print(
+                    f"note: run {orphan} was left RUNNING by a process that is gone: now KILLED",
+                    flush=True,
+                )
             return str(parent.result())
 
         try:
@@ -404,7 +421,7 @@ class MlflowSweepCallback(Callback):
         if cli.STARTED is not None:
             now = time.perf_counter()
             print(
-                f"sweep: {len(results)} jobs done {t_jobs - cli.STARTED:.1f} s after launch; "
+                f"sweep: {len(results)} jobs ended {t_jobs - cli.STARTED:.1f} s after launch; "
                 f"report {now - t_jobs:.1f} s",
                 flush=True,
             )
@@ -441,12 +458,18 @@ class MlflowSweepCallback(Callback):
                     )
                     proxy.post("tags", self.uri, self.parent_id, {"failure_reason": reason})
         total = f" of {self.n_jobs}" if self.n_jobs else ""
-        then = (
-            "Run the same command again to go on: finished jobs are skipped and an "
-            "interrupted one resumes from its checkpoint."
-            if how
-            else "The messages above say why."
-        )
+        if self.parent_id is None:  # nothing in a store to skip or resume from
+            then = (
+                "This sweep was not tracked, so nothing is skipped or resumed: the same command "
+                "trains every job from the start."
+            )
+        elif how or self.worker_died:
+            then = (
+                "Run the same command again to go on: finished jobs are skipped and "
+                "interrupted ones resume from their last checkpoint."
+            )
+        else:
+            then = "The messages above say why."
         # A job that the stop interrupted is neither done nor still to do: say so apart.
         cut = sum(1 for r in results if r.get("status") == "KILLED")
         during = f", {cut} interrupted" if cut else ""

@@ -41,10 +41,19 @@ def default_uri(launch_dir: Path | None = None) -> str:
 STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
 
 
-def resolve_uri(uri: str | None, launch_dir: Path | None = None) -> str:
-    """Make a store URI absolute so every job of a sweep, whatever its cwd, hits one store."""
+def resolve_uri(uri: str | None, launch_dir: Path | None = None, name: str = "tracking.uri") -> str:
+    """Make a store URI absolute so every job of a sweep, whatever its cwd, hits one store.
+
+    `name` is how the user gave it (`--tracking-uri` for commands), for messages.
+    """
     if not uri:
         return default_uri(launch_dir)
+    if uri in ("sqlite://", "sqlite:///:memory:"):
+        raise TrackingError(
+            f"{name}={uri!r} is an in-memory SQLite store: everything logged would be gone when "
+            "the process ends (and SQLite would put a file named ':memory:' beside you). Use "
+            "sqlite:///path/to/mlflow.db, or tracking=none for a run that logs nothing."
+        )
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///") :])
         if not path.is_absolute():
@@ -52,13 +61,13 @@ def resolve_uri(uri: str | None, launch_dir: Path | None = None) -> str:
         return f"sqlite:///{path}"
     if "://" not in uri:
         raise TrackingError(
-            f"tracking.uri={uri!r} is not a store URI. Use sqlite:///path/to/mlflow.db or "
+            f"{name}={uri!r} is not a store URI. Use sqlite:///path/to/mlflow.db or "
             "http://127.0.0.1:PORT (a tracking server)."
         )
     scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()  # postgresql+psycopg2://...
     if scheme not in STORE_SCHEMES:
         raise TrackingError(
-            f"tracking.uri={uri!r}: MLflow cannot keep runs in a {scheme!r} store. Use "
+            f"{name}={uri!r}: MLflow cannot keep runs in a {scheme!r} store. Use "
             "sqlite:///path/to/mlflow.db, http://HOST:PORT (a tracking server), or a database "
             "MLflow supports (postgresql://, mysql://, mssql://)."
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ...compare import reached
 from ...tracking import with_retry
 from ..document import Context, Doc, _plot
 from ..presets import Preset
@@ -71,7 +72,7 @@ def section_target99(doc: Doc, ctx: Context, preset: Preset, v: Variant, suffix:
         )
         doc.table(["mini-batch", "train acc (%)", "test acc (%)", "lr"], log)
     _plot(doc, v.runs, "seed", preset.name, suffix, "test accuracy per seed")
-    met = acc.mean >= target
+    met = reached(acc.mean, target)
     text = [
         f"Mean final test accuracy {acc.fmt()} % over {acc.n} seed(s): the question's 95 % bar is "
         + ("passed" if acc.mean > 0.95 else "not passed")
@@ -79,9 +80,9 @@ def section_target99(doc: Doc, ctx: Context, preset: Preset, v: Variant, suffix:
         + ("met." if met else "not met."),
     ]
     if claimed is not None:
-        reached = "matched or beaten" if acc.mean >= float(claimed) else "not reached"
+        verdict = "matched or beaten" if reached(acc.mean, float(claimed)) else "not reached"
         text.append(
-            f"The assignment's {100 * float(claimed):.2f} % answer is {reached} "
+            f"The assignment's {100 * float(claimed):.2f} % answer is {verdict} "
             f"({_signed(acc.mean - float(claimed))} points)."
         )
     doc.add("**Discussion.** " + " ".join(text), "")
