@@ -316,6 +316,14 @@ def test_evaluate_of_a_sweep_parent_points_to_its_runs(relaunched, data_dir):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"Run {parent} is the parent run of a sweep" in proc.stderr
     assert f"`cvsweep compare {parent}` lists the runs that have one" in proc.stderr
+    # From another folder, the store is not the default one: the command names it.
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    args = ["evaluate", parent, "--tracking-uri", db_uri(tmp)]
+    proc = run_cvsweep(args, elsewhere, cli_env(data_dir), timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    said = f"`cvsweep compare {parent} --tracking-uri {db_uri(tmp)}` lists the runs"
+    assert said in proc.stderr, proc.stderr
 
 
 def test_values_a_preset_set_are_compared_too():

@@ -31,7 +31,7 @@ from .store_errors import (
     store_failure,
 )
 from .store_proxy import TRACKING_INCOMPLETE
-from .tracking import TrackingError, with_retry
+from .tracking import TrackingError, store_flag, with_retry
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -250,7 +250,7 @@ def rerun_main(args: argparse.Namespace) -> int:
             raise RerunError(
                 f"Run {run_id} is the parent run of a sweep: it holds the sweep's comparison, "
                 "not a trained model, so there is no config to rerun. Rerun one of its runs by "
-                f"id (`cvsweep compare {run_id}` lists them)"
+                f"id (`cvsweep compare {run_id}{store_flag(uri)}` lists them)"
                 + (f", or run the whole sweep again with `{command}`." if command else ".")
             )
         job = _load_job()

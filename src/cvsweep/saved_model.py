@@ -425,7 +425,7 @@ def _from_run(
     """The model logged to a run; with prefer_job_folder, the run's own job folder's model
     where that is on this machine (a skipped job's finished run: nothing to download)."""
     from .store_errors import open_client, quiet_downloads, store_failure
-    from .tracking import with_retry
+    from .tracking import store_flag, with_retry
 
     quiet_downloads()
     client, uri = open_client(tracking_uri)
@@ -444,7 +444,7 @@ def _from_run(
     if run.data.tags.get("cvsweep.sweep") == "true":
         raise SavedModelError(
             f"Run {run_id} is the parent run of a sweep, which holds its comparison, not a "
-            f"model; `cvsweep compare {run_id}` lists the runs that have one."
+            f"model; `cvsweep compare {run_id}{store_flag(uri)}` lists the runs that have one."
         )
     folder = run.data.tags.get("output_dir")
     if prefer_job_folder and folder and (Path(folder) / MODEL_NAME).is_file():

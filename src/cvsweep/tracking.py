@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import random
+import shlex
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,14 @@ def default_uri(launch_dir: Path | None = None) -> str:
         return env
     base = Path(launch_dir or os.getcwd()).resolve()
     return f"sqlite:///{base / 'mlflow.db'}"
+
+
+def store_flag(uri: str) -> str:
+    """` --tracking-uri URI` for a command suggested to the user, unless URI is the store
+    such a command would open anyway (the default here)."""
+    if uri == default_uri():
+        return ""
+    return f" --tracking-uri {shlex.quote(uri)}"
 
 
 # The tracking-store schemes MLflow accepts (file:// stores are deprecated by MLflow).
