@@ -157,6 +157,14 @@ def check_writable(uri: str) -> None:
                 f"Tracking store {uri} names a folder, not a database file. Name a file in it, "
                 f"e.g. tracking.uri=sqlite:///{db / 'mlflow.db'}, or set tracking.enabled=false."
             )
+        blocker = next((f for f in db.parents if f.exists() and not f.is_dir()), None)
+        if blocker is not None:
+            raise TrackingError(
+                f"Tracking store {uri} cannot be made: {blocker} is a file, so no folder can "
+                "be made there. Point tracking.uri at a store in a folder (sqlite:///path/to/"
+                "mlflow.db), or set tracking.enabled=false (or tracking.required=false to train "
+                "anyway and only warn)."
+            )
         try:
             probe_writable(db.parent)
         except OSError as exc:
