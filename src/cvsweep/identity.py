@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -71,6 +72,16 @@ def config_hash(cfg: DictConfig | dict[str, Any], *, without_seed: bool = False)
 
 
 RESULT_FILE = "job_result.json"  # each job's outcome, in its folder, for the sweep report
+
+
+def read_job_result(folder: Path) -> dict[str, Any] | None:
+    """A job folder's job_result.json (how its job ended); None where it has no readable one
+    (not written yet, cut short, or not a job folder)."""
+    try:
+        result = json.loads((folder / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) else None
 
 
 def raw_overrides(node: Any) -> list[str]:

@@ -50,6 +50,7 @@ from .tracking import (
     INCOMPLETE_TAG,
     TrackingError,
     flatten,
+    orphan_note,
     owner_tags,
 )
 
@@ -217,7 +218,7 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
     run_id: str | None = None
     if store is not None and found is not None:
         for orphan in found.get("orphans") or []:
-            _console(f"note: run {orphan} was left RUNNING by a process that is gone: now KILLED")
+            _console(orphan_note(orphan))
         for busy in found.get("busy") or []:
             _console(
                 f"note: run {busy['run_id']} of the same config is still RUNNING "

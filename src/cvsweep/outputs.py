@@ -14,7 +14,8 @@ class OutputPathError(ValueError):
     """An --out path the command cannot write."""
 
 
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
+    """path, or its nearest parent that exists: where a folder for it would be made."""
     for parent in [path, *path.parents]:
         if parent.exists():
             return parent
@@ -40,7 +41,7 @@ def check_file(path: Path, flag: str = "--out") -> Path:
 
 
 def _check_writable(folder: Path, flag: str, named: Path | None = None) -> Path:
-    base = _nearest_existing(folder)
+    base = nearest_existing(folder)
     shown = named or folder
     if not base.is_dir():
         raise OutputPathError(

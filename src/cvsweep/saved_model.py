@@ -11,7 +11,6 @@ defaults) and images are normalized the way its training data was.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from .checkpoint import (
     quiet_load,
     read_training_state,
 )
-from .identity import RESULT_FILE
+from .identity import RESULT_FILE, read_job_result
 from .model import ModelConfigError, build_model
 from .rerun import RUN_ID, RerunError, logged_run, typed_config
 
@@ -218,15 +217,6 @@ def _rebuild(
     return SavedModel(model.to(device).eval(), cfg, source, device, recorded, note)
 
 
-def _job_result(folder: Path) -> dict[str, Any] | None:
-    """The folder's job_result.json (what its job ended as), if it has a readable one."""
-    try:
-        result = json.loads((folder / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) else None
-
-
 def _raw_config(folder: Path, name: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load((folder / ".hydra" / name).read_text())
@@ -366,7 +356,7 @@ def _skipped(
 def _from_folder(path: Path, device: torch.device, tracking_uri: str | None = None) -> SavedModel:
     folder = path.parent if path.is_file() else path
     weights = path if path.is_file() else folder / MODEL_NAME
-    result = _job_result(folder)
+    result = read_job_result(folder)
     if not weights.is_file():
         if result and result.get("status") == "SKIPPED" and result.get("run_id"):
             return _skipped(folder, str(result["run_id"]), device, tracking_uri)

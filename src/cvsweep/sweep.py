@@ -9,7 +9,6 @@ MLFLOW_RUN_ID, which would make the children write into the parent).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -28,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from . import hydra_errors
 from .config import ConfigError, validate
-from .identity import RESULT_FILE, raw_overrides, run_name
+from .identity import RESULT_FILE, raw_overrides, read_job_result, run_name
 from .store_proxy import (
     LOST,
     StoreProxy,
@@ -37,7 +36,7 @@ from .store_proxy import (
     shared_proxy,
     warn_lost,
 )
-from .tracking import TrackingError, owner_tags, probe_writable, resolve_uri
+from .tracking import TrackingError, orphan_note, owner_tags, probe_writable, resolve_uri
 
 
 def _cell_overrides(job_dir: Path) -> list[str] | None:
@@ -225,6 +224,10 @@ def stop_sweep(code: object) -> None:
         _ACTIVE.stopped(code)
 
 
+# What joblib's loky and concurrent.futures raise when a worker process dies under them.
+WORKER_DIED = ("TerminatedWorkerError", "BrokenProcessPool", "BrokenExecutor")
+
+
 def launcher_failed(exc: Exception, launcher: str) -> NoReturn:
     """The sweep's launcher raised (a setting it refuses, a worker that died, a cluster it cannot
     reach): say so in one paragraph, and give the reason to the parent run, then exit 1."""
@@ -246,10 +249,6 @@ def launcher_failed(exc: Exception, launcher: str) -> NoReturn:
         _ACTIVE.failure_reason = reason[:500]
         _ACTIVE.worker_died = type(exc).__name__ in WORKER_DIED
     raise SystemExit(1)
-
-
-# What joblib's loky and concurrent.futures raise when a worker process dies under them.
-WORKER_DIED = ("TerminatedWorkerError", "BrokenProcessPool", "BrokenExecutor")
 
 
 def _signature(path: Path) -> tuple[int, int, int]:
@@ -335,10 +334,7 @@ class MlflowSweepCallback(Callback):
 
                 preload_for_training(str(config.trainer.device))
             for orphan in (opened.result() or {}).get("orphans") or []:
-                print(
-                    f"note: run {orphan} was left RUNNING by a process that is gone: now KILLED",
-                    flush=True,
-                )
+                print(orphan_note(orphan), flush=True)
             return str(parent.result())
 
         try:
@@ -487,9 +483,8 @@ class MlflowSweepCallback(Callback):
         for path in sorted(self.sweep_dir.glob(f"*/{RESULT_FILE}")):
             if self.earlier_results.get(str(path)) == _signature(path):
                 continue  # an earlier sweep's job that this one did not run
-            try:
-                result = json.loads(path.read_text())
-            except (OSError, ValueError):
+            result = read_job_result(path.parent)
+            if result is None:
                 continue
             result["cell"] = _cell_overrides(path.parent)
             found.append(result)

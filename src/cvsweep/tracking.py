@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .outputs import nearest_existing
+
 T = TypeVar("T")
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -157,8 +159,8 @@ def check_writable(uri: str) -> None:
                 f"Tracking store {uri} names a folder, not a database file. Name a file in it, "
                 f"e.g. tracking.uri=sqlite:///{db / 'mlflow.db'}, or set tracking.enabled=false."
             )
-        blocker = next((f for f in db.parents if f.exists() and not f.is_dir()), None)
-        if blocker is not None:
+        blocker = nearest_existing(db.parent)
+        if not blocker.is_dir():
             raise TrackingError(
                 f"Tracking store {uri} cannot be made: {blocker} is a file, so no folder can "
                 "be made there. Point tracking.uri at a store in a folder (sqlite:///path/to/"
@@ -352,6 +354,11 @@ def ensure_experiment(client: Any, uri: str, name: str) -> str:
             "server is running or the database path is right, or set tracking.required=false "
             "to train without tracking."
         ) from None
+
+
+def orphan_note(run_id: str) -> str:
+    """What a launch says of a run it found RUNNING with its process gone (`mark_orphans`)."""
+    return f"note: run {run_id} was left RUNNING by a process that is gone: now KILLED"
 
 
 def mark_orphans(client: Any, experiment_id: str) -> list[str]:
