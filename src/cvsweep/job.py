@@ -296,9 +296,11 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
                 "note: this run was not tracked, so nothing resumes it: the same command trains "
                 "from the start (with tracking on, it resumes from this state)"
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the engine holds Ctrl-C (its set-up): said, not silent
         status, error, stopped_by = "KILLED", "interrupted", signal.SIGINT
         tracker.set_tags({"failure_reason": "interrupted"})
+        if result is None:
+            _console("Interrupted by SIGINT before training started: nothing was trained.")
     except NonFiniteLoss as exc:
         error = str(exc)
         tracker.set_tags({"failure_reason": "non_finite_loss", "failure_step": str(exc.step)})
