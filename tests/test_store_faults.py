@@ -180,6 +180,8 @@ def test_server_lost_mid_run_ends_quickly_and_the_run_resumes_later(tmp_path, da
     assert "writes were not made" in out and "run the same command again" in out
     run_id = re.search(r"mlflow run: (\w+)", out).group(1)  # type: ignore[union-attr]
     assert (work / "run" / "model.pth").is_file() and (work / "run" / "checkpoint.pt").is_file()
+    # the snapshots of epochs 2 and 3 were never uploaded: not left as hidden full copies
+    assert not list((work / "run").glob(".checkpoint-*")), sorted((work / "run").iterdir())
 
     server = _start_server(store, port)
     try:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .tracking import TrackingError
+from .tracking_files import remove_snapshot
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
 
@@ -334,7 +335,11 @@ class ProxyTracker:
     def log_artifact(
         self, path: Path, artifact_path: str | None = None, *, remove: bool = False
     ) -> None:
+        """Upload path; with `remove`, path (a snapshot in a folder of its own) is deleted
+        once uploaded, or here when the tracking process will never see it."""
         self._post("artifact", str(path), artifact_path, remove)
+        if remove and self._lost:
+            remove_snapshot(path)
 
     def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
         self._post("artifacts", str(folder), artifact_path)

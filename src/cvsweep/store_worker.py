@@ -50,6 +50,7 @@ from .tracking import (
     unreachable_cause,
     with_retry,
 )
+from .tracking_files import remove_snapshot
 
 
 def _disk_full(exc: BaseException) -> str:
@@ -250,6 +251,18 @@ class StoreSession:
         fn = getattr(self, f"op_{op}")
         if op not in self._STORE_OPS and op not in self._RUN_OPS:
             return fn(*args, **kwargs)
+        try:
+            return self._guarded_op(op, fn, args, kwargs, answered)
+        finally:
+            if op == "artifact" and args[-1] is True:
+                # A snapshot is removed whether it was uploaded, failed, or skipped because the
+                # store is down: nobody else will (one full checkpoint per epoch otherwise).
+                remove_snapshot(Path(args[2]))
+
+    def _guarded_op(
+        self, op: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], answered: bool
+    ) -> Any:
+        """fn through `guarded`, with the store's own failures said in one paragraph."""
         uri = str(args[0])
         run_id = str(args[1]) if op in self._RUN_OPS else None
         try:
@@ -455,15 +468,12 @@ class StoreSession:
     def op_artifact(
         self, uri: str, run_id: str, path: str, artifact_path: str | None, remove: bool
     ) -> None:
-        try:
-            run = self._run(uri, run_id)
-            # The points sent before this file go in first: a checkpoint in the store then
-            # always comes with every metric up to it, so a resumed run has no gap.
-            run.flush()
-            run.log_artifact(Path(path), artifact_path)
-        finally:
-            if remove:
-                _remove_snapshot(Path(path))
+        run = self._run(uri, run_id)
+        # The points sent before this file go in first: a checkpoint in the store then
+        # always comes with every metric up to it, so a resumed run has no gap. A snapshot
+        # (`remove`) is deleted by `handle` afterwards.
+        run.flush()
+        run.log_artifact(Path(path), artifact_path)
 
     def op_artifacts(self, uri: str, run_id: str, folder: str, artifact_path: str | None) -> None:
         self._run(uri, run_id).log_artifacts(Path(folder), artifact_path)
@@ -556,13 +566,6 @@ def _short_reason(exc: BaseException) -> str:
         return cause
     text = _describe(exc)
     return text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0] + " ..."
-
-
-def _remove_snapshot(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
-    with contextlib.suppress(OSError):
-        path.parent.rmdir()
 
 
 def _describe(exc: BaseException) -> str:
