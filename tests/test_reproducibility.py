@@ -307,3 +307,71 @@ def test_run_killed_after_first_epoch_resumes_to_identical_result(tmp_path, data
         assert sorted(steps) == list(range(4, 49, 4)), (key, steps)
     epochs = [h.step for h in client.get_metric_history(run.info.run_id, "epoch_test_acc")]
     assert sorted(epochs) == [1, 2, 3]
+
+
+def test_rerun_from_elsewhere_and_what_rerun_refuses(tmp_path, data_dir):
+    """A run launched with a relative dataset.root reruns from another folder (the root is the
+    launch folder's, as training took it), with the store given as a bare path; a folder that
+    holds a job, a shapes-only run under --check and a rejected override are refused without
+    leaving anything behind; a deleted run is used with a note."""
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    (launch / "mydata").symlink_to(data_dir)
+    db = tmp_path / "store" / "mlflow.db"
+    first = run_train(
+        [*QUICK, "dataset.root=mydata", f"tracking.uri=sqlite:///{db}"], launch, data_dir
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert f"note: made the folder {db.parent} for the new tracking store" in first.stdout
+    client = MlflowClient(f"sqlite:///{db}")
+    (original,) = _runs(client)
+    rid = original.info.run_id
+
+    # in the folder it was launched from, the default store is not where it went: said so
+    lost = run_cvsweep(["rerun", rid], launch, cli_env(data_dir))
+    assert lost.returncode == 2 and f"was tracked in sqlite:///{db}" in lost.stderr, lost.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = cli_env(data_dir)
+    env.pop("CVSWEEP_DATA")  # nothing else tells it where the data is
+    again = run_cvsweep(["rerun", rid, "--check", "--tracking-uri", str(db)], elsewhere, env)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "check passed: largest difference 0.000e+00" in again.stdout
+    assert not (elsewhere / "data").exists()  # nothing downloaded beside the user
+
+    refused = run_cvsweep(
+        ["rerun", rid, "--tracking-uri", str(db), "--out", str(launch / "run")], elsewhere, env
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert f"it is the job folder of run {rid} itself" in refused.stderr
+    assert "training cnn" not in refused.stdout
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    bad = run_cvsweep(["rerun", rid, "--tracking-uri", str(db), "optimizer.lr=-1"], bare, env)
+    assert bad.returncode == 2 and "optimizer.lr" in bad.stderr, bad.stderr
+    assert not list(bare.glob("outputs/rerun/*")), list(bare.rglob("*"))
+
+    shapes = run_train(
+        ["trainer.shapes_only=true", f"tracking.uri=sqlite:///{db}"], launch, data_dir
+    )
+    assert shapes.returncode == 0, shapes.stderr[-2000:]
+    (shapes_run,) = [r for r in _runs(client) if r.data.params.get("trainer.shapes_only") == "True"]
+    checked = run_cvsweep(
+        ["rerun", shapes_run.info.run_id, "--check", "--tracking-uri", str(db)], bare, env
+    )
+    assert checked.returncode == 2 and "--check has nothing to compare" in checked.stderr
+    assert "check passed" not in checked.stdout
+
+    client.delete_run(rid)
+    scored = run_cvsweep(["evaluate", rid, "--tracking-uri", f"sqlite:///{db}"], launch, env)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert f"note: run {rid} is deleted" in scored.stdout
+    compared = run_cvsweep(["compare", rid, "--tracking-uri", str(db)], bare, env)
+    assert compared.returncode == 0 and f"note: run {rid} is deleted" in compared.stderr
+
+    spaced = run_cvsweep(["compare", rid, rid], bare, env)
+    assert spaced.returncode == 2 and "usage: cvsweep compare" in spaced.stderr
+    assert f"cvsweep compare {rid},{rid}" in spaced.stderr
+    typo = run_cvsweep(["rerun", "--chek", rid], bare, env)
+    assert typo.returncode == 2 and "usage: cvsweep rerun" in typo.stderr, typo.stderr

@@ -222,6 +222,9 @@ def test_sigterm_marks_run_killed_and_saves_state(tmp_path, data_dir):
     (run,) = _runs(client)
     assert run.info.status == "KILLED"
     assert run.data.tags["failure_reason"] == "interrupted"
+    # the id that rerun, evaluate and the UI take, and how to go on
+    resumes = "(KILLED; the same command resumes it from the state saved)"
+    assert f"mlflow run: {run.info.run_id} {resumes}" in output
 
 
 @pytest.mark.parametrize("delay", [0.2, 0.6, 1.2, 2.0])

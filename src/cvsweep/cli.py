@@ -363,6 +363,24 @@ def _tolerance(text: str) -> float:
     return value
 
 
+def _store_uri(text: str) -> str:
+    """A bare path names an SQLite store file, as for `report`: the same for every command."""
+    if text and "://" not in text:
+        return f"sqlite:///{Path(text).resolve()}"
+    return text
+
+
+def _unrecognized(args: argparse.Namespace, extra: list[str]) -> None:
+    """Say what was not understood with the usage of the command it was typed to."""
+    sub: argparse.ArgumentParser = args.command_parser
+    if args.command == "compare" and not any(e.startswith("-") for e in extra):
+        sub.error(
+            f"compare takes one target; several run ids are joined with commas, no spaces: "
+            f"cvsweep compare {','.join([args.target, *extra])}"
+        )
+    sub.error(f"unrecognized arguments: {' '.join(extra)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cvsweep",
@@ -376,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--tracking-uri",
             default=None,
-            help="store URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)",
+            type=_store_uri,
+            help="store URI, or the path of an mlflow.db (default: $MLFLOW_TRACKING_URI or "
+            "sqlite:///./mlflow.db)",
         )
 
     for name, helptext in (
@@ -451,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = data_sub.add_parser("fetch", help="download and verify a dataset")
     f.add_argument("dataset", nargs="?", choices=["mnist", "fashion_mnist"])
     f.add_argument("--root", default=None, help="data folder (default: $CVSWEEP_DATA or data/)")
-    f.set_defaults(func=_cmd_data)
+    f.set_defaults(func=_cmd_data, command_parser=f)
 
     p = sub.add_parser("report", help="write docs/results.md from the presets' runs")
     store_args(p)
@@ -462,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace --out even where it has results of presets this store has no runs of",
     )
     p.set_defaults(func=_cmd_report)
+    for command in sub.choices.values():  # its own usage for what it does not understand
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -478,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command == "rerun" and not any(e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]  # overrides typed after an option
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        _unrecognized(args, extra)
     try:
         import_held(*_HEAVY_MODULES.get(args.command, ()))
         return int(args.func(args) or 0)

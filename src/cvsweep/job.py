@@ -338,6 +338,11 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
         num_threads=threads,
     )
     outcome.write(out_dir)
+    if status == "KILLED" and run_id and result is None:
+        # Its id is what `cvsweep rerun`, `evaluate` and the UI take; said here too.
+        saved = error != "interrupted" and not ctx.multirun  # a sweep says how it goes on
+        how = "; the same command resumes it from the state saved" if saved else ""
+        _console(f"mlflow run: {run_id} (KILLED{how})")
     t_end = time.perf_counter()
     if result is not None:
         earlier_s = float(resume_state["elapsed_s"]) if resume_state is not None else 0.0

@@ -42,16 +42,18 @@ class JobStore:
         self.rerun_of = ctx.extra_tags.get("rerun_of")
         look_up = chash if cfg.tracking.skip_finished or self.rerun_of else None
         self._open_args = (self.uri, str(cfg.tracking.experiment), look_up, self.rerun_of)
+        db = sqlite_path(self.uri)
+        # A SQLite store that does not exist yet holds no earlier run: the job need not wait
+        # while the tracking process creates it (about a second), only know it can be written.
+        # Both are looked at before the tracking process is asked (it makes the store).
+        self.fresh = db is not None and not db.exists()
+        self.new_folder = db.parent if db is not None and not db.parent.exists() else None
         self._pending: Pending | None = None
         with contextlib.suppress(TrackingError):  # found dead: `answer` starts another
             self._pending = self.proxy.request("open_job", *self._open_args)
         self._answer: dict[str, Any] | None = None
         self._answered = False
         self._new_run: Pending | None = None
-        db = sqlite_path(self.uri)
-        # A SQLite store that does not exist yet holds no earlier run: the job need not wait
-        # while the tracking process creates it (about a second), only know it can be written.
-        self.fresh = db is not None and not db.exists()
 
     def answer(self) -> dict[str, Any] | None:
         """Experiment id and previous runs; None when tracking is optional and unavailable.
@@ -63,6 +65,8 @@ class JobStore:
             try:
                 if self.fresh:
                     check_writable(self.uri)
+                    if self.new_folder:  # a mistyped path shows here, not as lost runs
+                        _say(f"note: made the folder {self.new_folder} for the new tracking store")
                     self._answer = {"experiment_id": None, "finished": None, "resumable": None}
                 else:
                     self._answer = self._opened()

@@ -10,6 +10,7 @@ import argparse
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -21,6 +22,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig, one_paragraph
+from .identity import config_hash, read_job_result
 from .outputs import OutputPathError, check_folder
 from .signals import HeldSignals, import_held
 from .store_errors import (
@@ -87,7 +89,10 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         ) from None
 
 
-def _load_logged(client: Any, run_id: str, into: Path) -> tuple[dict, list[str], dict[str, str]]:
+def _load_logged(
+    client: Any, run_id: str, into: Path
+) -> tuple[dict, list[str], dict[str, str], Path | None]:
+    """The logged config, overrides, group choices, and the folder the run was launched in."""
     try:
         local = Path(with_retry(lambda: client.download_artifacts(run_id, "config", str(into))))
     except Exception as exc:
@@ -98,12 +103,15 @@ def _load_logged(client: Any, run_id: str, into: Path) -> tuple[dict, list[str],
     overrides_file = local / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
     choices: dict[str, str] = {}
+    launched = None
     hydra_file = local / "hydra.yaml"
     if hydra_file.exists():
-        hydra_cfg = yaml.safe_load(hydra_file.read_text()) or {}
-        found = hydra_cfg.get("hydra", {}).get("runtime", {}).get("choices", {}) or {}
+        runtime = (yaml.safe_load(hydra_file.read_text()) or {}).get("hydra", {}).get("runtime", {})
+        found = runtime.get("choices", {}) or {}
         choices = {k: str(v) for k, v in found.items() if v is not None}
-    return cfg, list(overrides or []), choices
+        if isinstance(runtime.get("cwd"), str) and runtime["cwd"]:
+            launched = Path(runtime["cwd"])
+    return cfg, list(overrides or []), choices, launched
 
 
 def _write_config_dir(folder: Path, cfg: DictConfig, overrides: list[str], source: Path) -> None:
@@ -203,6 +211,101 @@ def logged_run(client: Any, uri: str, run_id: str) -> Any:
         raise RerunError(f"Run {run_id} does not exist in the store {uri}.") from None
 
 
+def deleted_note(run: Any) -> str | None:
+    """A run named by id that is in the store's trash is still used, but not silently."""
+    if run.info.lifecycle_stage != "deleted":
+        return None
+    return (
+        f"run {run.info.run_id} is deleted (in the store's trash until it is restored or "
+        "garbage-collected); it is used as it was logged"
+    )
+
+
+def _local_store_hint(run_id: str) -> str:
+    """Where the run's own job folder, if one is here, says it was tracked: the default store
+    is the wrong place to look for a run that was logged to a server or another file."""
+    here = Path(".")
+    for found in [*here.glob("outputs/*/*/"), *here.glob("multirun/*/*/*/"), *here.glob("*/")]:
+        result = read_job_result(found)
+        if not result or result.get("run_id") != run_id:
+            continue
+        try:
+            raw = yaml.safe_load((found / ".hydra" / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return ""
+        uri = (raw.get("tracking") or {}).get("uri")
+        if isinstance(uri, str) and uri and "${" not in uri:
+            return (
+                f"Run {run_id}'s job folder {found} was tracked in {uri}: pass "
+                f"--tracking-uri {shlex.quote(uri)}."
+            )
+    return ""
+
+
+def _check_rerunnable(original: Any, run_id: str, uri: str, check: bool) -> None:
+    """Runs that have nothing to rerun, or nothing to check, are refused before training."""
+    if original.data.tags.get("cvsweep.sweep") == "true":
+        command = original.data.tags.get("command", "")
+        raise RerunError(
+            f"Run {run_id} is the parent run of a sweep: it holds the sweep's comparison, "
+            "not a trained model, so there is no config to rerun. Rerun one of its runs by "
+            f"id (`cvsweep compare {run_id}{store_flag(uri)}` lists them)"
+            + (f", or run the whole sweep again with `{command}`." if command else ".")
+        )
+    if check and str(original.data.params.get("trainer.shapes_only")).lower() == "true":
+        raise RerunError(
+            f"Run {run_id} only reported the model's shapes (trainer.shapes_only=true) and "
+            "logged no numbers, so --check has nothing to compare. Rerun it without --check "
+            "to print its shapes again."
+        )
+
+
+def _original_root(cfg: DictConfig, overrides: list[str], launched: Path | None) -> None:
+    """A relative dataset.root is taken from the folder the original run was launched in, as
+    training took it (where that folder still has it), unless an override names the root."""
+    if launched is None or any(o.lstrip("+").startswith("dataset.root=") for o in overrides):
+        return
+    try:
+        root = Path(str(cfg.dataset.root))
+    except Exception:
+        return  # an interpolation that fails is reported by the job's own checks
+    if not root.is_absolute() and (launched / root).is_dir():
+        cfg.dataset.root = str((launched / root).resolve())
+
+
+def _refuse_other_job(folder: Path, run_id: str, cfg_hash: str) -> None:
+    """--out may resume a stopped rerun of this config, never replace another job's files."""
+    result = read_job_result(folder)
+    config = folder / ".hydra" / "config.yaml"
+    if result is None and not config.exists():
+        return
+    other = ""
+    if result is not None and result.get("run_id") == run_id:
+        other = f"it is the job folder of run {run_id} itself"
+    elif result is not None and result.get("status") == "FINISHED":
+        other = f"it holds the finished job of run {result.get('run_id')}"
+    else:
+        try:
+            held = config_hash(yaml.safe_load(config.read_text()) or {})
+        except (OSError, yaml.YAMLError, TypeError, ValueError):
+            held = ""
+        if held != cfg_hash:
+            other = "it holds the job of another config"
+    if other:
+        raise OutputPathError(
+            f"--out {folder}: {other}, whose files the rerun would replace. Choose a new "
+            "folder (or leave out --out for outputs/rerun/<run id>-<time>)."
+        )
+
+
+def _remove_unused(folder: Path, existed: bool) -> None:
+    """The job folder a rejected rerun made holds only the config it was refused for."""
+    if existed or not folder.is_dir():
+        return
+    if {p.name for p in folder.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _stopped_before_comparing(signum: int, run_id: str, rerun_id: str, uri: str) -> int:
     """Ctrl-C or SIGTERM as the rerun finished: the run is complete; the signal still stops the
     command, and the user is told how to see the comparison it did not print."""
@@ -240,29 +343,32 @@ def rerun_main(args: argparse.Namespace) -> int:
     the tracking store missed some of the rerun."""
     quiet_downloads()
     job: ModuleType | None = None
+    out_dir: Path | None = None
+    existed = True
     try:
         run_id = check_run_id(args.run_id)
         import_held("mlflow")
-        client, uri = open_client(args.tracking_uri)
+        hint = "" if args.tracking_uri else _local_store_hint(run_id)
+        client, uri = open_client(args.tracking_uri, missing_hint=hint)
         original = logged_run(client, uri, run_id)
-        if original.data.tags.get("cvsweep.sweep") == "true":
-            command = original.data.tags.get("command", "")
-            raise RerunError(
-                f"Run {run_id} is the parent run of a sweep: it holds the sweep's comparison, "
-                "not a trained model, so there is no config to rerun. Rerun one of its runs by "
-                f"id (`cvsweep compare {run_id}{store_flag(uri)}` lists them)"
-                + (f", or run the whole sweep again with `{command}`." if command else ".")
-            )
+        _check_rerunnable(original, run_id, uri, args.check)
+        for note in (deleted_note(original),):
+            if note:
+                print(f"note: {note}", flush=True)
         job = _load_job()
         with tempfile.TemporaryDirectory() as tmp:
-            raw, logged_overrides, choices = _load_logged(client, run_id, Path(tmp))
+            raw, logged_overrides, choices, launched = _load_logged(client, run_id, Path(tmp))
             cfg = apply_overrides(typed_config(raw), list(args.overrides))
+            _original_root(cfg, list(args.overrides), launched)
             with_tracking = {"uri": uri, "parent_run_id": None, "skip_finished": False}
             cfg = OmegaConf.merge(cfg, {"tracking": with_tracking})
             note = same_threads(cfg, original)
             if note:
                 print(note, flush=True)
             out_dir = _job_folder(args.out, run_id)
+            existed = out_dir.exists()
+            if args.out:
+                _refuse_other_job(out_dir, run_id, config_hash(cfg))
             overrides = [
                 o for o in logged_overrides if not o.startswith("tracking.parent_run_id=")
             ] + list(args.overrides)
@@ -282,11 +388,15 @@ def rerun_main(args: argparse.Namespace) -> int:
             held.release()
     except (RerunError, StoreError, ConfigError, TrackingError, OutputPathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if out_dir is not None:
+            _remove_unused(out_dir, existed)
         return EXIT_USER_ERROR
     except Exception as exc:
         if job is None or not isinstance(exc, job.ERRORS_FOR_USER):
             raise
         job.print_user_error(exc)
+        if out_dir is not None:
+            _remove_unused(out_dir, existed)
         return EXIT_USER_ERROR
     if outcome.status == "KILLED":  # the line above says by what and where its state is
         print(

@@ -31,7 +31,7 @@ from .checkpoint import (
 )
 from .identity import RESULT_FILE, read_job_result
 from .model import ModelConfigError, build_model
-from .rerun import RUN_ID, RerunError, logged_run, typed_config
+from .rerun import RUN_ID, RerunError, deleted_note, logged_run, typed_config
 
 CLASSES = {
     "mnist": [str(digit) for digit in range(10)],
@@ -154,7 +154,18 @@ def _read_config(path: Path, source: str, shown: str | None = None) -> DictConfi
             raise ValueError("it is not a mapping of config groups")
         return typed_config(raw)
     except (yaml.YAMLError, ValueError, RerunError) as exc:
-        raise SavedModelError(f"The config {shown} of {source} cannot be read: {exc}") from None
+        raise SavedModelError(
+            f"The config {shown} of {source} cannot be read: {_yaml_problem(exc)}"
+        ) from None
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's message is several lines with a caret drawing; one line with the place."""
+    mark = getattr(exc, "problem_mark", None)
+    if isinstance(exc, yaml.YAMLError) and mark is not None:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        return f"it is not valid YAML ({problem} at line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def _load_state(weights: Path, what: str, device: torch.device) -> tuple[Any, str | None]:
@@ -458,7 +469,7 @@ def _from_run(
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(ask(lambda: client.download_artifacts(run_id, MODEL_NAME, tmp)))
         config = Path(ask(lambda: client.download_artifacts(run_id, "config", tmp)))
-        return _rebuild(
+        saved = _rebuild(
             weights,
             config / "config.yaml",
             f"run {run_id}",
@@ -467,6 +478,10 @@ def _from_run(
             weights_shown=f"{MODEL_NAME} artifact of run {run_id}",
             config_shown="artifact config/config.yaml",
         )
+    deleted = deleted_note(run)
+    if deleted:
+        saved.note = f"{saved.note}; {deleted}" if saved.note else deleted
+    return saved
 
 
 def _looks_like_a_path(source: str) -> bool:

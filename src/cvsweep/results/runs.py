@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..compare import RunSummary, summarize
@@ -85,8 +84,6 @@ class Variant:
 
 def open_store(uri: str | None) -> tuple[Any, str]:
     """(MlflowClient, uri) for an existing store; never creates one (a typo must not pass)."""
-    if uri and "://" not in uri:  # a bare path to the SQLite file
-        uri = f"sqlite:///{Path(uri).resolve()}"
     try:
         return open_client(
             uri,
