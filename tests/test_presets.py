@@ -177,6 +177,9 @@ def test_the_report_command_names_the_seeds_a_variant_ran(store: dict[str, objec
         _section(text, "optimizers"),
     )
     assert "seed=" not in _section(text, "speedrun").split("Settings of these runs")[0]
+    # ...and the summary's overrides column says the same as the section
+    (row,) = [line for line in text.splitlines() if line.startswith("| `optimizers` |")]
+    assert "seed=0,1" in row, row
 
 
 def test_notes_node_and_group_choice_do_not_collide(store: dict[str, object]) -> None:

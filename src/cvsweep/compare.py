@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import unused_with_phases
 from .identity import GROUPS, NON_RESULT_KEYS, run_name
 from .tracking import with_retry
 
@@ -25,6 +26,12 @@ THRESHOLDS = (0.90, 0.95, 0.98)
 # Keys that change how a run is shown or stored, not what it computes: never compared or pooled.
 # (A preset's name stays: what it changes is in the params, but it names the runs well.)
 NOT_COMPARED = tuple(k for k in NON_RESULT_KEYS if k != "experiment")
+# Knobs that exercise the code, not the model: no --by key a user means, so never suggested.
+INTERNAL = ("trainer.fault_at_step",)
+# What a phased run logs for these is what it trained (job.py: the phases' optimizers, their
+# total epochs), so that value stands even where the command line's setting went unused.
+LOGGED_AS_TRAINED = ("optimizer", "trainer.epochs")
+SHOWN_DIFFERING = 8  # differing keys an unknown --by key's message lists at most
 SWEEP_RUNS = "sweep_runs.json"  # on a sweep's parent run: the runs that make up the sweep
 
 
@@ -46,6 +53,8 @@ class RunSummary:
     train_time_s: float | None
     test_acc: list[tuple[int, float]] = field(default_factory=list)
     failure: str = ""
+    # Keys whose setting the run did not train with (a phased schedule's phases replaced it).
+    unused: frozenset[str] = frozenset()
 
     def batches_to(self, threshold: float) -> int | None:
         return next((step for step, acc in self.test_acc if reached(acc, threshold)), None)
@@ -67,15 +76,43 @@ def parse_overrides(text: str) -> dict[str, str]:
     return pairs
 
 
+def logged_phases(params: dict[str, str]) -> list[dict[str, Any]]:
+    """A run's schedule.phases as logged (flattened to schedule.phases.N.*); [] without any."""
+    phases: dict[int, dict[str, Any]] = defaultdict(lambda: {"optimizer": {}})
+    for key, value in params.items():
+        found = re.fullmatch(r"schedule\.phases\.(\d+)\.(epochs|optimizer\.(\w+))", key)
+        if found and found.group(3):
+            phases[int(found.group(1))]["optimizer"][found.group(3)] = value
+        elif found:
+            phases[int(found.group(1))]["epochs"] = value
+    return [phases[i] for i in sorted(phases)]
+
+
+def unused_keys(params: dict[str, str], overrides: dict[str, str]) -> frozenset[str]:
+    """The settings a phased run did not train with, by the rule the run itself printed its
+    `not used` note with: its logged optimizer.* values and such overrides compare nothing."""
+    phases = logged_phases(params)
+    if not phases:
+        return frozenset()
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(
+        {"schedule": {"phases": phases}, "optimizer": {"name": params.get("optimizer.name")}}
+    )
+    keys = {*overrides, *(k for k in params if k.startswith("optimizer."))}
+    return frozenset(i.partition("=")[0] for i in unused_with_phases(cfg, [f"{k}=" for k in keys]))
+
+
 def summarize(client: Any, run: Any) -> RunSummary:
     tags, metrics = run.data.tags, run.data.metrics
     history = with_retry(lambda: client.get_metric_history(run.info.run_id, "test_acc"))
     points = sorted((m.step, m.value) for m in history)
+    overrides = parse_overrides(tags.get("overrides", ""))
     return RunSummary(
         run_id=run.info.run_id,
         name=run.info.run_name or run.info.run_id,
         status=run.info.status,
-        overrides=parse_overrides(tags.get("overrides", "")),
+        overrides=overrides,
         params=dict(run.data.params),
         group_key=tags.get("group_key", run.info.run_id),
         final_test_acc=metrics.get("final_test_acc"),
@@ -84,6 +121,7 @@ def summarize(client: Any, run: Any) -> RunSummary:
         train_time_s=metrics.get("train_time_s"),
         test_acc=points,
         failure=tags.get("failure_reason", ""),
+        unused=unused_keys(dict(run.data.params), overrides),
     )
 
 
@@ -93,8 +131,12 @@ def as_cell(summary: RunSummary, cell: list[str] | None) -> RunSummary:
     default written out, and the report's rows and groups follow the sweep's own terms."""
     if cell is None:
         return summary
+    overrides = parse_overrides(" ".join(cell))
     return dataclasses.replace(
-        summary, name=run_name(cell), overrides=parse_overrides(" ".join(cell))
+        summary,
+        name=run_name(cell),
+        overrides=overrides,
+        unused=unused_keys(summary.params, overrides),
     )
 
 
@@ -107,11 +149,14 @@ def swept_keys(runs: list[RunSummary]) -> list[str]:
     default set differently: the group choices (dataset=fashion_mnist against mnist), then any
     other logged value outside a group whose choice already differs, so runs of different
     datasets or schedules are never pooled or labelled as if they were alike.
+
+    Only runs that have and used a key compare it: a phased schedule's `schedule.phases.0.epochs`
+    is no difference from a run without phases, nor its unused `optimizer.lr` from another's.
     """
     order: list[str] = []
 
     def consider(key: str) -> None:
-        if key not in order and _compared(key) and len({value_of(r, key) for r in runs}) > 1:
+        if key not in order and _compared(key) and len(_values(runs, key)) > 1:
             order.append(key)
 
     for r in runs:
@@ -129,6 +174,11 @@ def swept_keys(runs: list[RunSummary]) -> list[str]:
     return order
 
 
+def _values(runs: list[RunSummary], key: str) -> set[str]:
+    """The values of key among the runs that have and used it."""
+    return {v for v in (value_of(r, key) for r in runs) if v is not None}
+
+
 def _compared(key: str) -> bool:
     """Not the seed (a repeat) nor a key, or a key under one, of NOT_COMPARED, nor a preset's
     own notes (`experiment.title`, ...): its name says which preset it is."""
@@ -137,48 +187,70 @@ def _compared(key: str) -> bool:
     return not any(key == n or key.startswith(f"{n}.") for n in NOT_COMPARED)
 
 
-def value_of(run: RunSummary, key: str) -> str:
-    """A run's value of a key: as its command line gave it, or as logged.
+def value_of(run: RunSummary, key: str) -> str | None:
+    """A run's value of a key: as its command line gave it, or as logged; None where the run
+    has no such key or did not train with it (so it is neither labelled nor grouped by it).
 
     A group's logged choice wins over the command line's: with a phased schedule it names the
     optimizers that trained (`sgd then adam`), where `optimizer=sgd` only chose the settings
-    the phases start from.
+    the phases start from; so does what such a run logged as its `trainer.epochs` (the phases'
+    total). Values are compared as values: `1e6` and `1000000.0` are one learning rate.
     """
     if key in GROUPS and key in run.params:
-        return run.params[key]
+        return canonical(run.params[key])
+    if key in run.unused:
+        return canonical(run.params[key]) if key in LOGGED_AS_TRAINED else None
     if key in run.overrides:
-        return run.overrides[key]
+        return canonical(run.overrides[key])
     if key == "experiment":  # the one optional group: a run without a preset has no such param
         return run.params.get(key, "none")
-    return run.params.get(key, "?")
+    return canonical(run.params[key]) if key in run.params else None
+
+
+def canonical(value: str) -> str:
+    """One spelling per value: numbers as parsed (`1e6`, `1000000.0` -> `1000000`; `0.010` ->
+    `0.01`), booleans and null as YAML writes them (Hydra logs `True`, a command says `true`)."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered
+    if value.strip() in ("null", "None", "~"):  # not `none`: that names a choice (augment=none)
+        return "null"
+    try:
+        number = float(lowered)
+    except ValueError:
+        return value
+    if not math.isfinite(number):
+        return value
+    return str(int(number)) if number.is_integer() and abs(number) < 1e16 else repr(number)
 
 
 def check_keys(runs: list[RunSummary], by: list[str]) -> None:
-    """Every --by key must name something the runs have: a typo must not draw an empty plot."""
-    known = sorted({k for r in runs for k in (*r.overrides, *r.params)})
+    """Every --by key must name something the runs have: a typo must not draw an empty plot.
+
+    The message suggests the nearest keys a user would group by and lists the few that differ;
+    keys that only say where a run is logged or how it is shown would be noise there.
+    """
+    known = {k for r in runs for k in (*r.overrides, *r.params)}
     unknown = [k for k in by if k not in known]
     if not unknown:
         return
     key = unknown[0]
-    close = difflib.get_close_matches(key, known, n=3)
+    valid = sorted(k for k in known if k not in INTERNAL and (k == "seed" or _compared(k)))
+    close = difflib.get_close_matches(key, valid, n=3)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    swept = swept_keys(runs)
+    swept = differing_keys(runs)
+    shown = ", ".join(swept[:SHOWN_DIFFERING]) or "(none)"
+    more = f" and {len(swept) - SHOWN_DIFFERING} more" if len(swept) > SHOWN_DIFFERING else ""
     raise UnknownKeyError(
-        f"--by {key!r}: no compared run has a param or override of that name.{hint}\n"
-        f"Keys that differ between these runs: {', '.join(swept) or '(none)'}.\n"
-        f"All keys of these runs (N: a list index): {', '.join(_key_patterns(known))}."
+        f"--by {key!r}: no compared run has a param or override of that name.{hint} "
+        f"Keys that differ between these runs: {shown}{more}."
     )
-
-
-def _key_patterns(keys: list[str]) -> list[str]:
-    """Keys with list indices shown as N, so a model's layers take a few names, not dozens."""
-    return list(dict.fromkeys(re.sub(r"\.\d+(?=\.|$)", ".N", k) for k in keys))
 
 
 def pooled_keys(runs: list[RunSummary], by: list[str]) -> list[str]:
     """The keys whose values are averaged together when the runs are grouped by `by`."""
     pooled = [k for k in swept_keys(runs) if k not in by]
-    if "seed" not in by and len({value_of(r, "seed") for r in runs}) > 1:
+    if "seed" not in by and len(_values(runs, "seed")) > 1:
         pooled.append("seed")
     return pooled
 
@@ -206,34 +278,67 @@ def _mean_std(values: list[float]) -> str:
 
 
 def _label(run: RunSummary, keys: list[str]) -> str:
-    return " ".join(f"{k}={value_of(run, k)}" for k in keys)
+    """`key=value` for each key the run has and used: one it did not has no value to show."""
+    values = ((k, value_of(run, k)) for k in keys)
+    return " ".join(f"{k}={v}" for k, v in values if v is not None)
+
+
+def _uses(run: RunSummary, keys: list[str]) -> bool:
+    return all(value_of(run, k) is not None for k in keys)
 
 
 def differing_keys(runs: list[RunSummary]) -> list[str]:
     """The keys that tell these runs apart: the swept ones, then the seed if it varies."""
     keys = swept_keys(runs)
-    if len({value_of(r, "seed") for r in runs}) > 1:
+    if len(_values(runs, "seed")) > 1:
         keys.append("seed")
     return keys
 
 
 def common_overrides(runs: list[RunSummary]) -> list[str]:
-    """`key=value` overrides every run has alike: said once above the table, not in each row."""
+    """`key=value` overrides every run has alike: said once above the table, not in each row.
+
+    Alike as values, and used by every run: a phased run's unused `trainer.epochs=1` is not
+    what it trained with, so it is not said to be set alike.
+    """
     if not runs:
         return []
     differing = set(differing_keys(runs))
+    first = runs[0]
     return [
-        f"{k}={v}"
-        for k, v in runs[0].overrides.items()
-        if k not in differing and all(r.overrides.get(k, value_of(r, k)) == v for r in runs)
+        f"{k}={value_of(first, k)}"
+        for k in first.overrides
+        if k not in differing
+        and value_of(first, k) is not None
+        and all(value_of(r, k) == value_of(first, k) for r in runs)
     ]
+
+
+def left_out_note(runs: list[RunSummary], keys: list[str], labels: list[str]) -> str:
+    """Which rows' labels leave out a key, and why, so a missing `key=value` is not a puzzle."""
+    unused, missing = [], []
+    for r, label in zip(runs, labels, strict=True):
+        absent = [k for k in keys if value_of(r, k) is None]
+        if notused := [k for k in absent if k in r.unused]:
+            unused.append(f"{', '.join(notused)} in `{label}`")
+        if lacking := [k for k in absent if k not in r.unused]:
+            missing.append(f"{', '.join(lacking)} in `{label}`")
+    parts = []
+    if unused:
+        parts.append(
+            "A row without a differing key's value did not train with that setting (its "
+            f"schedule's phases set their own optimizer settings): {'; '.join(unused)}."
+        )
+    if missing:
+        parts.append(f"Some runs do not have every differing key: {'; '.join(missing)}.")
+    return " ".join(parts)
 
 
 def row_labels(runs: list[RunSummary], keys: list[str]) -> list[str]:
     """Each run's label in the tables: the values of `keys` only, since the rest is the same in
     every row; a run's full name where those do not tell two different configs apart."""
     labels = [_label(r, keys) for r in runs]
-    configs: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    configs: dict[str, set[tuple[str, str | None]]] = defaultdict(set)
     for label, r in zip(labels, runs, strict=True):
         configs[label].add((r.group_key, value_of(r, "seed")))
     return [
@@ -243,10 +348,14 @@ def row_labels(runs: list[RunSummary], keys: list[str]) -> list[str]:
 
 
 def group_runs(runs: list[RunSummary], by: list[str] | None) -> list[tuple[str, list[RunSummary]]]:
-    """(label, finished runs): per --by values, or per full config but the seed by default."""
+    """(label, finished runs): per --by values, or per full config but the seed by default.
+
+    A run that did not use a --by key (or has none) is in no group of it: it never trained
+    with any of that key's values (`ungrouped` names it).
+    """
     groups: dict[str, list[RunSummary]] = defaultdict(list)
     for r in runs:
-        if r.status == "FINISHED" and r.final_test_acc is not None:
+        if r.status == "FINISHED" and r.final_test_acc is not None and (not by or _uses(r, by)):
             groups[_label(r, by) if by else r.group_key].append(r)
     if by:
         return list(groups.items())
@@ -256,6 +365,30 @@ def group_runs(runs: list[RunSummary], by: list[str] | None) -> list[tuple[str, 
     if not all(labels.values()) or len(set(labels.values())) < len(labels):
         labels = {key: _config_text(members[0]) for key, members in groups.items()}
     return [(labels[key], members) for key, members in groups.items()]
+
+
+def ungrouped(runs: list[RunSummary], by: list[str]) -> list[RunSummary]:
+    """The finished runs that `group_runs` leaves out of the --by groups."""
+    return [
+        r
+        for r in runs
+        if r.status == "FINISHED" and r.final_test_acc is not None and not _uses(r, by)
+    ]
+
+
+def _ungrouped_note(runs: list[RunSummary], by: list[str]) -> list[str]:
+    """Says which finished runs no --by group holds, named by their rows' labels."""
+    left = {r.run_id for r in ungrouped(runs, by)}
+    if not left:
+        return []
+    labels = row_labels(runs, differing_keys(runs))
+    named = [f"`{label}`" for r, label in zip(runs, labels, strict=True) if r.run_id in left]
+    return [
+        "",
+        f"Not in these groups ({_count(len(left), 'run')}): {'; '.join(named)}. Each did not "
+        f"train with {' or '.join(by)} (a phased schedule's phases set their own optimizer "
+        "settings) or has no such key, so it belongs to none of its values.",
+    ]
 
 
 def _config_text(run: RunSummary) -> str:
@@ -275,7 +408,7 @@ def _groups_md(runs: list[RunSummary], by: list[str] | None) -> list[str]:
         final = [m.final_test_acc for m in members if m.final_test_acc is not None]
         best = [m.best_test_acc for m in members if m.best_test_acc is not None]
         md.append(f"| {label} | {len(members)} | {_mean_std(final)} | {_mean_std(best)} |")
-    return md
+    return md + (_ungrouped_note(runs, by) if by else [])
 
 
 def write_report(
@@ -328,10 +461,13 @@ def write_report(
     md.append("")
     md.append("| " + " | ".join(header) + " |")
     md.append("|" + "---|" * len(header))
-    labels = row_labels(runs, differing_keys(runs))
+    keys = differing_keys(runs)
+    labels = row_labels(runs, keys)
     md.extend(
         "| " + " | ".join([label, *row[1:]]) + " |" for label, row in zip(labels, rows, strict=True)
     )
+    if note := left_out_note(runs, keys, labels):
+        md += ["", note]
     failed = [(label, r) for label, r in zip(labels, runs, strict=True) if r.status != "FINISHED"]
     if failed:
         md += [
@@ -375,7 +511,7 @@ def plot_groups(runs: list[RunSummary], keys: list[str], path: Path, pooled: lis
 
     by_value: dict[str, list[RunSummary]] = defaultdict(list)
     for r in runs:
-        if r.test_acc:
+        if r.test_acc and _uses(r, keys):
             by_value[_label(r, keys)].append(r)
     # A fixed layout: a layout engine draws the figure twice (0.2 s of a sweep's end here).
     fig, ax = plt.subplots(figsize=(7, 4.5))

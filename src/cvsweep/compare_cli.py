@@ -16,6 +16,7 @@ from typing import Any
 
 from .compare import SWEEP_RUNS, UnknownKeyError, summarize, sweep_children, write_report
 from .outputs import OutputPathError, check_folder
+from .rerun import deleted_note
 from .signals import HeldSignals
 from .store_errors import EXIT_USER_ERROR, open_client, store_command
 from .tracking import with_retry
@@ -95,6 +96,9 @@ def runs_by_id(client: Any, ids: list[str]) -> tuple[list[Any], str]:
     ids = list(dict.fromkeys(ids))  # a run named twice is one run
     for run_id in ids:
         run = _get_run(client, run_id)
+        deleted = deleted_note(run)
+        if deleted:  # named by id: compared, but not as if it were not in the trash
+            print(f"note: {deleted}", file=sys.stderr)
         members = run_members(client, run)
         if is_sweep(run) and not members:
             raise CompareError(
@@ -146,35 +150,51 @@ def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
     if not runs:
         raise CompareError(f"Experiment {target!r} has no runs yet.")
     kept = latest_per_config(runs)
-    if len(kept) < len(runs):
+    kept_ids = {r.info.run_id for r in kept}
+    left = [r for r in runs if r.info.run_id not in kept_ids]
+    repeats = sum(1 for r in left if r.info.status == "FINISHED")
+    if repeats:
         print(
-            f"note: {len(runs) - len(kept)} finished run(s) repeat a config already finished "
+            f"note: {repeats} finished run(s) repeat a config already finished "
             "(`cvsweep rerun`, or tracking.skip_finished=false): each config counts once, its "
             "latest run; name runs by id to compare repeats",
+            file=sys.stderr,
+        )
+    superseded = len(left) - repeats
+    if superseded:
+        print(
+            f"note: {superseded} failed or killed run(s) are left out: their config has a "
+            "finished run, which stands for it (as in `cvsweep report`); name runs by id to "
+            "see them",
             file=sys.stderr,
         )
     return kept, f"Experiment {target}"
 
 
 def latest_per_config(runs: list[Any]) -> list[Any]:
-    """Each config's latest finished run, and every unfinished run.
+    """Each config's latest finished run, and every unfinished run of a config not finished.
 
     A config run again (a rerun, a repeat with skip_finished=false) measures the same thing
-    with the same seed: counting it again would pass it off as another seed in the groups.
+    with the same seed: counting it again would pass it off as another seed in the groups. A
+    failed or killed attempt at a config that did finish (a new run after a kill that left no
+    checkpoint, a rerun cut short) is no result that is missing, so it is not listed as one.
     """
     latest: dict[str, str] = {}  # config hash -> run id
     for run in sorted(runs, key=lambda r: r.info.end_time or 0):
         chash = run.data.tags.get("config_hash")
         if run.info.status == "FINISHED" and chash:
             latest[chash] = run.info.run_id
-    repeats = {
-        r.info.run_id
-        for r in runs
-        if r.info.status == "FINISHED"
-        and r.data.tags.get("config_hash")
-        and latest[r.data.tags["config_hash"]] != r.info.run_id
-    }
-    return [r for r in runs if r.info.run_id not in repeats]
+    return [r for r in runs if _counts(r, latest)]
+
+
+def _counts(run: Any, latest: dict[str, str]) -> bool:
+    """Whether a run stands for its config: `latest` maps each finished config to its run."""
+    chash = run.data.tags.get("config_hash")
+    if not chash or chash not in latest:
+        return True
+    if run.info.status == "FINISHED":
+        return latest[chash] == run.info.run_id
+    return run.info.status not in ("FAILED", "KILLED")  # one still running is shown as such
 
 
 def out_folder(args: argparse.Namespace) -> Path:

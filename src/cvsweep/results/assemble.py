@@ -52,13 +52,19 @@ def variant_seeds(preset: Preset, v: Variant) -> str:
     return "" if ran == own or preset.name in TIMED else ",".join(ran)
 
 
+def variant_extra(preset: Preset, v: Variant) -> str:
+    """The overrides the variant's runs had beyond the preset, their seeds included: the same
+    text in the summary and in the variant's section."""
+    seeds = variant_seeds(preset, v)
+    return " ".join(x for x in (v.extra, f"seed={seeds}" if seeds else "") if x)
+
+
 def _variant_header(
     doc: Doc, ctx: Context, preset: Preset, v: Variant, n_variants: int, index: int
 ) -> None:
     if n_variants > 1:
         doc.add(f"### Runs {index + 1} of {n_variants}: {v.label}, {device_text(v)}", "")
-    seeds = variant_seeds(preset, v)
-    extra = " ".join(x for x in (v.extra, f"seed={seeds}" if seeds else "") if x)
+    extra = variant_extra(preset, v)
     command = preset.command + (" " + extra if extra else "")
     doc.add(
         f"Measured: {len(v.runs)} run(s) on {device_text(v)}, "
@@ -134,7 +140,7 @@ def build(ctx: Context, img_dir: Path, uri: str, out_name: str = "docs/results.m
                 f"`{name}`",
                 str(len(v.runs)),
                 device_text(v),
-                v.extra or "–",
+                variant_extra(ctx.presets[name], v) or "–",
                 "no training" if name == "shapes" else fmt_seconds(v.train_time_s),
                 fmt_seconds(v.elapsed_s),
             ]
