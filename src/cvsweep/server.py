@@ -53,7 +53,16 @@ MLFLOW_DEFAULT_HOST_PATTERNS = (
 #: Env defaults for the child (the user's environment wins): MLflow's job runner -- huey consumer
 #: processes for GenAI scorers -- is of no use to cvsweep, costs seconds and memory, and survives
 #: a SIGTERM to `mlflow server` unless its process group is killed.
-CHILD_ENV_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+#: The rest keeps the terminal to cvsweep's banner plus warnings and errors: MLflow's INFO lines
+#: (database set-up), uvicorn's start-up lines and its line per HTTP request, and a deprecation
+#: warning about MLflow's own imports. `MLFLOW_UVICORN_OPTS="--log-level info"` and
+#: `MLFLOW_LOGGING_LEVEL=INFO` bring them back (docs/tracking-server.md).
+CHILD_ENV_DEFAULTS = {
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_UVICORN_OPTS": "--log-level warning --no-access-log",
+    "PYTHONWARNINGS": "ignore:starlette.middleware.wsgi is deprecated:UserWarning",
+}
 STOP_TIMEOUT_S = 15.0
 START_TIMEOUT_S = 180.0  # a first start migrates a fresh database; slow on a busy machine
 
@@ -123,13 +132,71 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+def outward_address() -> str | None:
+    """This machine's address on its default route, or None (no route, or only loopback).
+
+    Connecting a UDP socket sends nothing: the kernel only picks the interface it would use.
+    192.0.2.1 (TEST-NET-1) is never contacted.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            address = str(s.getsockname()[0])
+    except OSError:
+        return None
+    return None if address in WILDCARD_HOSTS or is_loopback(address) else address
+
+
+def resolves_beyond_loopback(name: str) -> bool:
+    """Does name resolve here to an address other machines could use? /etc/hosts often maps
+    the hostname (and so the FQDN) to 127.0.0.1, which names nothing for them."""
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except (OSError, UnicodeError):
+        return False
+    return any(not is_loopback(str(info[4][0])) for info in infos)
+
+
 def machine_names(host: str) -> list[str]:
-    """Names other machines may use for this one: the bound address, hostname and FQDN."""
+    """Names other machines may use for this one: the bound address, hostname, FQDN and, for a
+    wildcard bind, the address of the default route (so the printed hint is never refused)."""
     names: list[str] = []
-    for name in (host, socket.gethostname(), socket.getfqdn()):
+    outward = outward_address() if host in WILDCARD_HOSTS else None
+    for name in (host, socket.gethostname(), socket.getfqdn(), outward):
         if name and name not in WILDCARD_HOSTS and not is_loopback(name) and name not in names:
             names.append(name)
     return names
+
+
+def reachable_name(host: str) -> str | None:
+    """The name or address to give other machines, or None when none could be found.
+
+    A specific bind address is it; for a wildcard bind, a dotted FQDN that resolves beyond
+    loopback, else the default route's address, else a hostname that resolves beyond loopback.
+    """
+    if host not in WILDCARD_HOSTS:
+        return None if is_loopback(host) else host
+    fqdn, hostname = socket.getfqdn(), socket.gethostname()
+    if "." in fqdn and not is_loopback(fqdn) and resolves_beyond_loopback(fqdn):
+        return fqdn
+    outward = outward_address()
+    if outward:
+        return outward
+    if hostname and not is_loopback(hostname) and resolves_beyond_loopback(hostname):
+        return hostname
+    return None
+
+
+def remote_hint(host: str, port: int) -> str:
+    """The banner line that tells jobs on other machines which tracking.uri to use."""
+    name = reachable_name(host)
+    if name is not None:
+        return f"(from other machines: tracking.uri=http://{_url_host(name)}:{port})"
+    return (
+        "(from other machines: no name or address of this machine other than loopback was "
+        "found; `hostname -I` lists its addresses: use tracking.uri=http://ADDRESS:"
+        f"{port}, and add ADDRESS to MLFLOW_SERVER_ALLOWED_HOSTS if it is not a private one)"
+    )
 
 
 def remote_security(host: str, port: int) -> tuple[str, str]:
@@ -165,6 +232,8 @@ def server_command(
         "mlflow",
         "server",
         "--backend-store-uri",
+        uri,
+        "--registry-store-uri",  # the same store; said, so MLflow does not announce the default
         uri,
         "--serve-artifacts",
         "--artifacts-destination",
@@ -284,6 +353,16 @@ def runs_link(url: str, exp_id: str) -> str:
     return f"{url}/#/experiments/{exp_id}/{RUNS_VIEW}"
 
 
+def train_command(experiment: str) -> str:
+    """The `python train.py` that logs to experiment: a plain one logs to the configured default
+    (cvsweep), so any other experiment needs its override."""
+    from .config import TrackingConfig
+
+    if experiment == TrackingConfig().experiment:
+        return "python train.py"
+    return shlex.join(["python", "train.py", f"tracking.experiment={experiment}"])
+
+
 # --------------------------------------------------------------------------- the command
 def _say(line: str = "") -> None:
     print(line, flush=True)
@@ -329,8 +408,8 @@ def _print_banner(
     else:
         _say(
             f"experiment {args.experiment!r} does not exist in this store yet; it appears after "
-            f"the first `python train.py` with this store. Open {url} and choose "
-            '"Model training" to see runs.'
+            f"the first `{train_command(args.experiment)}` with this store. Open {url} and "
+            'choose "Model training" to see runs.'
         )
     _say(f"store: {uri}" + ("  (new: nothing was logged here before)" if new_store else ""))
     _say(f"artifacts: {artifacts_destination(uri)}")
@@ -338,8 +417,7 @@ def _print_banner(
         _say("for jobs (parallel sweeps, other processes), pass:")
         _say(f"tracking.uri={url}")
         if not is_loopback(args.host):
-            name = socket.getfqdn() if args.host in WILDCARD_HOSTS else args.host
-            _say(f"(from other machines: tracking.uri=http://{_url_host(name)}:{args.port})")
+            _say(remote_hint(args.host, args.port))
     _say("Ctrl-C stops it.")
     _say()
 
@@ -466,11 +544,14 @@ __all__ = [
     "free_port",
     "is_loopback",
     "local_url",
+    "reachable_name",
+    "remote_hint",
     "remote_security",
     "runs_link",
     "serve",
     "server_command",
     "start_server",
     "stop_server",
+    "train_command",
     "wait_ready",
 ]

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .tracking import (
+    SQLITE_MAGIC,
+    STORE_SUFFIXES,
     TrackingError,
     limit_http_retries,
     probe_server,
@@ -28,7 +30,7 @@ from .tracking import (
 )
 
 EXIT_USER_ERROR = 2
-SQLITE_HEADER = b"SQLite format 3\x00"
+
 MLFLOW_TABLES = frozenset({"experiments", "runs"})
 BROKEN_DATABASE = (
     "file is not a database",
@@ -67,6 +69,28 @@ def _not_a_store(db: Path, problem: str) -> StoreError:
     return StoreError(f"The tracking store {db} {problem}. {_what_to_do(db)}")
 
 
+def _named_like_a_store(db: Path) -> bool:
+    """mlflow.db, x.db, x.sqlite: a file a store may have been (its first page overwritten)."""
+    return db.suffix.lower() in STORE_SUFFIXES
+
+
+def _not_sqlite(db: Path) -> StoreError:
+    """A file without SQLite's header is most often a mistyped path naming someone's document
+    (README.md), which must not be moved aside; only a store-like name gets that advice."""
+    if_store = (
+        f" If it is the store your runs were logged to, its start was overwritten: restore it "
+        f"from a backup, or move it aside (mv {shlex.quote(str(db))} "
+        f"{shlex.quote(str(db) + '.broken')}) and run training again to start a new store."
+        if _named_like_a_store(db)
+        else ""
+    )
+    return StoreError(
+        f"The tracking store {db} is not an MLflow database: it is not even an SQLite file. "
+        "Check the path; nothing in the file was changed. Point --tracking-uri at the store "
+        f"your runs were logged to (sqlite:///path/to/mlflow.db or http://HOST:PORT).{if_store}"
+    )
+
+
 def _expected_tables() -> set[str]:
     """The tables this MLflow needs; MLflow would create any that are missing, so ask first."""
     try:
@@ -92,7 +116,7 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
         raise _not_a_store(db, "is a folder, not an MLflow database file")
     try:
         with db.open("rb") as fh:
-            header = fh.read(len(SQLITE_HEADER))
+            header = fh.read(len(SQLITE_MAGIC))
     except OSError as exc:
         raise StoreError(
             f"The tracking store {db} cannot be read ({exc.strerror or exc}). Check the file's "
@@ -100,11 +124,8 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
         ) from None
     if not header:
         raise _not_a_store(db, "is an empty file, not an MLflow database")
-    if header != SQLITE_HEADER:
-        raise _not_a_store(
-            db,
-            "is not an MLflow database: it is not even an SQLite file (damaged, or another kind of file)",
-        )
+    if header != SQLITE_MAGIC:
+        raise _not_sqlite(db)
     try:
         tables = sqlite_tables(db)
     except sqlite3.Error as exc:

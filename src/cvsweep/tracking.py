@@ -189,6 +189,11 @@ def client_for(uri: str) -> Any:
 _MLFLOW_TABLES = frozenset({"alembic_version", "experiments", "runs", "metrics", "params", "tags"})
 
 
+#: Names a store file may have (cvsweep's default is mlflow.db); a README.md is no store.
+STORE_SUFFIXES = frozenset({".db", ".db3", ".sqlite", ".sqlite3"})
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 def refuse_foreign_database(db: Path) -> None:
     """MLflow would add its tables to any SQLite file it is given: refuse one that holds others.
 
@@ -200,6 +205,15 @@ def refuse_foreign_database(db: Path) -> None:
     try:
         if db.stat().st_size == 0:
             return
+        with db.open("rb") as fh:
+            header = fh.read(len(SQLITE_MAGIC))
+        if header != SQLITE_MAGIC and db.suffix.lower() not in STORE_SUFFIXES:
+            # Most often a mistyped path naming a document: not "damaged", not to be moved.
+            raise TrackingError(
+                f"The tracking store {db} is not an SQLite file at all: check the path. Nothing "
+                "in the file was changed. Point tracking.uri at a store (sqlite:///path/to/"
+                "mlflow.db), or set tracking.enabled=false."
+            )
         tables = sqlite_tables(db)
     except (OSError, sqlite3.Error):
         return  # missing, or not SQLite at all: MLflow's own error is reported as damaged
