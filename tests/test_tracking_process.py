@@ -389,14 +389,19 @@ def test_a_second_launch_of_a_running_config_leaves_the_live_run_alone(tmp_path,
         os.kill(first.pid, signal.SIGSTOP)  # alive, but paused: its tracking process goes on
         # The tracking process may still be creating the store's tables (it works through
         # its queue behind training): open it under the same lock, as cvsweep does.
+        # On a loaded machine it may not even have made the experiment and run yet.
         client = client_for(db_uri(tmp_path))
-        exp = client.get_experiment_by_name("cvsweep").experiment_id
         deadline = time.monotonic() + 60
+        run = None
         while time.monotonic() < deadline:
-            (run,) = client.search_runs([exp])
-            if run.data.tags.get("cvsweep.checkpoint_epoch") == "1":
-                break
+            found = client.get_experiment_by_name("cvsweep")
+            runs = client.search_runs([found.experiment_id]) if found else []
+            if runs:
+                exp, (run,) = found.experiment_id, runs
+                if run.data.tags.get("cvsweep.checkpoint_epoch") == "1":
+                    break
             time.sleep(0.2)
+        assert run is not None, "no run in the store after 60 s"
         assert run.data.tags.get("cvsweep.checkpoint_epoch") == "1"
         second = run_train(args, tmp_path / "second", data_dir)
     finally:
