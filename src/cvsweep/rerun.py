@@ -352,9 +352,9 @@ def rerun_main(args: argparse.Namespace) -> int:
         client, uri = open_client(args.tracking_uri, missing_hint=hint)
         original = logged_run(client, uri, run_id)
         _check_rerunnable(original, run_id, uri, args.check)
-        for note in (deleted_note(original),):
-            if note:
-                print(f"note: {note}", flush=True)
+        deleted = deleted_note(original)
+        if deleted:
+            print(f"note: {deleted}", flush=True)
         job = _load_job()
         with tempfile.TemporaryDirectory() as tmp:
             raw, logged_overrides, choices, launched = _load_logged(client, run_id, Path(tmp))
