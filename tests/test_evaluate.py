@@ -346,8 +346,14 @@ def test_evaluate_needs_only_the_test_files_and_fetch_advice_names_the_root(
     empty.mkdir()
     said = _error(_evaluate([str(folder), "--data-root", str(empty)], tmp_path, data_dir))
     assert f"Run `cvsweep data fetch mnist --root {empty}` or place the files" in said
-    # Where the root is the one `cvsweep data fetch` fills anyway, no --root.
-    proc = run_cvsweep(["evaluate", str(folder)], tmp_path, cli_env(empty), timeout=120)
+    # Where the root is the one `cvsweep data fetch` fills anyway, no --root (the root the
+    # run read is gone too, or evaluate would read the data there).
+    job = tmp_path / "job"
+    shutil.copytree(folder, job)
+    result = json.loads((job / "job_result.json").read_text())
+    result["data_root"] = str(tmp_path / "removed")
+    (job / "job_result.json").write_text(json.dumps(result))
+    proc = run_cvsweep(["evaluate", str(job)], tmp_path, cli_env(empty), timeout=120)
     assert "Run `cvsweep data fetch mnist` or place the files" in _error(proc)
 
     test_only = tmp_path / "test_only"

@@ -18,9 +18,10 @@ import torch
 from .config import ConfigError
 from .data import DATASETS, DataError, load_raw, to_device
 from .engine import evaluate, ready_for
+from .job_folder import data_root_for, launch_dir
 from .optim import optimizers_text, plan_phases
 from .runtime import device_name, keep_freed_memory, speed_settings
-from .saved_model import SavedModel, SavedModelError, launch_dir, load_model
+from .saved_model import SavedModel, SavedModelError, load_model
 from .store_errors import EXIT_USER_ERROR, StoreError
 from .tracking import TrackingError
 
@@ -39,14 +40,16 @@ def _device(requested: str | None, trained_on: str | None) -> torch.device:
     return torch.device("cpu")
 
 
-def _data_root(saved: SavedModel, given: str | None) -> str:
-    """--data-root, else the run's dataset.root as it resolves now; a relative one is taken
-    from the folder the job was launched in, as training took it."""
+def _data_root(saved: SavedModel, given: str | None) -> tuple[str, str | None]:
+    """--data-root, else the run's dataset.root as it resolves now (a relative one taken from
+    the folder the job was launched in, as training took it), else the root the run read;
+    with a note where it is the last."""
     if given:
-        return given
+        return given, None
     root = Path(str(saved.cfg.dataset.root))
     launched = None if root.is_absolute() else launch_dir(Path(saved.source))
-    return str(launched / root) if launched else str(root)
+    now = str(launched / root) if launched else str(root)
+    return data_root_for(now, saved.recorded.data_root, str(saved.cfg.dataset.name), ("test",))
 
 
 def evaluate_main(args: argparse.Namespace) -> int:
@@ -59,8 +62,9 @@ def evaluate_main(args: argparse.Namespace) -> int:
             torch.set_num_threads(saved.recorded.threads)  # float sums split as the run's were
         keep_freed_memory()
         limit = None if args.all else cfg.dataset.test_limit
+        root, root_note = _data_root(saved, args.data_root)
         data = to_device(
-            load_raw(_data_root(saved, args.data_root), str(cfg.dataset.name), splits=["test"]),
+            load_raw(root, str(cfg.dataset.name), splits=["test"]),
             float(cfg.dataset.mean),
             float(cfg.dataset.std),
             device,
@@ -83,8 +87,9 @@ def evaluate_main(args: argparse.Namespace) -> int:
     )
     n, total = len(data.test_y), DATASETS[str(cfg.dataset.name)].test_count
     images = f"all {total}" if n == total else f"the first {n} of the {total}"
-    if saved.note:
-        print(f"note: {saved.note}")
+    for note in (saved.note, root_note):
+        if note:
+            print(f"note: {note}")
     print(
         f"{saved.source}: {cfg.model.name} trained on {cfg.dataset.name}, optimizer "
         f"{optimizers_text(plan_phases(cfg))}, augment {cfg.augment.name}, schedule {cfg.schedule.name}"

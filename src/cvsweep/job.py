@@ -86,6 +86,9 @@ class JobOutcome:
     # saved model the same way, so that it can say whether it got the logged number.
     device: str | None = None
     num_threads: int | None = None
+    # The dataset.root it read, absolute: its config's default comes from $CVSWEEP_DATA,
+    # which a later shell may not have.
+    data_root: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -336,6 +339,7 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
         tracking_problems=len(LOST.problems) - lost_before,
         device=device.type,
         num_threads=threads,
+        data_root=str(Path(str(cfg.dataset.root)).resolve()),
     )
     outcome.write(out_dir)
     if status == "KILLED" and run_id and result is None:

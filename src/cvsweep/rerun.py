@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig, one_paragraph
 from .identity import config_hash, read_job_result
+from .job_folder import data_root_for, launched_from, read_yaml, setting, tracked_in, trained_root
 from .outputs import OutputPathError, check_folder
 from .signals import HeldSignals, import_held
 from .store_errors import (
@@ -102,16 +103,10 @@ def _load_logged(
     cfg = yaml.safe_load((local / "config.yaml").read_text())
     overrides_file = local / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
-    choices: dict[str, str] = {}
-    launched = None
-    hydra_file = local / "hydra.yaml"
-    if hydra_file.exists():
-        runtime = (yaml.safe_load(hydra_file.read_text()) or {}).get("hydra", {}).get("runtime", {})
-        found = runtime.get("choices", {}) or {}
-        choices = {k: str(v) for k, v in found.items() if v is not None}
-        if isinstance(runtime.get("cwd"), str) and runtime["cwd"]:
-            launched = Path(runtime["cwd"])
-    return cfg, list(overrides or []), choices, launched
+    found = setting(read_yaml(local / "hydra.yaml"), "hydra", "runtime", "choices")
+    found = found if isinstance(found, dict) else {}
+    choices = {k: str(v) for k, v in found.items() if v is not None}
+    return cfg, list(overrides or []), choices, launched_from(local)
 
 
 def _write_config_dir(folder: Path, cfg: DictConfig, overrides: list[str], source: Path) -> None:
@@ -229,12 +224,8 @@ def _local_store_hint(run_id: str) -> str:
         result = read_job_result(found)
         if not result or result.get("run_id") != run_id:
             continue
-        try:
-            raw = yaml.safe_load((found / ".hydra" / "config.yaml").read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            return ""
-        uri = (raw.get("tracking") or {}).get("uri")
-        if isinstance(uri, str) and uri and "${" not in uri:
+        uri = tracked_in(found)
+        if uri:
             return (
                 f"Run {run_id}'s job folder {found} was tracked in {uri}: pass "
                 f"--tracking-uri {shlex.quote(uri)}."
@@ -260,17 +251,26 @@ def _check_rerunnable(original: Any, run_id: str, uri: str, check: bool) -> None
         )
 
 
-def _original_root(cfg: DictConfig, overrides: list[str], launched: Path | None) -> None:
-    """A relative dataset.root is taken from the folder the original run was launched in, as
-    training took it (where that folder still has it), unless an override names the root."""
-    if launched is None or any(o.lstrip("+").startswith("dataset.root=") for o in overrides):
-        return
+def _original_root(
+    cfg: DictConfig, overrides: list[str], launched: Path | None, original: Any
+) -> str | None:
+    """The data the original run read, unless an override names the root: a relative
+    dataset.root is taken from the folder it was launched in (where that folder still has
+    it), and a root that resolves elsewhere today (its default comes from $CVSWEEP_DATA) gives
+    way to the one it read, where that still holds the dataset; the note says so."""
+    if any(o.lstrip("+").startswith("dataset.root=") for o in overrides):
+        return None
     try:
         root = Path(str(cfg.dataset.root))
     except Exception:
-        return  # an interpolation that fails is reported by the job's own checks
-    if not root.is_absolute() and (launched / root).is_dir():
-        cfg.dataset.root = str((launched / root).resolve())
+        return None  # an interpolation that fails is reported by the job's own checks
+    if launched is not None and not root.is_absolute() and (launched / root).is_dir():
+        root = (launched / root).resolve()
+    trained = trained_root(original.data.params.get("dataset.root"), launched)
+    chosen, note = data_root_for(str(root), trained, str(cfg.dataset.name))
+    if chosen != str(cfg.dataset.root):
+        cfg.dataset.root = chosen
+    return note
 
 
 def _refuse_other_job(folder: Path, run_id: str, cfg_hash: str) -> None:
@@ -359,7 +359,9 @@ def rerun_main(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             raw, logged_overrides, choices, launched = _load_logged(client, run_id, Path(tmp))
             cfg = apply_overrides(typed_config(raw), list(args.overrides))
-            _original_root(cfg, list(args.overrides), launched)
+            root_note = _original_root(cfg, list(args.overrides), launched, original)
+            if root_note:
+                print(f"note: {root_note}", flush=True)
             with_tracking = {"uri": uri, "parent_run_id": None, "skip_finished": False}
             cfg = OmegaConf.merge(cfg, {"tracking": with_tracking})
             note = same_threads(cfg, original)

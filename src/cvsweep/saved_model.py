@@ -30,6 +30,7 @@ from .checkpoint import (
     read_training_state,
 )
 from .identity import RESULT_FILE, read_job_result
+from .job_folder import job_config, launch_dir, launched_from, setting, trained_root
 from .model import ModelConfigError, build_model
 from .rerun import RUN_ID, RerunError, deleted_note, logged_run, typed_config
 
@@ -77,6 +78,7 @@ class Recorded:
     test_acc: float | None = None  # its final test accuracy (on its test_limit images)
     device: str | None = None  # the device type it trained on: "cpu" or "cuda"
     threads: int | None = None  # torch's thread count there
+    data_root: Path | None = None  # the dataset.root it read, made absolute
 
 
 @dataclass
@@ -228,27 +230,6 @@ def _rebuild(
     return SavedModel(model.to(device).eval(), cfg, source, device, recorded, note)
 
 
-def _raw_config(folder: Path, name: str) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load((folder / ".hydra" / name).read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return raw if isinstance(raw, dict) else {}
-
-
-def _setting(raw: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        raw = raw.get(key) if isinstance(raw, dict) else None
-    return raw
-
-
-def launch_dir(folder: Path) -> Path | None:
-    """The folder a job folder's job was launched from (Hydra's runtime.cwd): relative paths
-    in its config (dataset.root, a sqlite store) were resolved against it."""
-    launched = _setting(_raw_config(folder, "hydra.yaml"), "hydra", "runtime", "cwd")
-    return Path(launched) if isinstance(launched, str) and launched else None
-
-
 def _one_line(text: str, limit: int = 600) -> str:
     text = " ".join(text.split()).rstrip(".")
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -283,7 +264,7 @@ def _why_no_model(folder: Path, result: dict[str, Any] | None) -> str:
             "running the same command again trains it"
         )
     if status == "FINISHED":
-        if str(_setting(_raw_config(folder, "config.yaml"), "trainer", "shapes_only")) == "True":
+        if str(setting(job_config(folder), "trainer", "shapes_only")) == "True":
             return (
                 "its job only reported the model's shapes (trainer.shapes_only=true), training none"
             )
@@ -331,7 +312,7 @@ def _store_of(folder: Path, tracking_uri: str | None) -> str | None:
 
     if tracking_uri:
         return tracking_uri
-    uri = _setting(_raw_config(folder, "config.yaml"), "tracking", "uri")
+    uri = setting(job_config(folder), "tracking", "uri")
     if not isinstance(uri, str) or "${" in uri:
         uri = None  # the default store of the launch folder (or $MLFLOW_TRACKING_URI)
     try:
@@ -379,6 +360,7 @@ def _from_folder(path: Path, device: torch.device, tracking_uri: str | None = No
             result.get("final_test_acc"),
             result.get("device"),
             threads if isinstance(threads, int) else None,
+            trained_root(result.get("data_root"), launch_dir(folder)),
         )
     config = folder / ".hydra" / "config.yaml"
     saved = _rebuild(weights, config, str(folder), device, recorded)
@@ -469,6 +451,9 @@ def _from_run(
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(ask(lambda: client.download_artifacts(run_id, MODEL_NAME, tmp)))
         config = Path(ask(lambda: client.download_artifacts(run_id, "config", tmp)))
+        recorded.data_root = trained_root(
+            run.data.params.get("dataset.root"), launched_from(config)
+        )
         saved = _rebuild(
             weights,
             config / "config.yaml",
