@@ -459,7 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-root",
         default=None,
-        help="data folder (default: the run's dataset.root as it resolves here)",
+        help=(
+            "data folder (default: the run's dataset.root as it resolves here, else the root "
+            "the run read, where only that one holds the dataset)"
+        ),
     )
     p.add_argument(
         "--all", action="store_true", help="the whole test set, even if the run used fewer"
