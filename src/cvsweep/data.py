@@ -65,6 +65,7 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 IMAGE_MAGIC = 0x00000803
+_GZIP_MAGIC = b"\x1f\x8b"
 LABEL_MAGIC = 0x00000801
 
 
@@ -111,6 +112,17 @@ def fetch_command(root: str | os.PathLike, dataset: str | None = None) -> str:
 def check_root_to_fetch_into(root: str | os.PathLike, dataset: str) -> None:
     """A run fetches a missing dataset by itself, but only into a folder that exists or is the
     default one: a mistyped dataset.root would otherwise get a new folder and a download."""
+    if not str(root).strip():
+        raise DataError(_empty_root_message(root, dataset))
+    better = misplaced_root_hint(root, dataset)
+    if better:
+        raise DataError(f"Invalid config value dataset.root={root}: {better}.")
+    if tilde_note(root):  # never fetch into a new folder named ~
+        origin = " (the value of CVSWEEP_DATA)" if is_default_root(root) else ""
+        raise DataError(
+            f"Invalid config value dataset.root={root}{origin}: no such folder, so {dataset} is "
+            f"not fetched there. {tilde_note(root).rstrip()}"
+        )
     if Path(root).is_dir() or is_default_root(root):
         return
     raise DataError(
@@ -119,6 +131,64 @@ def check_root_to_fetch_into(root: str | os.PathLike, dataset: str) -> None:
         f"`{fetch_command(root, dataset)}` first; leave dataset.root unset for the default data "
         "folder ($CVSWEEP_DATA or data/)."
     )
+
+
+def tilde_note(root: str | os.PathLike) -> str:
+    """zsh, a quoted value or a YAML file leave `~/data` as it is, and nothing here expands
+    it: a folder literally named ~ would be searched, and a fetch would create one."""
+    if not str(root).startswith("~") or Path(root).is_dir():
+        return ""
+    return f"A ~ is not expanded in a data root: write {Path(root).expanduser()}. "
+
+
+def _empty_root_message(root: str | os.PathLike, dataset: str) -> str:
+    """An empty root would fetch into whatever folder the command runs in; say where the empty
+    value came from: the command line, or a CVSWEEP_DATA that is set but empty."""
+    holds = f"the folder that holds {DATASETS[dataset].folder}/raw/"
+    env = os.environ.get("CVSWEEP_DATA")
+    if env is not None and not env.strip():
+        return (
+            f"Invalid config value dataset.root={str(root)!r}: it comes from CVSWEEP_DATA, which "
+            f"is set but empty; set it to the data folder ({holds}) or unset it for data/."
+        )
+    return (
+        f"Invalid config value dataset.root={str(root)!r}: it must name the data folder "
+        f"({holds}); leave dataset.root unset for the default data folder ($CVSWEEP_DATA or "
+        "data/)."
+    )
+
+
+def _holds_data_files(folder: Path) -> bool:
+    """Does folder hold any of the IDX files (raw or .gz) of either dataset, by name?"""
+    stems = [stem for files in SPLIT_FILES.values() for stem in files]
+    return any((folder / name).is_file() for stem in stems for name in (stem, stem + ".gz"))
+
+
+def misplaced_root_hint(root: str | os.PathLike, dataset: str, key: str = "dataset.root") -> str:
+    """Why `root` is not a data root, when it is one level too deep; "" when it looks right.
+
+    Pointing the root at <root>/MNIST/raw, at <root>/MNIST or at a folder holding the files
+    themselves is the usual slip; without this check the run would create <that>/MNIST/raw
+    and download a second copy next to the files the user meant.
+    """
+    path = Path(root)
+    want = DATASETS[dataset].folder
+    if _holds_data_files(path):
+        if path.name == "raw" and path.parent.name in {s.folder for s in DATASETS.values()}:
+            return (
+                f"that is a dataset's raw/ folder, but {key} is the folder above "
+                f"{path.parent.name}/raw/; use {key}={path.parent.parent}"
+            )
+        return (
+            f"the data files lie directly in it, but they are read from {want}/raw/ inside "
+            f"{key}: move them to {path / want / 'raw'} ({key} stays {root})"
+        )
+    if _holds_data_files(path / "raw"):
+        return (
+            f"that is a dataset's folder ({path.name}/raw/ holds data files), but {key} is the "
+            f"folder above it, which holds {want}/raw/; use {key}={path.parent}"
+        )
+    return ""
 
 
 def _fetch_for(path: Path) -> str:
@@ -133,11 +203,7 @@ def _fetch_for(path: Path) -> str:
 def read_verified(path: Path, expected_sha256: str) -> bytes:
     """Decompressed bytes of one IDX file whose hash matches the pinned one."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                payload = fh.read()
-        else:
-            payload = path.read_bytes()
+        payload = _decompressed(path.read_bytes())
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
         raise DataError(
             f"Data file {path} cannot be read ({type(exc).__name__}: {exc}); it is truncated "
@@ -147,11 +213,49 @@ def read_verified(path: Path, expected_sha256: str) -> bytes:
     digest = hashlib.sha256(payload).hexdigest()
     if digest != expected_sha256:
         raise DataError(
-            f"Data file {path} is corrupt: the SHA-256 of its decompressed bytes is {digest}, "
+            _wrong_file_message(path, digest, expected_sha256)
+            or f"Data file {path} is corrupt: the SHA-256 of its decompressed bytes is {digest}, "
             f"expected {expected_sha256}. Delete it and run `{_fetch_for(path)}`, or copy a "
             "good file in its place."
         )
     return payload
+
+
+def _decompressed(blob: bytes) -> bytes:
+    """The IDX bytes of a file, gzip or not by its content rather than its name.
+
+    Browsers often unpack a downloaded `.gz` but keep the name, and a file may be renamed by
+    hand; the pinned hash, not the suffix, decides whether the bytes are good.
+    """
+    return gzip.decompress(blob) if blob[:2] == _GZIP_MAGIC else blob
+
+
+def _known_file(sha256: str) -> tuple[str, str] | None:
+    """(dataset, file stem) whose pinned hash this is, if any."""
+    for name, spec in DATASETS.items():
+        for stem, pinned in spec.sha256.items():
+            if pinned == sha256:
+                return name, stem
+    return None
+
+
+def _wrong_file_message(path: Path, digest: str, expected_sha256: str) -> str:
+    """Name the good file that sits in the wrong place, "" when the bytes are no known file.
+
+    MNIST and Fashion-MNIST use the same four file names, so a download saved into the other
+    dataset's folder looks "corrupt"; saying whose file it is tells the user what to move.
+    """
+    found, meant = _known_file(digest), _known_file(expected_sha256)
+    if found is None or meant is None:
+        return ""
+    gz = ".gz" if path.suffix == ".gz" else ""
+    belongs = raw_dir(path.parent.parent.parent, found[0]) / (found[1] + gz)
+    alike = " (the two datasets name their files alike)" if found[0] != meant[0] else ""
+    return (
+        f"Data file {path} is not {meant[0]}'s {meant[1]}: its bytes are {found[0]}'s "
+        f"{found[1]}{alike}. It belongs at {belongs}; put {meant[0]}'s own {meant[1]} in its "
+        f"place (`{_fetch_for(path)}` fetches it)."
+    )
 
 
 def parse_idx(payload: bytes, path: Path, magic: int, count: int) -> np.ndarray:
@@ -205,6 +309,9 @@ def load_raw(
         return {split: cached[split] for split in splits}
     spec = DATASETS[dataset]
     missing = missing_files(root, dataset, splits)
+    hint = misplaced_root_hint(root, dataset) if missing else ""
+    if hint:
+        raise DataError(f"Dataset {dataset} is not under {root}: {hint}.")
     if missing:
         raise DataError(
             f"Dataset {dataset} is incomplete in {raw_dir(root, dataset)}: missing "

@@ -32,9 +32,12 @@ from cvsweep.data import (
     LABEL_MAGIC,
     SPLIT_FILES,
     DataError,
+    fetch_command,
     locate,
+    misplaced_root_hint,
     raw_dir,
     read_verified,
+    tilde_note,
 )
 
 __all__ = [
@@ -120,7 +123,12 @@ def fetch(
         log(f"{dataset}: all four files present and verified in {dest}")
         return dest
 
-    _ensure_writable(dest, root)
+    hint = misplaced_root_hint(root, dataset, "--root")
+    if hint:
+        raise DataError(f"{root} is not a data root: {hint}.")
+    if tilde_note(root):
+        raise DataError(f"No folder {root}, and none is made: {tilde_note(root).rstrip()}")
+    _ensure_writable(dest, root, needed)
     _remove_stale_parts(dest, spec.sha256)
     log(f"{dataset}: fetching {len(needed)} file(s) into {dest}: {', '.join(needed)}")
     if sources is None:
@@ -158,7 +166,7 @@ def fetch(
             shutil.rmtree(workdir, ignore_errors=True)
 
     if needed:
-        raise DataError(_failure_message(dataset, dest, needed, tried))
+        raise DataError(_failure_message(dataset, root, needed, tried))
     log(f"{dataset}: all four files present and verified in {dest}")
     return dest
 
@@ -180,14 +188,36 @@ def _needed_stems(
             try:
                 read_verified(path, spec.sha256[stem])
                 continue
-            except DataError:
+            except DataError as exc:
+                if _good_sibling_replaces(path, spec.sha256[stem], log):
+                    continue
                 corrupt[stem] = path
-                log(f"{path} fails verification; it will be replaced")
+                log(f"{path} fails verification ({_short_verify_error(exc)}); it will be replaced")
         needed.append(stem)
     return needed, corrupt
 
 
-def _ensure_writable(dest: Path, root: str | os.PathLike) -> None:
+def _good_sibling_replaces(bad: Path, sha256: str, log: Callable[[str], None]) -> bool:
+    """A bad raw file with a verifying .gz beside it (a decompression cut short): remove the
+    raw one, which would shadow the .gz, instead of downloading what is already there."""
+    if bad.suffix == ".gz":
+        return False
+    sibling = bad.with_name(bad.name + ".gz")
+    try:
+        if not sibling.is_file():
+            return False
+        read_verified(sibling, sha256)
+    except DataError:
+        return False
+    try:
+        bad.unlink()
+    except OSError:
+        return False
+    log(f"{bad} fails verification; removed it: {sibling.name} beside it verifies")
+    return True
+
+
+def _ensure_writable(dest: Path, root: str | os.PathLike, needed: Sequence[str]) -> None:
     """Fail before downloading anything when the files could not be stored anyway."""
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -196,10 +226,16 @@ def _ensure_writable(dest: Path, root: str | os.PathLike) -> None:
         os.unlink(probe)
     except OSError as exc:
         raise DataError(
-            f"Cannot write to {dest} ({type(exc).__name__}: {exc}): the data root {root} is not "
-            "writable. Use a writable data root, or place the four files there by hand "
-            "(see `cvsweep data fetch --help` / README, 'Data')."
+            f"{dest} lacks {_files_text(needed)}, and cannot be written to "
+            f"({type(exc).__name__}: {exc}): the data root {root} is not writable. Use a "
+            "writable data root, or place the files there by hand (README, 'Data')."
         ) from None
+
+
+def _files_text(stems: Sequence[str]) -> str:
+    """'X (raw or .gz)' for one file, 'X, Y (each raw or .gz)' for more."""
+    each = "raw or .gz" if len(stems) == 1 else "each raw or .gz"
+    return f"{', '.join(stems)} ({each})"
 
 
 def _place_from(
@@ -275,21 +311,23 @@ def _remove_stale_parts(dest: Path, stems: Iterable[str]) -> None:
 
 
 def _failure_message(
-    dataset: str, dest: Path, needed: list[str], tried: list[tuple[str, str]]
+    dataset: str, root: str | os.PathLike, needed: list[str], tried: list[tuple[str, str]]
 ) -> str:
+    dest = raw_dir(root, dataset)
     lines = [
-        f"Could not fetch {dataset}: still missing {', '.join(needed)} in {dest}.",
+        f"Could not fetch {dataset}: no verified copy of {', '.join(needed)} in {dest}.",
         "Sources tried:",
     ]
     lines += [f"  - {name}: {reason}" for name, reason in tried] or ["  (none)"]
+    what = "these four files" if len(needed) == len(_all_stems()) else "these files"
     lines += [
-        f"To place the files by hand, put these four files into {dest}",
+        f"To place the files by hand, put {what} into {dest}",
         "(each raw IDX, or gzip-compressed with a .gz suffix):",
     ]
-    lines += [f"  {stem}  (or {stem}.gz)" for stem in _all_stems()]
+    lines += [f"  {stem}  (or {stem}.gz)" for stem in needed]
     lines.append(
         "Their decompressed SHA-256 must match the sums pinned in cvsweep.data; run "
-        f"`cvsweep data fetch {dataset}` again to check them."
+        f"`{fetch_command(root, dataset)}` again to check them."
     )
     return "\n".join(lines)
 
@@ -315,7 +353,7 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 def _short_verify_error(exc: DataError) -> str:
     """read_verified's message, minus the temp path and the repair advice meant for users."""
     text = " ".join(str(exc).split())
-    text = text.split(" Delete it and run", 1)[0]
+    text = re.split(r" Delete it and run| It belongs at", text, maxsplit=1)[0]
     text = re.sub(r"^Data file \S+ ", "", text)
     return text.rstrip(".")
 
@@ -575,7 +613,7 @@ def _idx_header(path: Path) -> tuple[int, int] | None:
 
 
 def _with_matching_suffix(path: Path) -> Path:
-    """Rename so that `.gz` means gzip: read_verified and fetch decide by the suffix."""
+    """Rename so that `.gz` means gzip: fetch names the placed file by the suffix."""
     try:
         gz = _is_gzip(path)
     except OSError:

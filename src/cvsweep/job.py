@@ -209,7 +209,11 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
     # The store is asked now and answers while the data loads (see store_proxy); only a
     # download waits for it first, so a broken store is reported before minutes of fetching.
     store = JobStore(cfg, ctx, chash) if cfg.tracking.enabled else None
-    if store is not None and data_mod.missing_files(cfg.dataset.root, cfg.dataset.name):
+    if (
+        store is not None
+        and not cfg.trainer.shapes_only
+        and data_mod.missing_files(cfg.dataset.root, cfg.dataset.name)
+    ):
         store.answer()
     prepared = _prepare(cfg, device, out_dir)
     found = store.answer() if store is not None else None
@@ -445,35 +449,43 @@ def _log_run_setup(
 
 @dataclass
 class Prepared:
-    data: data_mod.DeviceData
+    data: data_mod.DeviceData | None  # None for trainer.shapes_only: nothing is trained
     model: torch.nn.Module
     report_md: Path
     report_json: Path
 
 
-def _prepare(cfg: DictConfig, device: torch.device, out_dir: Path) -> Prepared:
-    """Data, model and shape report: everything that can fail on bad input, before a run exists.
-
-    The report is written, not printed: the job prints it once it knows it will train.
-    """
-    seed_everything(int(cfg.seed))
-    root = cfg.dataset.root
-    if data_mod.missing_files(root, cfg.dataset.name):
+def _load_data(cfg: DictConfig, device: torch.device) -> data_mod.DeviceData:
+    """The run's images on its device, fetched first where files are missing."""
+    root, name = cfg.dataset.root, cfg.dataset.name
+    missing = data_mod.missing_files(root, name)
+    if missing:
         from .fetch import fetch
 
-        data_mod.check_root_to_fetch_into(root, cfg.dataset.name)
-
-        _console(f"dataset {cfg.dataset.name} not found under {root}; fetching it")
-        fetch(cfg.dataset.name, root, log=_console)
-    data = data_mod.cached_device_data(
+        data_mod.check_root_to_fetch_into(root, name)
+        every = sum(len(stems) for stems in data_mod.SPLIT_FILES.values())
+        lacks = "not found" if len(missing) == every else f"lacks {', '.join(missing)}"
+        _console(f"dataset {name} under {root}: {lacks}; fetching it")
+        fetch(name, root, log=_console)
+    return data_mod.cached_device_data(
         root,
-        cfg.dataset.name,
+        name,
         float(cfg.dataset.mean),
         float(cfg.dataset.std),
         device,
         cfg.dataset.train_limit,
         cfg.dataset.test_limit,
     )
+
+
+def _prepare(cfg: DictConfig, device: torch.device, out_dir: Path) -> Prepared:
+    """Data, model and shape report: everything that can fail on bad input, before a run exists.
+
+    The report is written, not printed: the job prints it once it knows it will train. A
+    shapes-only job reads no data (the report needs none), so it works before any download.
+    """
+    seed_everything(int(cfg.seed))
+    data = None if cfg.trainer.shapes_only else _load_data(cfg, device)
     model = build_model(cfg.model).to(device)
     report = shape_report(
         model,
@@ -499,6 +511,7 @@ def _train(
     tracker.log_artifact(prepared.report_md)
     tracker.log_artifact(prepared.report_json)
     data = prepared.data
+    assert data is not None  # a shapes-only job never trains
     _console(
         f"training {cfg.model.name} on {cfg.dataset.name} ({len(data.train_y)} train / "
         f"{len(data.test_y)} test images) on {device_name(device)}, "
