@@ -61,12 +61,20 @@ def build_model(model_cfg: Any) -> nn.Sequential:
             )
         parts += _activation(layer.activation)
         blocks[layer.name] = parts[0] if len(parts) == 1 else nn.Sequential(*parts)
-    try:
-        return nn.Sequential(OrderedDict(blocks.items()))
-    except KeyError as exc:  # a name nn.Module uses itself ("forward", "training", ...)
-        raise ModelConfigError(
-            f"Invalid layer name: {exc.args[0]}; rename that layer in model.layers"
-        ) from None
+    _check_names(model_cfg.layers)
+    return nn.Sequential(OrderedDict(blocks.items()))
+
+
+def _check_names(layers: Any) -> None:
+    """A layer named like an attribute of nn.Module ("forward", "training", "cuda") cannot be
+    a submodule of that name; said with its key, like any other config value."""
+    taken = nn.Sequential()
+    for i, layer in enumerate(layers):
+        if hasattr(taken, str(layer.name)):
+            raise ModelConfigError(
+                f"Invalid config value model.layers.{i}.name={layer.name!r}: torch's modules "
+                "already use that name (a method or attribute of nn.Module); rename the layer"
+            )
 
 
 class _ChannelBias(torch.autograd.Function):
