@@ -273,6 +273,7 @@ def test_a_shapes_only_run_needs_no_data(tmp_path, data_dir):
     assert "| conv1 | Conv2d+ReLU | (16, 1, 28, 28) | (16, 16, 24, 24) | 416 |" in proc.stdout
     assert "fetching" not in proc.stdout
     assert list(empty.iterdir()) == []
+    assert "each job's folder holds its shape report and log" in proc.stdout  # no model
 
 
 def test_fetch_of_both_datasets_goes_on_past_one_that_fails(tmp_path, data_dir):

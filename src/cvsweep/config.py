@@ -197,6 +197,13 @@ LAYER_KINDS = ("conv", "maxpool", "linear")
 LAYER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 ACTIVATIONS = (None, "relu", "gelu", "tanh")
 TRI_STATE = ("auto", "on", "off")
+# Groups of which a run takes exactly one option (experiment presets may be combined).
+CONFIG_GROUPS = ("dataset", "model", "optimizer", "augment", "schedule")
+# torch takes seeds up to 2**64 - 1; a larger one stopped the run with an overflow traceback.
+MAX_SEED = 2**64 - 1
+# More threads than any CPU has: libgomp cannot create them all and the process crashes
+# (a segmentation fault at 100000) instead of saying so.
+MAX_THREADS = 1024
 
 
 def feature_map_size(size: int, layer: Any) -> int:
@@ -225,6 +232,18 @@ def maxpool_stride(layer: Any) -> int:
 def _require(ok: bool, key: str, value: Any, rule: str) -> None:
     if not ok:
         raise ConfigError(f"Invalid config value {key}={value!r}: {rule}.")
+
+
+def _require_tri_state(value: str, key: str) -> None:
+    """auto, on or off; `key=false` arrives as the string 'False', so it is shown as typed and
+    the word meant is named."""
+    if value in TRI_STATE:
+        return
+    typed = {"True": "true", "False": "false"}.get(value)
+    rule = "allowed: auto, on, off"
+    if typed:
+        rule += f" (for {typed}, write {key}={'on' if typed == 'true' else 'off'})"
+    raise ConfigError(f"Invalid config value {key}={typed or repr(value)}: {rule}.")
 
 
 def _field_names(schema: type) -> list[str]:
@@ -335,6 +354,7 @@ def validate(cfg: DictConfig) -> None:
     A value that cannot even be read (an interpolation naming a missing key, say) is a
     ConfigError too, so it gets the same one-paragraph message instead of a traceback.
     """
+    _reject_missing(cfg)
     try:
         values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as exc:
@@ -344,6 +364,39 @@ def validate(cfg: DictConfig) -> None:
         # nan < 1), and inf passes "> 0": both would only show up as a non-finite loss.
         _require(math.isfinite(value), key, value, "must be a finite number")
     _check_values(cfg)
+
+
+def _absent_keys(node: Any, path: str) -> Iterator[str]:
+    """Dotted keys a typed node's schema defines but the node lacks or leaves unset (`???`).
+
+    `~seed` removes a key and `~optimizer` unsets a group: the run would stop at its first
+    use with an attribute-error traceback.
+    """
+    if isinstance(node, ListConfig):
+        for i in range(len(node)):
+            yield from _absent_keys(node._get_node(i), f"{path}.{i}")
+        return
+    if not isinstance(node, DictConfig):
+        return
+    schema = OmegaConf.get_type(node)
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return
+    for name in _field_names(schema):
+        key = f"{path}.{name}" if path else name
+        if name not in node or OmegaConf.is_missing(node, name):
+            yield key
+        else:
+            yield from _absent_keys(node._get_node(name), key)
+
+
+def _reject_missing(cfg: DictConfig) -> None:
+    """A key every run needs, removed or unset on the command line, named before any work."""
+    for key in _absent_keys(cfg, ""):
+        value = "OPTION (one of conf/" + key + "/)" if key in CONFIG_GROUPS else "VALUE"
+        raise ConfigError(
+            f"Missing config value {key}: every run needs it, and it was removed (~{key}) or "
+            f"never set; give it one with {key}={value}."
+        )
 
 
 def one_paragraph(exc: BaseException) -> str:
@@ -374,10 +427,13 @@ def _check_values(cfg: DictConfig) -> None:
         t.report_batch_size >= 1, "trainer.report_batch_size", t.report_batch_size, "must be >= 1"
     )
     _require(t.device in DEVICES, "trainer.device", t.device, f"allowed: {', '.join(DEVICES)}")
-    _require(t.num_threads >= 0, "trainer.num_threads", t.num_threads, "0 (auto) or >= 1")
     _require(
-        t.cuda_graphs in TRI_STATE, "trainer.cuda_graphs", t.cuda_graphs, "allowed: auto, on, off"
+        0 <= t.num_threads <= MAX_THREADS,
+        "trainer.num_threads",
+        t.num_threads,
+        f"0 (torch's choice) or a thread count from 1 to {MAX_THREADS}",
     )
+    _require_tri_state(t.cuda_graphs, "trainer.cuda_graphs")
     _require(
         str(t.channels_last).lower() in (*TRI_STATE, "true", "false"),
         "trainer.channels_last",
@@ -402,8 +458,10 @@ def _check_values(cfg: DictConfig) -> None:
         t.precision,
         "allowed: auto, fp32, bf16",
     )
-    _require(t.progress in TRI_STATE, "trainer.progress", t.progress, "allowed: auto, on, off")
-    _require(cfg.seed >= 0, "seed", cfg.seed, "must be an integer >= 0")
+    _require_tri_state(t.progress, "trainer.progress")
+    _require(
+        0 <= cfg.seed <= MAX_SEED, "seed", cfg.seed, f"must be an integer from 0 to {MAX_SEED}"
+    )
 
     d = cfg.dataset
     _require(
@@ -472,12 +530,19 @@ def _check_values(cfg: DictConfig) -> None:
         if layer.kind != "maxpool":
             _require(layer.out >= 1, f"{key}.out", layer.out, "must be >= 1")
     _check_layer_sizes(m)
-    last = m.layers[-1]
+    last, at = m.layers[-1], f"model.layers.{len(m.layers) - 1}"
     _require(
-        last.kind == "linear" and last.out == m.num_classes,
-        "model.layers",
-        f"last layer {last.name}",
-        f"the last layer must be linear with out = num_classes ({m.num_classes})",
+        last.kind == "linear",
+        f"{at}.kind",
+        last.kind,
+        f"the last layer ({last.name}) must be linear, giving one score per class",
+    )
+    _require(
+        last.out == m.num_classes,
+        f"{at}.out",
+        last.out,
+        f"the last layer ({last.name}) gives one score per class: out = num_classes "
+        f"({m.num_classes})",
     )
 
     _validate_optimizer(cfg.optimizer, "optimizer")

@@ -12,13 +12,21 @@ import dataclasses
 import difflib
 import os
 import re
+import sys
+from collections.abc import Iterable
 
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from .config import OPTIMIZER_SCHEMAS, one_paragraph
+from .config import CONFIG_GROUPS, OPTIMIZER_SCHEMAS, one_paragraph
 
+# Hydra's answer to `+optimizer=sgd`, in defaults-list syntax a command line cannot use.
+_ADDED_GROUP = re.compile(
+    r"Multiple values for (\S+)\. To override a value use 'override \S+: (.+)'"
+)
+# Hydra's answer to `optimizer=sgd,adam` without -m: its first advice, a list, merges options.
+_SEVERAL_VALUES = re.compile(r"Ambiguous value for argument '(.+)'")
 _SWITCH = "HYDRA_FULL_ERROR"  # Hydra raises errors instead of printing them where it is "1"
 _switched_here = False
 
@@ -48,9 +56,39 @@ def raised_for_cvsweep() -> bool:
     return _switched_here
 
 
+def list_of_options(overrides: Iterable[str]) -> str | None:
+    """`augment=[flip,rotate]`: Hydra merges the options into one config, the last one's values
+    winning, and the run says it trained `rotate`; `optimizer=[sgd,adam]` fails on the merge.
+    Either way a sweep was meant."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key, value = key.lstrip("+~"), value.strip()
+        if sep and key in CONFIG_GROUPS and value.startswith("[") and value.endswith("]"):
+            options = ",".join(o.strip() for o in value[1:-1].split(","))
+            return (
+                f"{key}={value} is a list of options: Hydra would merge them into one {key} "
+                f"config (the last one's values winning), and a run trains one {key}. To "
+                f"compare them, sweep: python train.py -m {key}={options}."
+            )
+    return None
+
+
 def explain(exc: BaseException) -> str:
     """One paragraph naming what is wrong on the command line and what would be right."""
     cause = exc.__cause__
+    listed = list_of_options(sys.argv[1:])
+    if listed:
+        return listed
+    several = _SEVERAL_VALUES.match(str(exc))
+    if several:
+        return _several_values(several.group(1))
+    added = _ADDED_GROUP.match(str(exc))
+    if added:
+        group, option = added.groups()
+        return (
+            f"Cannot add +{group}={option}: {group} already has its default option; choose "
+            f"another with {group}={option}, without the +."
+        )
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         return _unknown_option(exc)
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
@@ -58,15 +96,39 @@ def explain(exc: BaseException) -> str:
         return _unknown_key(cause, override.group(1) if override else str(cause.full_key))
     if isinstance(exc, OverrideParseException):
         first = str(exc).splitlines()[0]
-        return f"Cannot read the override {exc.override!r}: {first} (Hydra's override syntax)."
+        tilde = ""
+        if "=~" in str(exc.override):  # zsh and quoting leave ~ unexpanded; Hydra cannot parse it
+            key = str(exc.override).partition("=")[0]
+            tilde = f"; a ~ is not expanded here: write the full path ({key}=$HOME/...)"
+        return (
+            f"Cannot read the override {exc.override!r}: {first} (Hydra's override syntax){tilde}."
+        )
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if text.startswith("Error merging override ") and isinstance(cause, OmegaConfBaseException):
         override = text.removeprefix("Error merging override ")
         missing = _past_the_end(cause)
         if missing:
             return f"Invalid config key in {override}: {missing}."
+        if override.startswith("~") and "does not support deletion" in str(cause):
+            key = override[1:].partition("=")[0]
+            return (
+                f"Cannot remove {key} ({override}): every run has this setting; give it "
+                f"another value with {key}=VALUE."
+            )
         return f"Invalid config value {override}: {str(cause).splitlines()[0].rstrip('.')}."
     return one_paragraph(exc)
+
+
+def _several_values(override: str) -> str:
+    """`key=a,b` outside a sweep: a sweep is what is usually meant, never a list of options."""
+    key = override.partition("=")[0].lstrip("+~")
+    said = (
+        f"{override} gives several values: to run one job for each, sweep "
+        f"(python train.py -m {override})"
+    )
+    if key in CONFIG_GROUPS:
+        return f"{said}; a run trains one {key}."
+    return f"{said}; for one list value write {key}=[...], for one string quote it: {key}='...'."
 
 
 def _past_the_end(cause: OmegaConfBaseException) -> str | None:
@@ -76,10 +138,12 @@ def _past_the_end(cause: OmegaConfBaseException) -> str | None:
     if not isinstance(items, ListConfig) or not isinstance(index, int) or index < len(items):
         return None
     where = str(cause.full_key).rpartition("[")[0]
-    return (
-        f"{where} has {len(items)} item(s), {where}.0 to {where}.{len(items) - 1}, so there is no "
-        f"{where}.{index}; to add one, give the whole list ({where}=[...])"
+    has = (
+        f"{where} is empty"
+        if not len(items)
+        else f"{where} has {len(items)} item(s), {where}.0 to {where}.{len(items) - 1}"
     )
+    return f"{has}, so there is no {where}.{index}; to add one, give the whole list ({where}=[...])"
 
 
 def _unknown_option(exc: MissingConfigException) -> str:
@@ -113,6 +177,12 @@ def _unknown_key(cause: ConfigKeyError | ConfigAttributeError, full_key: str) ->
         where = f"{parent or 'the top level'} has no setting {key!r}"
         listed = "valid keys there"
     hint = _did_you_mean(key, valid, f"{parent}." if parent else "")
+    if parent == "hydra.launcher":
+        hint += (
+            " Settings under hydra.launcher are those of the launcher chosen with "
+            "hydra/launcher=... (the default runs jobs one after another and has none): "
+            "hydra/launcher=joblib takes n_jobs, hydra/launcher=submitit_local array_parallelism."
+        )
     return f"Unknown config key {full_key}: {where}; {listed}: {', '.join(valid)}.{hint}"
 
 

@@ -9,8 +9,10 @@ MLFLOW_RUN_ID, which would make the children write into the parent).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -18,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
@@ -129,10 +131,22 @@ def validate_jobs(config: DictConfig) -> int:
     from hydra.core.global_hydra import GlobalHydra
 
     loader = GlobalHydra.instance().config_loader()
-    jobs = job_overrides(config, loader)
+    try:
+        jobs = job_overrides(config, loader)
+    except (HydraException, OmegaConfBaseException) as exc:
+        _sweep_syntax_error(exc)
+    if len(jobs) >= MANY_JOBS:
+        print(
+            f"checking the config of each of the {len(jobs)} jobs before the sweep starts "
+            f"(Ctrl-C stops)",
+            flush=True,
+        )
+    folders: dict[str, int] = {}
     for i, overrides in enumerate(jobs):
+        _stop_on_held_ctrl_c()
         try:
             job = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
+            _claim_job_folder(folders, _job_subdir(job, i), i)
             with read_write(job), open_dict(job):
                 del job["hydra"]  # as Hydra's run_job does: the task sees the rest
             validate(job)
@@ -142,6 +156,106 @@ def validate_jobs(config: DictConfig) -> int:
             raise SystemExit(2) from None
     _CHECKED.config, _CHECKED.jobs = config, {tuple(job) for job in jobs}
     return len(jobs)
+
+
+def _job_subdir(job: DictConfig, num: int) -> str | None:
+    """The job's folder under the sweep folder, as the launcher will name it (job.num set)."""
+    try:
+        with read_write(job), open_dict(job):
+            job.hydra.job.num = job.hydra.job.id = num
+        return str(job.hydra.sweep.subdir)
+    except OmegaConfBaseException:
+        return None  # the launcher names it from what only it knows
+
+
+def _claim_job_folder(folders: dict[str, int], subdir: str | None, num: int) -> None:
+    """Two jobs in one folder: the second would overwrite the first's model and checkpoint,
+    and the sweep's summary would count one job where two ran."""
+    if subdir is None:
+        return
+    if subdir in folders:
+        raise ConfigError(
+            f"jobs #{folders[subdir]} and #{num} would both write to the job folder {subdir!r} "
+            "(hydra.sweep.subdir), the second over the first's model and checkpoint; make it "
+            "differ between jobs, e.g. ${hydra.job.num} (the default) or "
+            "${hydra.job.override_dirname}"
+        )
+    folders[subdir] = num
+
+
+MANY_JOBS = 100  # checking a job's config takes about 0.1 s: say so before a long wait
+
+
+def _sweep_syntax_error(exc: BaseException) -> NoReturn:
+    """A sweep value the basic sweeper cannot expand (`interval(...)`), said in one paragraph.
+
+    Raised inside on_multirun_start, Hydra would only warn and then fail in its sweeper with a
+    traceback; SystemExit stops the command before any run exists.
+    """
+    why = hydra_errors.one_paragraph(exc).rstrip(".")
+    if "INTERVAL_SWEEP" in why:
+        why = (
+            "interval(low,high) is a range to sample from, which only sampling sweepers (Optuna, "
+            "Ax, ...) take; the default sweeper runs the values it is given: list them "
+            "(optimizer.lr=0.001,0.01,0.1) or use range(start,stop,step)"
+        )
+    print(f"error: Cannot expand the sweep: {why}.", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _stop_on_held_ctrl_c() -> None:
+    """Ctrl-C stays held until the first job has loaded torch; checking a long sweep's jobs
+    comes first, and a press meanwhile stops the command here, not after the last check."""
+    from . import cli
+
+    held = getattr(cli, "_HELD_CTRL_C", None)
+    if held is not None and held.arrived:
+        cli.ctrl_c_now_stops()
+
+
+def _check_cluster(config: DictConfig, launcher: str) -> None:
+    """A SLURM launcher on a machine without SLURM: named before the sweep's parent run exists,
+    instead of a FAILED parent and advice to change the launcher's settings."""
+    target = str(config.hydra.launcher.get("_target_", ""))
+    if "SlurmLauncher" not in target or shutil.which("srun") or shutil.which("sbatch"):
+        return
+    print(
+        f"error: hydra/launcher={launcher} submits the jobs to a SLURM cluster, and this "
+        "machine has none (no srun or sbatch on PATH). Run the command on the cluster's login "
+        "node, or run the jobs here with hydra/launcher=submitit_local or hydra/launcher=joblib.",
+        file=sys.stderr,
+        flush=True,
+    )
+    raise SystemExit(2)
+
+
+def _reject_list_of_options(config: DictConfig) -> None:
+    """`augment=[flip,rotate]` composes silently as the last option; a sweep was meant."""
+    listed = hydra_errors.list_of_options(raw_overrides(config.hydra.overrides.task))
+    if listed:
+        print(f"error: {listed}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
+_Hook = TypeVar("_Hook", bound=Any)
+
+
+def _not_swallowed(hook: _Hook) -> _Hook:
+    """Hydra turns an exception in a callback into a warning and goes on: a sweep whose set-up
+    failed half-way would run without its parent run and then say it was not tracked. An
+    unexpected error stops the command instead (exit 1), with its traceback."""
+
+    @functools.wraps(hook)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return hook(*args, **kwargs)
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+            raise SystemExit(1) from None
+
+    return guarded  # type: ignore[return-value]
 
 
 def _runs_jobs_here(config: DictConfig) -> bool:
@@ -244,7 +358,8 @@ def launcher_failed(exc: Exception, launcher: str) -> NoReturn:
             f"Its settings are under hydra.launcher (`python train.py --cfg hydra -p "
             f"hydra.launcher {launcher}` shows them)."
         )
-    print(f"error: {reason.rstrip('.')}. {advice}", file=sys.stderr, flush=True)
+    said = reason if reason.endswith(("?", "!")) else reason.rstrip(".") + "."
+    print(f"error: {said} {advice}", file=sys.stderr, flush=True)
     if _ACTIVE is not None:
         _ACTIVE.failure_reason = reason[:500]
         _ACTIVE.worker_died = type(exc).__name__ in WORKER_DIED
@@ -277,19 +392,24 @@ class MlflowSweepCallback(Callback):
         self.earlier_results: dict[str, tuple[int, int, int]] = {}
         self.failure_reason: str | None = None  # the launcher's own error, when it raised one
 
+    @_not_swallowed
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         global COMPOSED
         COMPOSED = True
         hydra_errors.composed()
+        _reject_list_of_options(config)
         check_output_dir(Path(str(config.hydra.run.dir)).resolve(), "hydra.run.dir")
 
+    @_not_swallowed
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _ACTIVE, COMPOSED
         COMPOSED = True
         hydra_errors.composed()
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        _reject_list_of_options(config)
         _split_threads(config)
         self.n_jobs = validate_jobs(config)
+        _check_cluster(config, str(config.hydra.runtime.choices.get("hydra/launcher")))
         check_output_dir(self.sweep_dir, "hydra.sweep.dir")
         _check_job_dirs(config, self.sweep_dir, self.n_jobs)
         # A stop of an earlier sweep in this folder must not stop this one's jobs.
@@ -388,6 +508,7 @@ class MlflowSweepCallback(Callback):
                 flush=True,
             )
 
+    @_not_swallowed
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.interrupted is not None:
             raise SystemExit(self.interrupted)  # hydra_main records the sweep as stopped
@@ -406,9 +527,11 @@ class MlflowSweepCallback(Callback):
         if self.parent_id is not None:
             self._report(results)
         else:
+            trained = self.sweep_dir is not None and any(self.sweep_dir.glob("*/model.pth"))
+            holds = "its model and checkpoint" if trained else "its shape report and log"
             print(
                 "note: no comparison report: it is built from the tracking store's runs, and "
-                "this sweep tracked none; each job's folder holds its model and checkpoint",
+                f"this sweep tracked none; each job's folder holds {holds}",
                 flush=True,
             )
         self.reported = True

@@ -1,0 +1,225 @@
+"""What users type that no run can use: said in one paragraph naming the key, before any run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+from .conftest import QUICK, db_uri, read_until, run_train, start_train
+
+LIST_OF_OPTIONS = (
+    "is a list of options: Hydra would merge them into one {group} config (the last one's "
+    "values winning), and a run trains one {group}. To compare them, sweep: "
+    "python train.py -m {group}={options}."
+)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        pytest.param(
+            "seed=99999999999999999999",
+            "Invalid config value seed=99999999999999999999: must be an integer from 0 to "
+            "18446744073709551615.",
+            id="seed-too-large",  # was an overflow traceback from torch.manual_seed, exit 1
+        ),
+        pytest.param(
+            "trainer.num_threads=100000",
+            "Invalid config value trainer.num_threads=100000: 0 (torch's choice) or a thread "
+            "count from 1 to 1024.",
+            id="threads",  # was a segmentation fault, exit 139
+        ),
+        pytest.param(
+            "~seed",
+            "Missing config value seed: every run needs it, and it was removed (~seed) or never "
+            "set; give it one with seed=VALUE.",
+            id="removed-key",  # was an attribute-error traceback, exit 1
+        ),
+        pytest.param(
+            "~optimizer",
+            "Missing config value optimizer: every run needs it, and it was removed "
+            "(~optimizer) or never set; give it one with optimizer=OPTION (one of "
+            "conf/optimizer/).",
+            id="removed-group",
+        ),
+        pytest.param(
+            "~trainer.epochs",
+            "Cannot remove trainer.epochs (~trainer.epochs): every run has this setting; give "
+            "it another value with trainer.epochs=VALUE.",
+            id="removed-schema-key",
+        ),
+        pytest.param(
+            "+experiment=speedrun",
+            "Cannot add +experiment=speedrun: experiment already has its default option; "
+            "choose another with experiment=speedrun, without the +.",
+            id="plus-group",  # Hydra's advice was defaults-list syntax: 'override experiment: ...'
+        ),
+        pytest.param(
+            "optimizer=[sgd,adam]",
+            "optimizer=[sgd,adam] " + LIST_OF_OPTIONS.format(group="optimizer", options="sgd,adam"),
+            id="list-that-fails",  # was "AdamConfig is not a subclass of SGDConfig"
+        ),
+        pytest.param(
+            "augment=[flip,rotate]",
+            "augment=[flip,rotate] "
+            + LIST_OF_OPTIONS.format(group="augment", options="flip,rotate"),
+            id="list-that-merges",  # trained and logged augment=rotate, with no word
+        ),
+        pytest.param(
+            "optimizer=sgd,adam",
+            "optimizer=sgd,adam gives several values: to run one job for each, sweep "
+            "(python train.py -m optimizer=sgd,adam); a run trains one optimizer.",
+            id="sweep-without-m",  # Hydra's first advice was optimizer=[sgd,adam]
+        ),
+        pytest.param(
+            "seed=0,1",
+            "seed=0,1 gives several values: to run one job for each, sweep (python train.py "
+            "-m seed=0,1); for one list value write seed=[...], for one string quote it: "
+            "seed='...'.",
+            id="values-without-m",
+        ),
+        pytest.param(
+            "trainer.progress=false",
+            "Invalid config value trainer.progress=false: allowed: auto, on, off (for false, "
+            "write trainer.progress=off).",
+            id="bool-for-tri-state",  # showed the value as 'False'
+        ),
+        pytest.param(
+            "hydra.launcher.n_jobs=2",
+            "valid keys there: _target_. Settings under hydra.launcher are those of the "
+            "launcher chosen with hydra/launcher=... (the default runs jobs one after another "
+            "and has none): hydra/launcher=joblib takes n_jobs,",
+            id="launcher-setting-without-launcher",
+        ),
+        pytest.param(
+            "model.layers.6.out=11",
+            "Invalid config value model.layers.6.out=11: the last layer (fc2) gives one score "
+            "per class: out = num_classes (10).",
+            id="last-layer-out",  # named model.layers='last layer fc2'
+        ),
+        pytest.param(
+            "schedule.phases.0.epochs=3",
+            "Invalid config key in schedule.phases.0.epochs=3: schedule.phases is empty, so "
+            "there is no schedule.phases.0;",
+            id="phase-of-no-phases",  # said schedule.phases.0 to schedule.phases.-1
+        ),
+        pytest.param(
+            "dataset.root=~/x",
+            "(Hydra's override syntax); a ~ is not expanded here: write the full path "
+            "(dataset.root=$HOME/...).",
+            id="unexpanded-tilde",
+        ),
+    ],
+)
+def test_a_run_that_cannot_be_made_stops_with_one_paragraph(tmp_path, data_dir, override, message):
+    args = [*QUICK, override, f"tracking.uri={db_uri(tmp_path)}"]
+    proc = run_train(args, tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "shape report" not in proc.stdout.lower()
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        pytest.param(
+            ["optimizer.lr=interval(0.001,0.1)"],
+            "error: Cannot expand the sweep: interval(low,high) is a range to sample from, "
+            "which only sampling sweepers (Optuna, Ax, ...) take; the default sweeper runs the "
+            "values it is given: list them (optimizer.lr=0.001,0.01,0.1) or use "
+            "range(start,stop,step).\n",
+            id="interval",  # was a warning, then Hydra's traceback twice, exit 1
+        ),
+        pytest.param(
+            ["optimizer=sgd,adam", "seed=0,1", "hydra.sweep.subdir=${optimizer.name}"],
+            "error: job #1 (optimizer=sgd seed=1 ",
+            id="shared-job-folder",  # job #1 overwrote job #0's model; "1 jobs ended"
+        ),
+        pytest.param(
+            ["augment=[flip,rotate]"],
+            "error: augment=[flip,rotate] "
+            + LIST_OF_OPTIONS.format(group="augment", options="flip,rotate")
+            + "\n",
+            id="list-of-options",
+        ),
+    ],
+)
+def test_a_sweep_that_cannot_run_as_asked_stops_before_its_parent_run(
+    tmp_path, data_dir, sweep, message
+):
+    args = ["-m", *sweep, *QUICK, "trainer.shapes_only=true", f"tracking.uri={db_uri(tmp_path)}"]
+    proc = run_train(args, tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.startswith(message), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not list((tmp_path / "multirun").glob("*/.hydra"))  # no job started
+
+
+def test_two_jobs_in_one_folder_are_named_with_the_fix(tmp_path, data_dir):
+    args = ["-m", "optimizer=sgd,adam", "hydra.sweep.subdir=x", *QUICK, "tracking=none"]
+    proc = run_train(args, tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert (
+        "jobs #0 and #1 would both write to the job folder 'x' (hydra.sweep.subdir), the second "
+        "over the first's model and checkpoint; make it differ between jobs, e.g. "
+        "${hydra.job.num} (the default) or ${hydra.job.override_dirname}" in proc.stderr
+    )
+
+
+@pytest.mark.skipif(bool(shutil.which("srun") or shutil.which("sbatch")), reason="SLURM here")
+def test_the_slurm_example_without_slurm_says_so_before_any_run(tmp_path, data_dir):
+    """It created a FAILED parent run and advised changing the launcher's settings."""
+    args = ["-m", "hydra/launcher=slurm_example", "optimizer=sgd,adam", *QUICK]
+    proc = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr == (
+        "error: hydra/launcher=slurm_example submits the jobs to a SLURM cluster, and this "
+        "machine has none (no srun or sbatch on PATH). Run the command on the cluster's login "
+        "node, or run the jobs here with hydra/launcher=submitit_local or "
+        "hydra/launcher=joblib.\n"
+    )
+    assert "sweep parent run" not in proc.stdout
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_ctrl_c_while_a_long_sweep_is_checked_stops_it_there(tmp_path, data_dir):
+    """Ctrl-C was held until every job's config had been checked (0.1 s a job)."""
+    db = tmp_path / "mlflow.db"
+    args = ["-m", "seed=range(0,400)", *QUICK, "trainer.shapes_only=true"]
+    proc = start_train(
+        [*args, f"tracking.uri=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        tmp_path,
+        data_dir,
+    )
+    seen = read_until(proc, "checking the config of each of the 400 jobs")
+    assert "(Ctrl-C stops)" in seen[-1], "".join(seen)
+    time.sleep(1)
+    pressed = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    out = "".join(seen) + proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    assert time.monotonic() - pressed < 15, out  # not after the remaining checks
+    assert "Interrupted by SIGINT while starting: nothing was trained." in out
+    assert "Launching" not in out and "Traceback" not in out
+    assert not db.exists() and not (tmp_path / "sweep").exists()
+
+
+def test_an_unexpected_error_in_a_sweep_hook_stops_the_command():
+    """Hydra turns a callback's exception into a warning and carries on without its set-up."""
+    from cvsweep.sweep import _not_swallowed
+
+    @_not_swallowed
+    def hook() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(SystemExit) as stop:
+        hook()
+    assert stop.value.code == 1
