@@ -184,7 +184,11 @@ def test_a_joblib_worker_killed_by_the_system_is_said_so_and_the_same_command_go
     # The runs the dead workers left RUNNING are said to be KILLED, by the sweep that found them.
     assert "was left RUNNING by a process that is gone: now KILLED" in output, output[-3000:]
     results = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob(f"*/{RESULT_FILE}")]
-    assert sorted(r["status"] for r in results) == ["FINISHED"] * 3, results
+    # The other worker's job may have finished in the first command before joblib stopped it
+    # (its epoch is short): the second command then skips it as identical to that run.
+    statuses = [r["status"] for r in results]
+    assert len(statuses) == 3 and set(statuses) <= {"FINISHED", "SKIPPED"}, results
+    assert "FINISHED" in statuses, results  # at least the job the killed worker cut resumed
     client = MlflowClient(db_uri(tmp_path))
     exp = client.get_experiment_by_name("cvsweep").experiment_id
     runs = [r for r in client.search_runs([exp]) if "cvsweep.sweep" not in r.data.tags]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import random
 import re
@@ -41,13 +42,34 @@ def _os_cause(exc: BaseException) -> OSError | None:
     return None
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read without setting it where Linux shows it (setting it to read
+    it would briefly change it for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_save(obj: Any, path: Path) -> Path:
+    """torch.save to a temporary file that then replaces `path`: a crash leaves the old file.
+
+    The file gets the mode any other file the job writes gets (0644 under the usual umask),
+    not mkstemp's 0600, so that others sharing a sweep folder can load the model.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise FileWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()

@@ -39,6 +39,7 @@ from .runtime import (
     configure_threads,
     device_name,
     keep_freed_memory,
+    oversubscribed_note,
     resolve_device,
     seed_everything,
     set_deterministic,
@@ -204,6 +205,9 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
     set_deterministic(bool(cfg.trainer.deterministic))
     configure_cudnn(cfg.trainer, device)
     threads = configure_threads(int(cfg.trainer.num_threads))
+    crowded = oversubscribed_note(threads) if int(cfg.trainer.num_threads) > 0 else None
+    if crowded:  # a count the user chose; torch's own choice is left to torch
+        _console(crowded)
     keep_freed_memory()
     chash = config_hash(cfg)
     # The store is asked now and answers while the data loads (see store_proxy); only a

@@ -49,6 +49,22 @@ def configure_threads(num_threads: int) -> int:
     return torch.get_num_threads()
 
 
+def oversubscribed_note(threads: int) -> str | None:
+    """More torch threads than cores this process may use: each step waits on threads that
+    take turns (64 threads on 2 cores trained ten times slower). Said, not refused: a sweep's
+    config is checked on the machine that launches it, not on the one that runs the job."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 0
+    if not cores or threads <= cores:
+        return None
+    return (
+        f"note: torch runs {threads} threads on the {cores} core(s) this process may use; "
+        "each step waits on threads taking turns (trainer.num_threads=0 lets torch choose)"
+    )
+
+
 # glibc's mallopt() parameters and the values cvsweep sets (docs/performance.md, "Host memory").
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 KEEP_MMAP_THRESHOLD = 32 * 2**20  # glibc's largest allowed value on 64-bit
