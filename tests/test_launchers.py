@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -56,6 +57,16 @@ def test_joblib_four_parallel_writers_lose_nothing(tmp_path, data_dir):
     proc = run_train(_parallel_sweep(db_uri(tmp_path)), tmp_path, data_dir, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_sweep(db_uri(tmp_path), 4, list(range(1, 9)))
+    # Four jobs printing at once, unbuffered: each line whole and saying whose it is; each
+    # job's train.log has its own lines as printed.
+    lines = [line for line in proc.stdout.splitlines() if " step " in line]
+    assert len(lines) == 4 * 8, proc.stdout[-3000:]
+    for job in range(4):
+        mine = [line for line in lines if line.startswith(f"[#{job}] epoch   1/1  batch ")]
+        assert len(mine) == 8, lines
+    assert all(line.count(" step ") == 1 for line in lines), lines
+    log = (tmp_path / "multirun" / "0" / "train.log").read_text()
+    assert re.search(r"(?m)^epoch   1/1  batch     8/8  step      8 \| ", log), log
 
 
 def test_submitit_local_launcher(tmp_path, data_dir):

@@ -54,6 +54,17 @@ def _context_from_hydra() -> Any:
     )
 
 
+def _console_prefix(ctx: Any) -> str:
+    """`[#N] ` for a job of a sweep whose jobs print to one console at once (joblib's workers
+    share the launching terminal), so that each line says whose it is; "" otherwise."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not ctx.multirun:
+        return ""
+    target = str(HydraConfig.get().launcher.get("_target_", ""))
+    return f"[#{ctx.job_num}] " if "JoblibLauncher" in target else ""
+
+
 def _user_overrides(overrides: list[str]) -> list[str]:
     return [o for o in overrides if not o.startswith("tracking.parent_run_id=")]
 
@@ -81,7 +92,7 @@ def train_task(cfg: DictConfig) -> float | None:
         if stop_requested(ctx.output_dir):
             JobOutcome("KILLED", None, error=NOT_STARTED).write(ctx.output_dir)
             return None
-    with console_in_job_log(Path(ctx.output_dir)) as log_line:
+    with console_in_job_log(Path(ctx.output_dir), _console_prefix(ctx)) as log_line:
         try:
             outcome = run_job(cfg, ctx)
         except ERRORS_FOR_USER as exc:
