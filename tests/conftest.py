@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -180,3 +181,14 @@ def tracking_processes(session: int) -> list[tuple[int, int]]:
         if b"cvsweep.store_worker" in args and sid == session:
             found.append((int(cmdline.parent.name), ppid))
     return found
+
+
+def tracked_quick_run(tmp: Path, data: Path) -> tuple[Path, Path, str, str]:
+    """One quick run tracked in tmp/mlflow.db, launched from tmp with CVSWEEP_DATA=data:
+    (launch folder, job folder, run id, printed final test accuracy)."""
+    proc = run_train([*QUICK, f"tracking.uri={db_uri(tmp)}"], tmp, data)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = Path(re.search(r"job folder: (\S+)", proc.stdout).group(1))
+    run_id = re.search(r"mlflow run: (\w+)", proc.stdout).group(1)
+    acc = re.search(r"final test accuracy: ([\d.]+)%", proc.stdout).group(1)
+    return tmp, folder, run_id, acc

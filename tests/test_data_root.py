@@ -10,19 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import QUICK, cli_env, db_uri, run_cvsweep, run_train
+from .conftest import cli_env, db_uri, run_cvsweep, tracked_quick_run
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
     """One tracked quick run with CVSWEEP_DATA set: (launch folder, job folder, run id, acc)."""
-    tmp = tmp_path_factory.mktemp("data_root")
-    proc = run_train([*QUICK, f"tracking.uri={db_uri(tmp)}"], tmp, data_dir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    folder = Path(re.search(r"job folder: (\S+)", proc.stdout).group(1))
-    run_id = re.search(r"mlflow run: (\w+)", proc.stdout).group(1)
-    acc = re.search(r"final test accuracy: ([\d.]+)%", proc.stdout).group(1)
-    return tmp, folder, run_id, acc
+    return tracked_quick_run(tmp_path_factory.mktemp("data_root"), data_dir)
 
 
 def _without_data_env(data_dir: Path) -> dict[str, str]:

@@ -20,7 +20,16 @@ from cvsweep.data import load_raw
 from cvsweep.model import build_model
 from cvsweep.saved_model import load_model
 
-from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_python, run_train
+from .conftest import (
+    QUICK,
+    REPO,
+    cli_env,
+    db_uri,
+    run_cvsweep,
+    run_python,
+    run_train,
+    tracked_quick_run,
+)
 
 try:
     CUDA = torch.cuda.is_available()
@@ -31,13 +40,7 @@ except Exception:  # a broken driver: no GPU to test with
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
     """One tracked quick run: (launch folder, job folder, run id, printed final accuracy)."""
-    tmp = tmp_path_factory.mktemp("evaluate")
-    proc = run_train([*QUICK, f"tracking.uri={db_uri(tmp)}"], tmp, data_dir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    folder = Path(re.search(r"job folder: (\S+)", proc.stdout).group(1))
-    run_id = re.search(r"mlflow run: (\w+)", proc.stdout).group(1)
-    acc = re.search(r"final test accuracy: ([\d.]+)%", proc.stdout).group(1)
-    return tmp, folder, run_id, acc
+    return tracked_quick_run(tmp_path_factory.mktemp("evaluate"), data_dir)
 
 
 def _evaluate(args: list[str], cwd: Path, data: Path):

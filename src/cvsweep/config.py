@@ -295,27 +295,32 @@ def optimizer_config(
     return merged
 
 
-def _unknown_keys(node: Any, path: str) -> Iterator[tuple[str, type]]:
-    """(path, schema) of keys in a typed node that its dataclass lacks: added with `+key=...`.
+def _typed_nodes(node: Any, path: str) -> Iterator[tuple[str, DictConfig, type]]:
+    """(path, node, schema) of each node that has a dataclass schema, reached through lists
+    and through the fields its parent's schema defines.
 
     Free-form dicts (experiment notes, phase optimizer overrides) have no dataclass and pass.
     """
     if isinstance(node, ListConfig):
-        for i, item in enumerate(node):
-            yield from _unknown_keys(item, f"{path}.{i}")
+        for i in range(len(node)):
+            yield from _typed_nodes(node._get_node(i), f"{path}.{i}")
         return
-    if not isinstance(node, DictConfig):
-        return
-    schema = OmegaConf.get_type(node)
+    schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
     if schema is None or not dataclasses.is_dataclass(schema):
         return
-    valid = _field_names(schema)
-    for key, value in node.items_ex(resolve=False):
-        key_path = f"{path}.{key}" if path else str(key)
-        if key in valid:
-            yield from _unknown_keys(value, key_path)
-        else:
-            yield key_path, schema
+    yield path, node, schema
+    for name in _field_names(schema):
+        if name in node and not OmegaConf.is_missing(node, name):
+            yield from _typed_nodes(node._get_node(name), f"{path}.{name}" if path else name)
+
+
+def _unknown_keys(cfg: DictConfig) -> Iterator[tuple[str, type]]:
+    """(path, schema) of keys in a typed node that its dataclass lacks: added with `+key=...`."""
+    for path, node, schema in _typed_nodes(cfg, ""):
+        valid = _field_names(schema)
+        for key in node:
+            if key not in valid:
+                yield f"{path}.{key}" if path else str(key), schema
 
 
 def _reject_unknown_keys(cfg: DictConfig) -> None:
@@ -323,7 +328,7 @@ def _reject_unknown_keys(cfg: DictConfig) -> None:
     optimizer_config(cfg.optimizer, None)
     for i, phase in enumerate(cfg.schedule.phases):
         optimizer_config(cfg.optimizer, phase.optimizer, f"schedule.phases.{i}.optimizer")
-    for key_path, schema in _unknown_keys(cfg, ""):
+    for key_path, schema in _unknown_keys(cfg):
         parent, _, key = key_path.rpartition(".")
         raise ConfigError(
             f"Unknown config key {key_path}: {parent or 'the top level'} has no setting "
@@ -366,32 +371,21 @@ def validate(cfg: DictConfig) -> None:
     _check_values(cfg)
 
 
-def _absent_keys(node: Any, path: str) -> Iterator[str]:
+def _absent_keys(cfg: DictConfig) -> Iterator[str]:
     """Dotted keys a typed node's schema defines but the node lacks or leaves unset (`???`).
 
     `~seed` removes a key and `~optimizer` unsets a group: the run would stop at its first
     use with an attribute-error traceback.
     """
-    if isinstance(node, ListConfig):
-        for i in range(len(node)):
-            yield from _absent_keys(node._get_node(i), f"{path}.{i}")
-        return
-    if not isinstance(node, DictConfig):
-        return
-    schema = OmegaConf.get_type(node)
-    if schema is None or not dataclasses.is_dataclass(schema):
-        return
-    for name in _field_names(schema):
-        key = f"{path}.{name}" if path else name
-        if name not in node or OmegaConf.is_missing(node, name):
-            yield key
-        else:
-            yield from _absent_keys(node._get_node(name), key)
+    for path, node, schema in _typed_nodes(cfg, ""):
+        for name in _field_names(schema):
+            if name not in node or OmegaConf.is_missing(node, name):
+                yield f"{path}.{name}" if path else name
 
 
 def _reject_missing(cfg: DictConfig) -> None:
     """A key every run needs, removed or unset on the command line, named before any work."""
-    for key in _absent_keys(cfg, ""):
+    for key in _absent_keys(cfg):
         value = "OPTION (one of conf/" + key + "/)" if key in CONFIG_GROUPS else "VALUE"
         raise ConfigError(
             f"Missing config value {key}: every run needs it, and it was removed (~{key}) or "
