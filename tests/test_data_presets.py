@@ -290,3 +290,21 @@ def test_fetch_of_both_datasets_goes_on_past_one_that_fails(tmp_path, data_dir):
     assert proc.stderr.startswith("error: Could not fetch mnist: ")
     assert proc.stdout.count("verified in") == 1, proc.stdout
     assert f"fashion_mnist: all four files present and verified in {fashion}" in proc.stdout
+
+
+def test_a_stray_file_in_a_data_root_and_a_tilde_of_no_user_are_no_tracebacks(tmp_path, data_dir):
+    """A data root that holds MNIST/raw is one, even with a stray download beside it: fetching
+    Fashion-MNIST into it is not refused as "files lying in the root". `~nosuchuser` cannot
+    be expanded: the error says to write the full path, not a traceback."""
+    root = tmp_path / "data"
+    linked_root(data_dir, root)
+    (root / f"{SMALL}.gz").symlink_to(data_dir / "MNIST" / "raw" / f"{SMALL}.gz")
+    env = offline_env(tmp_path, data_dir)
+    proc = run_cvsweep(["data", "fetch", "fashion_mnist", "--root", str(root)], tmp_path, env)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: Could not fetch fashion_mnist: "), proc.stderr
+
+    proc = run_cvsweep(["data", "fetch", "mnist", "--root", "~nosuchuser/data"], tmp_path, env)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "A ~ is not expanded in a data root: write the full path." in one_error_line(proc.stderr)

@@ -69,8 +69,9 @@ def atomic_save(obj: Any, path: Path) -> Path:
     except OSError as exc:
         raise FileWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
+            with contextlib.suppress(OSError):  # a filesystem without modes (vfat) refuses it
+                os.fchmod(fh.fileno(), 0o666 & ~_umask())
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -138,7 +138,10 @@ def tilde_note(root: str | os.PathLike) -> str:
     it: a folder literally named ~ would be searched, and a fetch would create one."""
     if not str(root).startswith("~") or Path(root).is_dir():
         return ""
-    return f"A ~ is not expanded in a data root: write {Path(root).expanduser()}. "
+    expanded = os.path.expanduser(str(root))  # ~user of no such user stays as it is
+    if expanded.startswith("~"):
+        return "A ~ is not expanded in a data root: write the full path. "
+    return f"A ~ is not expanded in a data root: write {expanded}. "
 
 
 def _empty_root_message(root: str | os.PathLike, dataset: str) -> str:
@@ -173,6 +176,8 @@ def misplaced_root_hint(root: str | os.PathLike, dataset: str, key: str = "datas
     """
     path = Path(root)
     want = DATASETS[dataset].folder
+    if any((path / spec.folder / "raw").is_dir() for spec in DATASETS.values()):
+        return ""  # a data root already (a stray file in it is not the user's slip)
     if _holds_data_files(path):
         if path.name == "raw" and path.parent.name in {s.folder for s in DATASETS.values()}:
             return (

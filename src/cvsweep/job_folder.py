@@ -81,7 +81,10 @@ def data_root_for(
 
     if trained is None or Path(now) == trained or not missing_files(now, dataset, splits):
         return now, None
-    if missing_files(trained, dataset, splits):
+    try:
+        if missing_files(trained, dataset, splits):
+            return now, None
+    except OSError:  # another user's folder this one may not read: as if it were gone
         return now, None
     return str(trained), (
         f"dataset.root resolves to {now} here, which does not hold {dataset}; reading it from "
