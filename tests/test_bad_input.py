@@ -437,3 +437,14 @@ def test_hydras_own_flag_checks_are_one_paragraph_too(tmp_path, data_dir):
         "error: Only one of --run, --multirun, --cfg, --info and --shell_completion can be "
         "specified\n"
     )
+
+
+def test_the_errors_of_parallel_jobs_say_whose_they_are(tmp_path, data_dir):
+    """Two joblib workers fail on damaged data at once: each error line names its job."""
+    raw = _copy_data(data_dir, tmp_path / "data")
+    _truncate_gz(raw / "t10k-labels-idx1-ubyte.gz")
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", *QUICK]
+    proc = run_train([*args, "tracking.enabled=false"], tmp_path, tmp_path / "data")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = sorted(line[:20] for line in proc.stderr.splitlines() if "Data file" in line)
+    assert errors == ["[#0] error: Data fil", "[#1] error: Data fil"], proc.stderr[-2000:]

@@ -92,11 +92,12 @@ def train_task(cfg: DictConfig) -> float | None:
         if stop_requested(ctx.output_dir):
             JobOutcome("KILLED", None, error=NOT_STARTED).write(ctx.output_dir)
             return None
-    with console_in_job_log(Path(ctx.output_dir), _console_prefix(ctx)) as log_line:
+    prefix = _console_prefix(ctx)
+    with console_in_job_log(Path(ctx.output_dir), prefix) as log_line:
         try:
             outcome = run_job(cfg, ctx)
         except ERRORS_FOR_USER as exc:
-            print_user_error(exc)
+            print_user_error(exc, prefix)
             log_line(f"error: {exc}")
             if ctx.multirun:
                 JobOutcome("FAILED", None, error=str(exc)).write(ctx.output_dir)

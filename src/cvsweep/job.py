@@ -609,6 +609,7 @@ def size_notes(cfg: DictConfig, n_train: int, n_test: int) -> list[str]:
 ERRORS_FOR_USER = (ConfigError, data_mod.DataError, TrackingError)
 
 
-def print_user_error(exc: BaseException) -> None:
-    """One paragraph for the user, no traceback: these errors are the user's to fix."""
-    print(f"error: {exc}", file=sys.stderr, flush=True)
+def print_user_error(exc: BaseException, prefix: str = "") -> None:
+    """One paragraph for the user, no traceback: these errors are the user's to fix. A job of
+    a parallel sweep starts it with its number, as its other console lines."""
+    print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)
