@@ -20,6 +20,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .identity import GROUPS
+
 
 class ConfigError(ValueError):
     """A config value that makes no sense; the message names the key, the value and the rule."""
@@ -197,8 +199,6 @@ LAYER_KINDS = ("conv", "maxpool", "linear")
 LAYER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 ACTIVATIONS = (None, "relu", "gelu", "tanh")
 TRI_STATE = ("auto", "on", "off")
-# Groups of which a run takes exactly one option (experiment presets may be combined).
-CONFIG_GROUPS = ("dataset", "model", "optimizer", "augment", "schedule")
 # torch takes seeds up to 2**64 - 1; a larger one stopped the run with an overflow traceback.
 MAX_SEED = 2**64 - 1
 # More threads than any CPU has: libgomp cannot create them all and the process crashes
@@ -386,7 +386,7 @@ def _absent_keys(cfg: DictConfig) -> Iterator[str]:
 def _reject_missing(cfg: DictConfig) -> None:
     """A key every run needs, removed or unset on the command line, named before any work."""
     for key in _absent_keys(cfg):
-        value = "OPTION (one of conf/" + key + "/)" if key in CONFIG_GROUPS else "VALUE"
+        value = "OPTION (one of conf/" + key + "/)" if key in GROUPS else "VALUE"
         raise ConfigError(
             f"Missing config value {key}: every run needs it, and it was removed (~{key}) or "
             f"never set; give it one with {key}={value}."

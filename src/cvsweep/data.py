@@ -117,11 +117,12 @@ def check_root_to_fetch_into(root: str | os.PathLike, dataset: str) -> None:
     better = misplaced_root_hint(root, dataset)
     if better:
         raise DataError(f"Invalid config value dataset.root={root}: {better}.")
-    if tilde_note(root):  # never fetch into a new folder named ~
+    tilde = tilde_note(root)
+    if tilde:  # never fetch into a new folder named ~
         origin = " (the value of CVSWEEP_DATA)" if is_default_root(root) else ""
         raise DataError(
             f"Invalid config value dataset.root={root}{origin}: no such folder, so {dataset} is "
-            f"not fetched there. {tilde_note(root).rstrip()}"
+            f"not fetched there. {tilde.rstrip()}"
         )
     if Path(root).is_dir() or is_default_root(root):
         return

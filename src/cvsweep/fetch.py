@@ -126,8 +126,9 @@ def fetch(
     hint = misplaced_root_hint(root, dataset, "--root")
     if hint:
         raise DataError(f"{root} is not a data root: {hint}.")
-    if tilde_note(root):
-        raise DataError(f"No folder {root}, and none is made: {tilde_note(root).rstrip()}")
+    tilde = tilde_note(root)
+    if tilde:
+        raise DataError(f"No folder {root}, and none is made: {tilde.rstrip()}")
     _ensure_writable(dest, root, needed)
     _remove_stale_parts(dest, spec.sha256)
     log(f"{dataset}: fetching {len(needed)} file(s) into {dest}: {', '.join(needed)}")

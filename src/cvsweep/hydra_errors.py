@@ -19,7 +19,8 @@ from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from .config import CONFIG_GROUPS, OPTIMIZER_SCHEMAS, one_paragraph
+from .config import OPTIMIZER_SCHEMAS, one_paragraph
+from .identity import GROUPS
 
 # Hydra's answer to `+optimizer=sgd`, in defaults-list syntax a command line cannot use.
 _ADDED_GROUP = re.compile(
@@ -63,7 +64,7 @@ def list_of_options(overrides: Iterable[str]) -> str | None:
     for item in overrides:
         key, sep, value = item.partition("=")
         key, value = key.lstrip("+~"), value.strip()
-        if sep and key in CONFIG_GROUPS and value.startswith("[") and value.endswith("]"):
+        if sep and key in GROUPS and value.startswith("[") and value.endswith("]"):
             options = ",".join(o.strip() for o in value[1:-1].split(","))
             return (
                 f"{key}={value} is a list of options: Hydra would merge them into one {key} "
@@ -126,7 +127,7 @@ def _several_values(override: str) -> str:
         f"{override} gives several values: to run one job for each, sweep "
         f"(python train.py -m {override})"
     )
-    if key in CONFIG_GROUPS:
+    if key in GROUPS:
         return f"{said}; a run trains one {key}."
     return f"{said}; for one list value write {key}=[...], for one string quote it: {key}='...'."
 
