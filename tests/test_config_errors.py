@@ -148,6 +148,13 @@ def test_a_run_that_cannot_be_made_stops_with_one_paragraph(tmp_path, data_dir, 
             + "\n",
             id="list-of-options",
         ),
+        pytest.param(
+            ["augment=[flip],[rotate,none]"],
+            "error: augment=[flip],[rotate,none] "
+            + LIST_OF_OPTIONS.format(group="augment", options="flip,rotate,none")
+            + "\n",
+            id="sweep-of-lists-of-options",  # the advice was "-m augment=[flip],[rotate,none]"
+        ),
     ],
 )
 def test_a_sweep_that_cannot_run_as_asked_stops_before_its_parent_run(

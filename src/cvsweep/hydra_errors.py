@@ -15,7 +15,9 @@ import re
 import sys
 from collections.abc import Iterable
 
-from hydra.errors import MissingConfigException, OverrideParseException
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
@@ -60,17 +62,33 @@ def raised_for_cvsweep() -> bool:
 def list_of_options(overrides: Iterable[str]) -> str | None:
     """`augment=[flip,rotate]`: Hydra merges the options into one config, the last one's values
     winning, and the run says it trained `rotate`; `optimizer=[sgd,adam]` fails on the merge.
-    Either way a sweep was meant."""
+    Either way a sweep was meant. The value is read by Hydra's own override parser, so a sweep of
+    lists (`augment=[flip],[rotate]`) is recognised and its options are named plainly."""
     for item in overrides:
-        key, sep, value = item.partition("=")
-        key, value = key.lstrip("+~"), value.strip()
-        if sep and key in GROUPS and value.startswith("[") and value.endswith("]"):
-            options = ",".join(o.strip() for o in value[1:-1].split(","))
-            return (
-                f"{key}={value} is a list of options: Hydra would merge them into one {key} "
-                f"config (the last one's values winning), and a run trains one {key}. To "
-                f"compare them, sweep: python train.py -m {key}={options}."
-            )
+        key, sep, _ = item.partition("=")
+        if not sep or key.lstrip("+~") not in GROUPS or "[" not in item:
+            continue
+        try:
+            parsed = OverridesParser.create().parse_overrides([item])[0]
+        except HydraException:
+            return None  # Hydra's own error says what is wrong with it
+        value = parsed.value()
+        values = value.list if isinstance(value, ChoiceSweep) else [value]
+        lists = [v for v in values if isinstance(v, list)]
+        if not lists:
+            continue
+        options = list(
+            dict.fromkeys(str(o) for v in values for o in (v if isinstance(v, list) else [v]))
+        )
+        group, given = parsed.key_or_group, item.partition("=")[2].strip()
+        if len(options) == 1:
+            one = f"{group}={options[0]}"
+            return f"{group}={given} is a list of options; to train {options[0]}, write {one}."
+        return (
+            f"{group}={given} is a list of options: Hydra would merge them into one {group} "
+            f"config (the last one's values winning), and a run trains one {group}. To "
+            f"compare them, sweep: python train.py -m {group}={','.join(options)}."
+        )
     return None
 
 
