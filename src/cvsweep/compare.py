@@ -20,7 +20,7 @@ from typing import Any
 
 from .config import unused_with_phases
 from .identity import GROUPS, NON_RESULT_KEYS, run_name
-from .tracking import with_retry
+from .tracking import search_all_runs, with_retry
 
 THRESHOLDS = (0.90, 0.95, 0.98)
 # Keys that change how a run is shown or stored, not what it computes: never compared or pooled.
@@ -32,6 +32,7 @@ INTERNAL = ("trainer.fault_at_step",)
 # total epochs), so that value stands even where the command line's setting went unused.
 LOGGED_AS_TRAINED = ("optimizer", "trainer.epochs")
 SHOWN_DIFFERING = 8  # differing keys an unknown --by key's message lists at most
+STILL_RUNNING = ("RUNNING", "SCHEDULED")  # MLflow's statuses of a run not ended
 SWEEP_RUNS = "sweep_runs.json"  # on a sweep's parent run: the runs that make up the sweep
 
 
@@ -347,6 +348,18 @@ def row_labels(runs: list[RunSummary], keys: list[str]) -> list[str]:
     ]
 
 
+_NUMBER = re.compile(r"(-?\d+(?:\.\d+)?(?:e-?\d+)?)")
+
+
+def natural_key(text: str) -> tuple[tuple[int, float, str], ...]:
+    """Order by the numbers in a label as numbers: seed=2 before seed=10, lr=0.01 before
+    lr=0.1, where text order would put them the other way round."""
+    return tuple(
+        (0, float(part), "") if i % 2 else (1, 0.0, part)
+        for i, part in enumerate(_NUMBER.split(text))
+    )
+
+
 def group_runs(runs: list[RunSummary], by: list[str] | None) -> list[tuple[str, list[RunSummary]]]:
     """(label, finished runs): per --by values, or per full config but the seed by default.
 
@@ -468,18 +481,33 @@ def write_report(
     )
     if note := left_out_note(runs, keys, labels):
         md += ["", note]
-    failed = [(label, r) for label, r in zip(labels, runs, strict=True) if r.status != "FINISHED"]
+    unfinished = [
+        (label, r) for label, r in zip(labels, runs, strict=True) if r.status != "FINISHED"
+    ]
+    failed = [(label, r) for label, r in unfinished if r.status not in STILL_RUNNING]
+    running = [label for label, r in unfinished if r.status in STILL_RUNNING]
     if failed:
         md += [
             "",
             f"**{len(failed)} run(s) did not finish:** "
             + ", ".join(f"{label} ({r.status})" for label, r in failed),
         ]
+    if running:
+        md += [
+            "",
+            f"**{len(running)} run(s) have not finished yet** (RUNNING: still training, or their "
+            "process ended without saying so), so they have no final numbers: "
+            + ", ".join(running),
+        ]
     md += _groups_md(runs, by)
     paths = [csv_path]
-    curves = any(r.test_acc for r in runs)  # shapes-only runs train nothing: no figure
-    if not curves:
+    curves = any(_plotted(r) for r in runs)
+    if not any(r.test_acc for r in runs):  # shapes-only runs train nothing: no figure
         md += ["", "No run logged test accuracy (none trained), so there are no figures."]
+    elif not curves:
+        md += ["", "No run that logged test accuracy finished, so there are no figures."]
+    elif not by and not swept_keys(runs):
+        md += ["", _no_key_figures(runs)]
     for keys in ([by] if by else [[k] for k in swept_keys(runs)]) if curves else []:
         png = out_dir / f"comparison_{'_'.join(keys).replace('/', '_')}.png"
         pooled = pooled_keys(runs, keys)
@@ -492,12 +520,33 @@ def write_report(
             "",
             f"![test accuracy by {name}]({png.name})",
             "",
-            f"One line per value of {name}: the mean over its runs ({_pooled_text(pooled)}); "
-            "the band is ± 1 std over those runs where a line has more than one.",
+            f"One line per value of {name}: the mean over its finished runs "
+            f"({_pooled_text(pooled)}); the band is ± 1 std over those runs where a line has "
+            "more than one.",
         ]
     md_path = out_dir / "comparison.md"
     md_path.write_text("\n".join(md) + "\n")
     return [md_path, *paths]
+
+
+def _no_key_figures(runs: list[RunSummary]) -> str:
+    """Why a report of trained runs has no figure: there is one per swept key, and none is."""
+    if len(_values(runs, "seed")) > 1:
+        return (
+            "Only the seed differs between these runs, so there is no figure per swept key; "
+            "`cvsweep compare` with `--by seed` draws one line per seed."
+        )
+    return (
+        "No key differs between these runs, so there is no figure per swept key; each run's "
+        "own curves are its curves.png artifact (and in its job folder)."
+    )
+
+
+def _plotted(run: RunSummary) -> bool:
+    """Whether a run's curve is in the figures: as in the groups, only finished runs count.
+    A failed, killed or running run's curve stops early, so the mean would change which runs
+    it is over part-way along its line, under an n that counts runs with no final result."""
+    return run.status == "FINISHED" and bool(run.test_acc)
 
 
 def plot_by_key(runs: list[RunSummary], key: str, path: Path) -> Path:
@@ -511,13 +560,13 @@ def plot_groups(runs: list[RunSummary], keys: list[str], path: Path, pooled: lis
 
     by_value: dict[str, list[RunSummary]] = defaultdict(list)
     for r in runs:
-        if r.test_acc and _uses(r, keys):
+        if _plotted(r) and _uses(r, keys):
             by_value[_label(r, keys)].append(r)
     # A fixed layout: a layout engine draws the figure twice (0.2 s of a sweep's end here).
     fig, ax = plt.subplots(figsize=(7, 4.5))
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.11, top=0.87)
     lowest = math.inf
-    for value, members in sorted(by_value.items()):
+    for value, members in sorted(by_value.items(), key=lambda item: natural_key(item[0])):
         steps = sorted({s for m in members for s, _ in m.test_acc})
         curves = [dict(m.test_acc) for m in members]
         mean, lo, hi = [], [], []
@@ -547,12 +596,10 @@ def plot_groups(runs: list[RunSummary], keys: list[str], path: Path, pooled: lis
 
 def sweep_children(client: Any, parent: Any) -> list[Any]:
     """Runs tagged as children of parent (a run object): the jobs this launch started."""
-    return with_retry(
-        lambda: client.search_runs(
-            [parent.info.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-            max_results=5000,
-        )
+    return search_all_runs(
+        client,
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
     )
 
 
@@ -591,16 +638,24 @@ def sweep_report(client: Any, parent: str, sweep_dir: Path, results: list[dict[s
             *(as_cell(summarize(client, r), cells.get(r.info.run_id)) for r in members.values()),
             *(_without_run(r, i) for i, r in enumerate(no_run)),
         ],
-        key=lambda r: r.name,
+        key=lambda r: natural_key(r.name),
     )
     paths = write_report(runs, sweep_dir, title=parent_run.info.run_name)
     for path in paths:
         with_retry(lambda p=path: client.log_artifact(parent, str(p)))
-    bad = any(r.status != "FINISHED" for r in runs)
+    bad = [r for r in runs if r.status != "FINISHED"]
     if no_run:
         first = str(no_run[0].get("error") or "no reason recorded")
         reason = f"{len(no_run)} job(s) failed before their runs were created: {first}"
         with_retry(lambda: client.set_tag(parent, "failure_reason", reason[:500]))
+    elif bad:  # the UI shows the parent FAILED: its reason names the jobs that made it so
+        labels = row_labels(runs, differing_keys(runs))
+        reason = f"{len(bad)} of {len(runs)} runs did not finish: " + "; ".join(
+            f"{label} ({r.status}{': ' + r.failure if r.failure else ''})"
+            for label, r in zip(labels, runs, strict=True)
+            if r.status != "FINISHED"
+        )
+        with_retry(lambda: client.set_tag(parent, "failure_reason", _shortened(reason, 500)))
     with_retry(lambda: client.set_terminated(parent, "FAILED" if bad else "FINISHED"))
     return (sweep_dir / "comparison.md").read_text()
 
@@ -621,5 +676,13 @@ def _without_run(result: dict[str, Any], i: int) -> RunSummary:
         best_test_acc=None,
         final_train_loss=None,
         train_time_s=None,
-        failure=(error[0][:200] if error else "no run was created"),
+        failure=(_shortened(error[0]) if error else "no run was created"),
     )
+
+
+def _shortened(text: str, limit: int = 200) -> str:
+    """A table cell's share of a long error: cut at a word and marked as cut, so that the
+    end of what is shown is not read as a command or path (the job's train.log has it all)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"

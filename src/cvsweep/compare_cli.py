@@ -14,12 +14,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .compare import SWEEP_RUNS, UnknownKeyError, summarize, sweep_children, write_report
+from .compare import (
+    STILL_RUNNING,
+    SWEEP_RUNS,
+    UnknownKeyError,
+    natural_key,
+    pooled_keys,
+    summarize,
+    sweep_children,
+    write_report,
+)
 from .outputs import OutputPathError, check_folder
 from .rerun import deleted_note
 from .signals import HeldSignals
 from .store_errors import EXIT_USER_ERROR, open_client, store_command
-from .tracking import with_retry
+from .tracking import search_all_runs, with_retry
 
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -101,33 +110,84 @@ def runs_by_id(client: Any, ids: list[str]) -> tuple[list[Any], str]:
             print(f"note: {deleted}", file=sys.stderr)
         members = run_members(client, run)
         if is_sweep(run) and not members:
-            raise CompareError(
-                f"Run {run_id} is the parent of the sweep {run.info.run_name!r}, and none of its "
-                f"runs are in this store: none is tagged as its child, and its {SWEEP_RUNS} (the "
-                "list a sweep records when its report is made) is missing, damaged or names only "
-                "runs that are gone. Compare its runs by id, or the whole experiment: cvsweep "
-                "compare <experiment name>."
-            )
+            raise CompareError(_no_sweep_runs(client, run))
         for member in members or [run]:
             found.setdefault(member.info.run_id, member)
         if len(ids) == 1 and members:
             title = run.info.run_name or run_id
+            if is_sweep(run) and run.info.status in STILL_RUNNING:
+                print(
+                    f"note: the sweep {run.info.run_name!r} is still running: this report has "
+                    f"the {len(members)} run(s) it has made so far",
+                    file=sys.stderr,
+                )
+        elif len(ids) == 1:
+            _say_sweep_of(client, run)
     return list(
         found.values()
     ), title or f"Comparison of {len(found)} run{'' if len(found) == 1 else 's'}"
 
 
+def _say_sweep_of(client: Any, run: Any) -> None:
+    """A note for one job of a sweep named alone: its id is easily taken for the sweep's."""
+    from mlflow.exceptions import MlflowException
+
+    parent_id = run.data.tags.get("mlflow.parentRunId")
+    if not parent_id:
+        return
+    try:
+        parent = with_retry(lambda: client.get_run(parent_id))
+    except MlflowException:
+        return
+    if is_sweep(parent):
+        print(
+            f"note: run {run.info.run_id} is one job of the sweep {parent.info.run_name!r}; "
+            f"`cvsweep compare {parent_id}` compares all of that sweep's runs",
+            file=sys.stderr,
+        )
+
+
+def _no_sweep_runs(client: Any, run: Any) -> str:
+    """Why a sweep's parent has no runs to compare: a sweep still starting, or one whose jobs
+    all failed or were stopped before they made runs, is not a store that lost them."""
+    head = f"Run {run.info.run_id} is the parent of the sweep {run.info.run_name!r}"
+    reason = run.data.tags.get("failure_reason", "").rstrip(".")
+    if "before their runs were created" in reason:
+        return (
+            f"{head}, whose jobs made no runs to compare: {reason}. Its report "
+            "(comparison.md, logged on it and in its sweep folder) names each job and why; "
+            "fix that and run the sweep again."
+        )
+    recorded = {f.path for f in with_retry(lambda: client.list_artifacts(run.info.run_id))}
+    if SWEEP_RUNS not in recorded and run.info.status == "RUNNING":
+        return (
+            f"{head}, which has no runs yet: it is still running (or its process ended before "
+            "its first job began and no later launch has marked it). Compare it again once its "
+            "jobs have started."
+        )
+    if SWEEP_RUNS not in recorded and run.info.status in ("KILLED", "FAILED"):
+        why = f" ({reason})" if reason else ""
+        return (
+            f"{head}, which ended {run.info.status}{why} before any of its jobs made a run: "
+            "there is nothing to compare. Run its command again (its `command` tag) to train "
+            "its jobs."
+        )
+    return (
+        f"{head}, and none of its runs are in this store: none is tagged as its child, and its "
+        f"{SWEEP_RUNS} (the list a sweep records when its report is made) is missing, damaged "
+        "or names only runs that are gone. Compare its runs by id, or the whole experiment: "
+        "cvsweep compare <experiment name>."
+    )
+
+
 def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
     """(runs, title) for a parent run id, comma-separated run ids, or an experiment name."""
     ids = [t.strip() for t in target.split(",") if t.strip()]
-    if ids and all(HEX_ID.match(i) for i in ids):
-        return runs_by_id(client, ids)
+    if ids and all(HEX_ID.match(i.lower()) for i in ids):  # MLflow's ids are lower case
+        return runs_by_id(client, [i.lower() for i in ids])
     exp = with_retry(lambda: client.get_experiment_by_name(target))
     if exp is None:
-        raise CompareError(
-            f"{target!r} is neither a run id (32 hex digits), a comma-separated list of run ids, "
-            "nor an experiment name in this store."
-        )
+        raise CompareError(_not_found(target, ids))
     if exp.lifecycle_stage == "deleted":
         raise CompareError(
             f"Experiment {target!r} is deleted (in the MLflow UI or with `mlflow experiments "
@@ -135,7 +195,7 @@ def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
             f"(or `mlflow experiments restore --experiment-id {exp.experiment_id}`) to compare "
             "them."
         )
-    runs = with_retry(lambda: client.search_runs([exp.experiment_id], max_results=5000))
+    runs = search_all_runs(client, [exp.experiment_id])
     runs = [r for r in runs if not is_sweep(r)]
     untrained = [r for r in runs if r.data.params.get("trainer.shapes_only") == "True"]
     if untrained and len(untrained) < len(runs):
@@ -169,6 +229,26 @@ def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
             file=sys.stderr,
         )
     return kept, f"Experiment {target}"
+
+
+def _not_found(target: str, ids: list[str]) -> str:
+    """The message for a target that names nothing, pointing at the part that is not an id."""
+    bad = [i for i in ids if not HEX_ID.match(i.lower())]
+    if len(ids) > 1 and len(bad) < len(ids):
+        return (
+            f"{bad[0]!r} in {target!r} is not a run id (32 hex digits), and the whole is no "
+            "experiment name in this store: give run ids only, separated by commas."
+        )
+    if len(ids) == 1 and re.fullmatch(r"[0-9a-fA-F]{6,31}", target):
+        return (
+            f"{target!r} is not a whole run id (32 hex digits; it has {len(target)}) nor an "
+            "experiment name in this store: copy the full id, e.g. from the run's page in the "
+            "MLflow UI or the `mlflow run:` line a run prints."
+        )
+    return (
+        f"{target!r} is neither a run id (32 hex digits), a comma-separated list of run ids, "
+        "nor an experiment name in this store."
+    )
 
 
 def latest_per_config(runs: list[Any]) -> list[Any]:
@@ -212,8 +292,16 @@ def by_keys(args: argparse.Namespace) -> list[str] | None:
 def build_report(client: Any, target: str, out: Path, by: list[str] | None) -> Path:
     """Write the report folder; returns comparison.md."""
     runs, title = find_runs(client, target)
-    summaries = sorted((summarize(client, r) for r in runs), key=lambda s: s.name)
-    return write_report(summaries, out, by=by or None, title=title)[0]
+    summaries = sorted((summarize(client, r) for r in runs), key=lambda s: natural_key(s.name))
+    md = write_report(summaries, out, by=by or None, title=title)[0]
+    if by and "dataset" in pooled_keys(summaries, by):
+        # Accuracies on MNIST and on Fashion-MNIST are not repeats of one measurement.
+        print(
+            f"note: these runs are of different datasets, and --by {','.join(by)} averages "
+            f"them together; --by {','.join(['dataset', *by])} keeps them apart",
+            file=sys.stderr,
+        )
+    return md
 
 
 def compare_main(args: argparse.Namespace) -> int:

@@ -142,6 +142,25 @@ def with_retry(fn: Callable[[], T], attempts: int = 8, base_delay: float = 0.1) 
     raise AssertionError("unreachable")
 
 
+def search_all_runs(
+    client: Any, experiment_ids: list[str], filter_string: str = "", page_size: int = 1000
+) -> list[Any]:
+    """Every run the search matches, page after page: one search_runs call stops at its
+    max_results, and an experiment past that would lose runs from a comparison without a word."""
+    found: list[Any] = []
+    token = None
+    while True:
+        page = with_retry(
+            lambda t=token: client.search_runs(
+                experiment_ids, filter_string=filter_string, max_results=page_size, page_token=t
+            )
+        )
+        found.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return found
+
+
 def probe_writable(folder: Path) -> None:
     """Create folder if need be and write a file in it; raises the OSError that says why not."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..compare import RunSummary, summarize
 from ..store_errors import StoreError, open_client
-from ..tracking import with_retry
+from ..tracking import search_all_runs, with_retry
 from .presets import TIMED, Preset
 
 # Override keys that do not change what a run measures (where it is logged, how it is shown).
@@ -99,18 +99,7 @@ def _search(client: Any, filter_string: str) -> list[Any]:
     ids = [e.experiment_id for e in experiments]
     if not ids:
         return []
-    found: list[Any] = []
-    token = None
-    while True:
-        page = with_retry(
-            lambda t=token: client.search_runs(
-                ids, filter_string=filter_string, max_results=1000, page_token=t
-            )
-        )
-        found.extend(page)
-        token = getattr(page, "token", None)
-        if not token:
-            return found
+    return search_all_runs(client, ids, filter_string)
 
 
 def preset_runs(client: Any, preset: Preset) -> tuple[list[Variant], int]:
