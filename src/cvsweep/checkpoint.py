@@ -140,6 +140,27 @@ def _file_kind(path: Path) -> str:
     return "torch" if any(name.endswith("/data.pkl") for name in names) else "zip"
 
 
+def damaged_member(path: Path) -> str | None:
+    """The first member of a torch.save archive whose bytes fail their CRC-32, else None.
+
+    torch.load reads tensor data without checking it, so a file changed after it was written
+    (a flipped bit on disk, a partial copy over it) loads as other weights without a word.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None  # no readable archive: torch.load's refusal says what the file is
+
+
+def damaged_problem(member: str) -> str:
+    """What load_problem says for a file damaged_member found changed."""
+    return (
+        f"it is a damaged PyTorch file: {member} in it fails its checksum (changed since it "
+        "was written)"
+    )
+
+
 def load_problem(exc: BaseException, path: Path | None = None, expected: str = "") -> str:
     """Why torch.load refused a file, short and true, for a message that names the file.
 
@@ -216,6 +237,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     another file put in its place, such as a model.pth), so that a caller can say so and train
     without it instead of failing on a pickle error spread over several lines.
     """
+    member = damaged_member(path)
+    if member is not None:
+        raise ValueError(f"torch cannot load it: {damaged_problem(member)}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except OSError:

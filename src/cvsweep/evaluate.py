@@ -49,7 +49,9 @@ def _data_root(saved: SavedModel, given: str | None) -> tuple[str, str | None]:
     root = Path(str(saved.cfg.dataset.root))
     launched = None if root.is_absolute() else launch_dir(Path(saved.source))
     now = str(launched / root) if launched else str(root)
-    return data_root_for(now, saved.recorded.data_root, str(saved.cfg.dataset.name), ("test",))
+    return data_root_for(
+        now, saved.recorded.data_root, str(saved.cfg.dataset.name), ("test",), "--data-root "
+    )
 
 
 def evaluate_main(args: argparse.Namespace) -> int:

@@ -67,7 +67,11 @@ def trained_root(logged: Any, launched: Path | None) -> Path | None:
 
 
 def data_root_for(
-    now: str, trained: Path | None, dataset: str, splits: tuple[str, ...] = ("train", "test")
+    now: str,
+    trained: Path | None,
+    dataset: str,
+    splits: tuple[str, ...] = ("train", "test"),
+    option: str = "dataset.root=",
 ) -> tuple[str, str | None]:
     """The root to read `dataset` from, and a note where it is not `now`.
 
@@ -75,7 +79,8 @@ def data_root_for(
     $CVSWEEP_DATA, so a run trained with that set, and evaluated or rerun in a shell without it,
     would otherwise look in data/ (or fetch the data there). Where `now` lacks the dataset and
     the root the run read still holds it, that root is used, and said so; the files are
-    checked against the same pinned hashes either way.
+    checked against the same pinned hashes either way. `option` is how the command that asks
+    is given a root (evaluate's --data-root, rerun's dataset.root=).
     """
     from .data import missing_files
 
@@ -88,5 +93,5 @@ def data_root_for(
         return now, None
     return str(trained), (
         f"dataset.root resolves to {now} here, which does not hold {dataset}; reading it from "
-        f"{trained}, where the run read it (set CVSWEEP_DATA or pass dataset.root to choose)"
+        f"{trained}, where the run read it (set CVSWEEP_DATA or pass {option}DIR to choose)"
     )

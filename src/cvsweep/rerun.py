@@ -7,6 +7,8 @@ defaults have moved. The id is checked before anything is downloaded or written.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import re
 import shlex
@@ -15,6 +17,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +26,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig, one_paragraph
 from .identity import config_hash, read_job_result
-from .job_folder import data_root_for, launched_from, read_yaml, setting, tracked_in, trained_root
+from .job_folder import (
+    data_root_for,
+    launch_dir,
+    launched_from,
+    read_yaml,
+    setting,
+    tracked_in,
+    trained_root,
+)
 from .outputs import OutputPathError, check_folder
 from .signals import HeldSignals, import_held
 from .store_errors import (
@@ -34,7 +45,7 @@ from .store_errors import (
     store_failure,
 )
 from .store_proxy import TRACKING_INCOMPLETE
-from .tracking import TrackingError, store_flag, with_retry
+from .tracking import TrackingError, resolve_uri, store_flag, with_retry
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -83,11 +94,61 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     # the `+` only changes how an unknown key is named in the error.
     dotlist = [item.lstrip("+") for item in overrides]
     try:
-        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     except Exception as exc:
         raise RerunError(
             f"Overrides {overrides} do not fit the logged config: {one_paragraph(exc)}."
         ) from None
+    _refuse_renamed_groups(cfg, merged, overrides)
+    _refuse_untracked(merged, overrides)
+    return merged
+
+
+# Set by the rerun itself: it is logged in the store it reads the original from, as a run of
+# its own, so that the two can be compared.
+SET_BY_RERUN = ("tracking.uri", "tracking.parent_run_id", "tracking.skip_finished")
+
+
+def _refuse_untracked(cfg: DictConfig, overrides: list[str]) -> None:
+    """A rerun that would not be logged beside the original could not be compared with it: it
+    would train in full and only then fail, or log elsewhere than the user asked."""
+    for item in overrides:
+        key = item.lstrip("+").partition("=")[0]
+        if key in SET_BY_RERUN:
+            raise RerunError(
+                f"Override {item!r}: a rerun sets {key} itself, since it is logged as a run of "
+                "its own in the store the original is read from, to be compared with it; "
+                "--tracking-uri names that store."
+            )
+    if not cfg.tracking.enabled:
+        raise RerunError(
+            "Override tracking.enabled=false: a rerun is logged so that it can be compared with "
+            "the original. To train the run's config without tracking, run `python train.py` "
+            "with the run's `command` tag and tracking=none."
+        )
+
+
+def _refuse_renamed_groups(before: DictConfig, after: DictConfig, overrides: list[str]) -> None:
+    """`dataset.name=fashion_mnist` is a group switch in disguise: it would keep the rest of
+    the logged option (MNIST's mean and std, Adam's betas) and log the run under the old
+    option's name, so it is refused like `dataset=fashion_mnist`."""
+    for group in GROUP_NAMES:
+        node = before.get(group)
+        if not isinstance(node, DictConfig) or "name" not in node:
+            continue
+        old, new = node.get("name"), after[group].get("name")
+        if old == new:
+            continue
+        typed = next(
+            (o for o in overrides if o.lstrip("+").partition("=")[0] == f"{group}.name"),
+            f"{group}.name={new}",
+        )
+        raise RerunError(
+            f"Override {typed!r}: the run's {group} is {old}, and renaming it would keep "
+            f"{old}'s other settings while the run is logged as {group}={old}. To switch a "
+            "config group, run `python train.py` with the run's `command` tag and "
+            f"{group}={new}."
+        )
 
 
 def _load_logged(
@@ -194,8 +255,9 @@ def same_threads(cfg: DictConfig, original: Any) -> str | None:
     )
 
 
-def logged_run(client: Any, uri: str, run_id: str) -> Any:
-    """The run as the store has it; an unknown id is the user's to fix (RerunError)."""
+def logged_run(client: Any, uri: str, run_id: str, hint: str = "") -> Any:
+    """The run as the store has it; an unknown id is the user's to fix (RerunError), with
+    `hint` saying where its job folder says it was tracked, where that is another store."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -203,7 +265,9 @@ def logged_run(client: Any, uri: str, run_id: str) -> Any:
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise store_failure(uri, exc) from None
-        raise RerunError(f"Run {run_id} does not exist in the store {uri}.") from None
+        raise RerunError(
+            f"Run {run_id} does not exist in the store {uri}." + (f" {hint}" if hint else "")
+        ) from None
 
 
 def deleted_note(run: Any) -> str | None:
@@ -216,9 +280,10 @@ def deleted_note(run: Any) -> str | None:
     )
 
 
-def _local_store_hint(run_id: str) -> str:
+def local_store_hint(run_id: str, looked_in: str | None = None) -> str:
     """Where the run's own job folder, if one is here, says it was tracked: the default store
-    is the wrong place to look for a run that was logged to a server or another file."""
+    is the wrong place to look for a run that was logged to a server or another file. Nothing
+    where that is the store `looked_in` already."""
     here = Path(".")
     for found in [*here.glob("outputs/*/*/"), *here.glob("multirun/*/*/*/"), *here.glob("*/")]:
         result = read_job_result(found)
@@ -226,6 +291,10 @@ def _local_store_hint(run_id: str) -> str:
             continue
         uri = tracked_in(found)
         if uri:
+            with contextlib.suppress(TrackingError):  # said as the folder names it
+                uri = resolve_uri(uri, launch_dir(found))
+            if uri == looked_in:
+                return ""
             return (
                 f"Run {run_id}'s job folder {found} was tracked in {uri}: pass "
                 f"--tracking-uri {shlex.quote(uri)}."
@@ -298,12 +367,24 @@ def _refuse_other_job(folder: Path, run_id: str, cfg_hash: str) -> None:
         )
 
 
-def _remove_unused(folder: Path, existed: bool) -> None:
-    """The job folder a rejected rerun made holds only the config it was refused for."""
-    if existed or not folder.is_dir():
+def _remove_unused(folder: Path, before: set[str] | None) -> None:
+    """What a rejected rerun wrote holds only the config it was refused for: it is removed, a
+    folder it made with it, so that an --out folder of the user's is as it was (left there,
+    it would read as another config's job and refuse the next rerun). `before`: the names the
+    folder held when the rerun started, None for a folder it made."""
+    if not folder.is_dir():
         return
-    if {p.name for p in folder.iterdir()} <= {".hydra", "train.log"}:
+    added = {p.name for p in folder.iterdir()} - (before or set())
+    if not added <= {".hydra", "train.log"}:
+        return
+    if before is None:
         shutil.rmtree(folder, ignore_errors=True)
+        return
+    for name in added:
+        if (folder / name).is_dir():
+            shutil.rmtree(folder / name, ignore_errors=True)
+        else:
+            (folder / name).unlink(missing_ok=True)
 
 
 def _stopped_before_comparing(signum: int, run_id: str, rerun_id: str, uri: str) -> int:
@@ -338,19 +419,38 @@ def _job_folder(chosen: str | None, run_id: str) -> Path:
         raise OutputPathError(f"{exc} Choose another folder with --out DIR.") from None
 
 
+@contextlib.contextmanager
+def job_log(out_dir: Path) -> Iterator[None]:
+    """The rerun's job folder gets the train.log a job folder has: Hydra opens it for a job
+    that train.py starts, and a rerun starts its job itself. Appended to, as a resumed rerun
+    adds to what its stopped attempt printed."""
+    from .joblog import console_in_job_log
+
+    handler = logging.FileHandler(out_dir / "train.log")
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with console_in_job_log(out_dir):
+            yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
 def rerun_main(args: argparse.Namespace) -> int:
     """Exit 0 (1 with --check when the numbers differ), 2 for what the user must fix, 3 when
     the tracking store missed some of the rerun."""
     quiet_downloads()
     job: ModuleType | None = None
     out_dir: Path | None = None
-    existed = True
+    before: set[str] | None = None
     try:
         run_id = check_run_id(args.run_id)
         import_held("mlflow")
-        hint = "" if args.tracking_uri else _local_store_hint(run_id)
+        hint = "" if args.tracking_uri else local_store_hint(run_id)
         client, uri = open_client(args.tracking_uri, missing_hint=hint)
-        original = logged_run(client, uri, run_id)
+        elsewhere = local_store_hint(run_id, uri) if hint else ""
+        original = logged_run(client, uri, run_id, elsewhere)
         _check_rerunnable(original, run_id, uri, args.check)
         deleted = deleted_note(original)
         if deleted:
@@ -359,6 +459,11 @@ def rerun_main(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             raw, logged_overrides, choices, launched = _load_logged(client, run_id, Path(tmp))
             cfg = apply_overrides(typed_config(raw), list(args.overrides))
+            if args.check and cfg.trainer.shapes_only:
+                raise RerunError(
+                    "trainer.shapes_only=true: the rerun would only report the model's shapes "
+                    "and log no numbers, so --check has nothing to compare."
+                )
             root_note = _original_root(cfg, list(args.overrides), launched, original)
             if root_note:
                 print(f"note: {root_note}", flush=True)
@@ -368,7 +473,7 @@ def rerun_main(args: argparse.Namespace) -> int:
             if note:
                 print(note, flush=True)
             out_dir = _job_folder(args.out, run_id)
-            existed = out_dir.exists()
+            before = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else None
             if args.out:
                 _refuse_other_job(out_dir, run_id, config_hash(cfg))
             overrides = [
@@ -385,20 +490,21 @@ def rerun_main(args: argparse.Namespace) -> int:
         )
         held = HeldSignals(signal.SIGINT, signal.SIGTERM, second_ctrl_c_stops=True)
         try:
-            outcome = job.run_job(cfg, ctx, held)
+            with job_log(out_dir):
+                outcome = job.run_job(cfg, ctx, held)
         finally:
             held.release()
     except (RerunError, StoreError, ConfigError, TrackingError, OutputPathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         if out_dir is not None:
-            _remove_unused(out_dir, existed)
+            _remove_unused(out_dir, before)
         return EXIT_USER_ERROR
     except Exception as exc:
         if job is None or not isinstance(exc, job.ERRORS_FOR_USER):
             raise
         job.print_user_error(exc)
         if out_dir is not None:
-            _remove_unused(out_dir, existed)
+            _remove_unused(out_dir, before)
         return EXIT_USER_ERROR
     if outcome.status == "KILLED":  # the line above says by what and where its state is
         print(
@@ -420,6 +526,12 @@ def rerun_main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return TRACKING_INCOMPLETE
+    if cfg.trainer.shapes_only:  # a table of dashes would read as numbers that were lost
+        print(
+            f"\nrerun of {run_id} -> {outcome.run_id}: trainer.shapes_only=true, so the rerun "
+            "only reported the model's shapes; there are no numbers to compare"
+        )
+        return 0
     lines, largest, mismatch = compare_runs(client, original, outcome.run_id)
     print(f"\nrerun of {run_id} -> {outcome.run_id}")
     print("\n".join(lines))

@@ -25,6 +25,8 @@ from omegaconf import DictConfig
 from .checkpoint import (
     CHECKPOINT_NAME,
     MODEL_NAME,
+    damaged_member,
+    damaged_problem,
     load_problem,
     quiet_load,
     read_training_state,
@@ -32,7 +34,15 @@ from .checkpoint import (
 from .identity import RESULT_FILE, read_job_result
 from .job_folder import job_config, launch_dir, launched_from, setting, trained_root
 from .model import ModelConfigError, build_model
-from .rerun import RUN_ID, RerunError, deleted_note, logged_run, typed_config
+from .rerun import (
+    RUN_ID,
+    RerunError,
+    deleted_note,
+    local_store_hint,
+    logged_run,
+    typed_config,
+)
+from .runtime import speed_settings
 
 CLASSES = {
     "mnist": [str(digit) for digit in range(10)],
@@ -56,6 +66,10 @@ def _check_range(x: torch.Tensor, scale: float) -> None:
     are already normalized): refused, since predictions on them are quietly worse."""
     if x.numel() == 0:
         return
+    if x.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        x = x.to(torch.float64)  # torch has no min/max for these; 16-bit images are one kind
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError("pixel values include NaN or infinity: pass finite pixel values")
     low, high = float(x.min()), float(x.max())
     if low >= 0 and high <= scale:
         return
@@ -113,8 +127,17 @@ class SavedModel:
             # torch warns about read-only arrays (np.frombuffer, a read-only memmap), which
             # are never written here: they are copied below in any case.
             images = np.array(images, copy=True)
-        x = torch.as_tensor(images)
-        integer = not (x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool)
+        try:
+            x = torch.as_tensor(images)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"images of type {type(images).__name__}: pass a numpy array or a torch tensor "
+                "of pixel values (uint8, or floats in [0, 1])"
+            ) from None
+        if x.dtype.is_complex:
+            raise TypeError(f"images of dtype {x.dtype}: pass real pixel values")
+        given = tuple(x.shape)
+        integer = not (x.dtype.is_floating_point or x.dtype == torch.bool)
         scale = 255.0 if integer else 1.0
         _check_range(x, scale)
         # A copy: it is normalized in place below, and the caller's images stay as they were.
@@ -127,7 +150,7 @@ class SavedModel:
             x = x.unsqueeze(1)
         if x.dim() != 4 or tuple(x.shape[1:]) != (channels, size, size):
             raise ValueError(
-                f"images of shape {tuple(x.shape)}: this model takes "
+                f"images of shape {given}: this model takes "
                 f"({channels}, {size}, {size}) images, as (N, {channels}, {size}, {size})"
                 + (f", (N, {size}, {size}) or ({size}, {size})" if channels == 1 else "")
             )
@@ -136,7 +159,13 @@ class SavedModel:
 
     @torch.inference_mode()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(images))
+        """Scores in the precision the run evaluated in on this device type (bf16 autocast on
+        a CPU with native bf16 under trainer.precision=auto): in fp32 some images near a
+        decision boundary flip, and the accuracy would not be the one the run logged."""
+        x = self.normalize(images)
+        bf16 = speed_settings(self.cfg.trainer, self.device).bf16
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return self.model(x).float()
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """The class index of each image."""
@@ -177,6 +206,9 @@ def _load_state(weights: Path, what: str, device: torch.device) -> tuple[Any, st
     Nothing is unpickled beyond tensors (and a checkpoint's numpy random state): a model file
     from elsewhere cannot run code here.
     """
+    member = damaged_member(weights)
+    if member is not None:
+        raise SavedModelError(f"The {what} cannot be read: {damaged_problem(member)}.")
     try:
         with quiet_load():
             return torch.load(weights, map_location=device, weights_only=True), None
@@ -282,9 +314,28 @@ def _why_no_model(folder: Path, result: dict[str, Any] | None) -> str:
             "error its command printed (a config or data error), or it is still running, or "
             "it was killed outright"
         )
+    jobs = _jobs_under(folder)
+    if jobs:
+        shown = ", ".join(str(job) for job in jobs[:3]) + (", ..." if len(jobs) > 3 else "")
+        return (
+            f"it is not a job folder but a folder of {len(jobs)}, as a sweep's folder is: "
+            f"give one of them ({shown})"
+        )
     return (
         "it does not look like a job folder (outputs/<date>/<time> or multirun/<date>/<time>/<job>)"
     )
+
+
+def _jobs_under(folder: Path) -> list[Path]:
+    """The job folders in a sweep's folder (or a date's, or multirun/ itself), nearest level
+    first: a user who names the sweep they ran is told which folders hold its models."""
+    for depth in range(1, 4):
+        found = sorted(
+            config.parent.parent for config in folder.glob("*/" * depth + ".hydra/config.yaml")
+        )
+        if found:
+            return found
+    return []
 
 
 def _unfinished_note(folder: Path, result: dict[str, Any] | None) -> str | None:
@@ -411,7 +462,8 @@ def _from_run(
     from .tracking import store_flag, with_retry
 
     quiet_downloads()
-    client, uri = open_client(tracking_uri)
+    hint = "" if tracking_uri else local_store_hint(run_id)
+    client, uri = open_client(tracking_uri, missing_hint=hint)
 
     def ask(call: Any) -> Any:
         """A store call; what goes wrong there becomes one paragraph naming the store."""
@@ -421,7 +473,7 @@ def _from_run(
             raise store_failure(uri, exc) from None
 
     try:
-        run = logged_run(client, uri, run_id)
+        run = logged_run(client, uri, run_id, local_store_hint(run_id, uri) if hint else "")
     except RerunError as exc:  # an unknown id
         raise SavedModelError(str(exc)) from None
     if run.data.tags.get("cvsweep.sweep") == "true":
@@ -479,14 +531,20 @@ def _looks_like_a_path(source: str) -> bool:
 
 
 def load_model(
-    source: str | Path, *, device: str | torch.device = "cpu", tracking_uri: str | None = None
+    source: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    tracking_uri: str | Path | None = None,
 ) -> SavedModel:
     """The model of a job folder (or its model.pth) or of an MLflow run id, on `device`.
 
-    A run id is looked up in `tracking_uri` (default: $MLFLOW_TRACKING_URI or ./mlflow.db). A
+    A run id is looked up in `tracking_uri` (default: $MLFLOW_TRACKING_URI or ./mlflow.db; the
+    path of an mlflow.db names that file, as --tracking-uri does on the command line). A
     job folder whose job was skipped as identical to a finished run gives that run's model
     (looked up in `tracking_uri`, else in the store the job was configured with); `note` says so.
     """
+    if tracking_uri and "://" not in str(tracking_uri):
+        tracking_uri = f"sqlite:///{Path(tracking_uri).resolve()}"
     device = torch.device(device)
     path = Path(source)
     if path.exists():
