@@ -420,14 +420,20 @@ def test_an_interpolation_typed_on_the_command_line_that_cannot_resolve(tmp_path
     assert "training cnn" not in proc.stdout and not db.exists()
 
 
-def test_a_mistyped_data_root_is_not_created_and_filled_by_a_download(tmp_path, data_dir):
+@pytest.mark.parametrize("extra", [[], ["-m", "optimizer=sgd,adam"]])
+def test_a_mistyped_data_root_is_not_created_and_filled_by_a_download(tmp_path, data_dir, extra):
+    """Refused before the store opens or a sweep's parent run exists: no mlflow.db is left
+    behind by a first run that could never start."""
     root = tmp_path / "dtaa"
-    proc = run_train([f"dataset.root={root}", "tracking.enabled=false"], tmp_path, data_dir)
+    proc = run_train([*extra, f"dataset.root={root}"], tmp_path, data_dir)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert proc.stderr.startswith(f"error: Invalid config value dataset.root={root}: no such ")
+    job = "job #0 (optimizer=sgd dataset.root={root}): " if extra else ""
+    said = f"error: {job}Invalid config value dataset.root={root}: no such "
+    assert proc.stderr.startswith(said.format(root=root)), proc.stderr
     assert f"`cvsweep data fetch mnist --root {root}`" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not root.exists() and "fetching" not in proc.stdout
+    assert not (tmp_path / "mlflow.db").exists() and "parent run" not in proc.stdout
 
 
 def test_hydras_own_flag_checks_are_one_paragraph_too(tmp_path, data_dir):

@@ -108,6 +108,14 @@ LIST_OF_OPTIONS = (
             id="phase-of-no-phases",  # said schedule.phases.0 to schedule.phases.-1
         ),
         pytest.param(
+            "dataset.name=fashion_mnist",
+            "dataset.name=fashion_mnist renames the dataset option without switching to it: the "
+            "other settings of dataset=mnist would stay, and the run would be logged as "
+            "dataset=mnist. To train with another dataset, choose it: python train.py "
+            "dataset=fashion_mnist.",
+            id="group-renamed",  # trained Fashion-MNIST with MNIST's mean/std, logged as mnist
+        ),
+        pytest.param(
             "dataset.root=~/x",
             "(Hydra's override syntax); a ~ is not expanded here: write the full path "
             "(dataset.root=$HOME/...).",
@@ -147,6 +155,14 @@ def test_a_run_that_cannot_be_made_stops_with_one_paragraph(tmp_path, data_dir, 
             + LIST_OF_OPTIONS.format(group="augment", options="flip,rotate")
             + "\n",
             id="list-of-options",
+        ),
+        pytest.param(
+            ["optimizer.name=sgd,adam"],
+            "error: optimizer.name=sgd,adam renames the optimizer option without switching to "
+            "it: the other settings of optimizer=adam would stay, and the run would be logged "
+            "as optimizer=adam. To train with another optimizer, choose it: python train.py -m "
+            "optimizer=sgd,adam.\n",
+            id="group-renamed",  # job sgd failed on Adam's betas; job adam ran
         ),
         pytest.param(
             ["augment=[flip],[rotate,none]"],

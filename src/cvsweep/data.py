@@ -134,6 +134,19 @@ def check_root_to_fetch_into(root: str | os.PathLike, dataset: str) -> None:
     )
 
 
+def refuse_unusable_root(root: str | os.PathLike, dataset: str) -> bool:
+    """Stop at a root no run could read or fetch into, before anything is logged; returns
+    whether the dataset still has files to fetch there.
+
+    Checked first so that a mistyped dataset.root leaves no new tracking store or sweep parent
+    run behind for a run that could never start.
+    """
+    if not missing_files(root, dataset):
+        return False
+    check_root_to_fetch_into(root, dataset)
+    return True
+
+
 def tilde_note(root: str | os.PathLike) -> str:
     """zsh, a quoted value or a YAML file leave `~/data` as it is, and nothing here expands
     it: a folder literally named ~ would be searched, and a fetch would create one."""

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep
@@ -88,6 +89,28 @@ def list_of_options(overrides: Iterable[str]) -> str | None:
             f"{group}={given} is a list of options: Hydra would merge them into one {group} "
             f"config (the last one's values winning), and a run trains one {group}. To "
             f"compare them, sweep: python train.py -m {group}={','.join(options)}."
+        )
+    return None
+
+
+def renamed_group(overrides: Iterable[str], choices: Any) -> str | None:
+    """`dataset.name=fashion_mnist` is a group switch in disguise: the rest of the chosen option
+    stays (MNIST's mean and std, Adam's betas), and the run is logged as that option. Naming
+    the option itself (`dataset.name=mnist` under dataset=mnist) changes nothing and passes."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        group, _, field = key.lstrip("+").partition(".")
+        if not sep or field != "name" or group not in GROUPS:
+            continue
+        value = value.strip()
+        chosen = str(choices.get(group)) if choices is not None else None
+        if value == chosen:
+            continue
+        sweep = "-m " if "," in value else ""
+        return (
+            f"{item} renames the {group} option without switching to it: the other settings of "
+            f"{group}={chosen} would stay, and the run would be logged as {group}={chosen}. To "
+            f"train with another {group}, choose it: python train.py {sweep}{group}={value}."
         )
     return None
 

@@ -210,14 +210,13 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
         _console(crowded)
     keep_freed_memory()
     chash = config_hash(cfg)
+    fetching = not cfg.trainer.shapes_only and data_mod.refuse_unusable_root(
+        cfg.dataset.root, cfg.dataset.name
+    )
     # The store is asked now and answers while the data loads (see store_proxy); only a
     # download waits for it first, so a broken store is reported before minutes of fetching.
     store = JobStore(cfg, ctx, chash) if cfg.tracking.enabled else None
-    if (
-        store is not None
-        and not cfg.trainer.shapes_only
-        and data_mod.missing_files(cfg.dataset.root, cfg.dataset.name)
-    ):
+    if store is not None and fetching:
         store.answer()
     prepared = _prepare(cfg, device, out_dir)
     found = store.answer() if store is not None else None

@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from . import hydra_errors
 from .config import ConfigError, validate
+from .data import DataError, refuse_unusable_root
 from .identity import RESULT_FILE, raw_overrides, read_job_result, run_name
 from .store_proxy import (
     LOST,
@@ -55,6 +56,21 @@ def _cell_overrides(job_dir: Path) -> list[str] | None:
 def sweep_name(overrides: list[str]) -> str:
     """What a person sees first in the UI: the parent run says what was swept."""
     return "sweep: " + run_name(overrides)
+
+
+def preset_sweep(config: DictConfig, overrides: list[str]) -> list[str]:
+    """What a preset sweeps by itself (its hydra.sweeper.params with several values) and the
+    command line leaves as it is: `experiment=optimizers` alone does not say it sweeps
+    optimizer=sgd,adam, and the parent run's name must say what was swept."""
+    params = config.hydra.sweeper.get("params") or {}
+    if OmegaConf.is_config(params):
+        params = OmegaConf.to_container(params, resolve=False)
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    return [
+        f"{key}={value}"
+        for key, value in params.items()
+        if key not in given and ("," in str(value) or "(" in str(value))
+    ]
 
 
 def _split_threads(cfg: DictConfig) -> None:
@@ -142,6 +158,8 @@ def validate_jobs(config: DictConfig) -> int:
             flush=True,
         )
     folders: dict[str, int] = {}
+    # Jobs submitted to a cluster read their data there: a root is checked only where they run.
+    here = "slurm" not in str(config.hydra.launcher.get("_target_", "")).lower()
     for i, overrides in enumerate(jobs):
         _stop_on_held_ctrl_c()
         try:
@@ -150,8 +168,11 @@ def validate_jobs(config: DictConfig) -> int:
             with read_write(job), open_dict(job):
                 del job["hydra"]  # as Hydra's run_job does: the task sees the rest
             validate(job)
-        except (ConfigError, HydraException, OmegaConfBaseException) as exc:
-            why = str(exc) if isinstance(exc, ConfigError) else hydra_errors.explain(exc)
+            if here and not job.trainer.shapes_only:
+                refuse_unusable_root(job.dataset.root, job.dataset.name)
+        except (ConfigError, DataError, HydraException, OmegaConfBaseException) as exc:
+            said = isinstance(exc, ConfigError | DataError)
+            why = str(exc) if said else hydra_errors.explain(exc)
             print(f"error: job #{i} ({' '.join(overrides)}): {why}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
     _CHECKED.config, _CHECKED.jobs = config, {tuple(job) for job in jobs}
@@ -229,11 +250,15 @@ def _check_cluster(config: DictConfig, launcher: str) -> None:
     raise SystemExit(2)
 
 
-def _reject_list_of_options(config: DictConfig) -> None:
-    """`augment=[flip,rotate]` composes silently as the last option; a sweep was meant."""
-    listed = hydra_errors.list_of_options(raw_overrides(config.hydra.overrides.task))
-    if listed:
-        print(f"error: {listed}", file=sys.stderr, flush=True)
+def _reject_misread_groups(config: DictConfig) -> None:
+    """`augment=[flip,rotate]` composes silently as the last option, a sweep being meant;
+    `dataset.name=fashion_mnist` trains MNIST's settings on it, logged as mnist."""
+    overrides = raw_overrides(config.hydra.overrides.task)
+    said = hydra_errors.list_of_options(overrides) or hydra_errors.renamed_group(
+        overrides, config.hydra.runtime.get("choices")
+    )
+    if said:
+        print(f"error: {said}", file=sys.stderr, flush=True)
         raise SystemExit(2)
 
 
@@ -397,7 +422,7 @@ class MlflowSweepCallback(Callback):
         global COMPOSED
         COMPOSED = True
         hydra_errors.composed()
-        _reject_list_of_options(config)
+        _reject_misread_groups(config)
         check_output_dir(Path(str(config.hydra.run.dir)).resolve(), "hydra.run.dir")
 
     @_not_swallowed
@@ -406,7 +431,7 @@ class MlflowSweepCallback(Callback):
         COMPOSED = True
         hydra_errors.composed()
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
-        _reject_list_of_options(config)
+        _reject_misread_groups(config)
         _split_threads(config)
         self.n_jobs = validate_jobs(config)
         _check_cluster(config, str(config.hydra.runtime.choices.get("hydra/launcher")))
@@ -429,6 +454,7 @@ class MlflowSweepCallback(Callback):
             return
         LOST.required = LOST.required or bool(config.tracking.required)
         overrides = raw_overrides(config.hydra.overrides.task)
+        swept = [*overrides, *preset_sweep(config, overrides)]
         command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
         experiment = str(config.tracking.experiment)
         tags = {
@@ -444,7 +470,7 @@ class MlflowSweepCallback(Callback):
             """The experiment (and the store) first, orphans marked, then the parent run."""
             opened = proxy.request("open_job", self.uri, experiment, None)
             parent = proxy.request(
-                "create_run", self.uri, None, sweep_name(overrides), tags, experiment=experiment
+                "create_run", self.uri, None, sweep_name(swept), tags, experiment=experiment
             )
             if self.runs_here:
                 # The jobs will run in this process: do the first job's one-time work while the
@@ -479,7 +505,7 @@ class MlflowSweepCallback(Callback):
         with open_dict(config):
             config.hydra.overrides.task.extend(added)
         _CHECKED.added_keys.update(o.split("=", 1)[0] for o in added)
-        print(f"sweep parent run: {self.parent_id} ({sweep_name(overrides)})", flush=True)
+        print(f"sweep parent run: {self.parent_id} ({sweep_name(swept)})", flush=True)
 
     def _wait_for_workers(self, signum: int, _frame: Any) -> None:
         """Ctrl-C or SIGTERM while a parallel launcher's workers train: let them save first.
