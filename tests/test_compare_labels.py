@@ -10,6 +10,9 @@ import pytest
 
 from .conftest import QUICK, cli_env, db_uri, run_cvsweep, run_train
 
+# The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
+pytestmark = pytest.mark.xdist_group("compare_labels")
+
 PHASED = [
     "experiment=fashion_two_phase",
     "seed=0",

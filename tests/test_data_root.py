@@ -12,6 +12,9 @@ import pytest
 
 from .conftest import cli_env, db_uri, run_cvsweep, tracked_quick_run
 
+# The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
+pytestmark = pytest.mark.xdist_group("data_root")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):

@@ -20,7 +20,8 @@ import pytest
 
 from cvsweep.results import PRESETS
 
-pytestmark = pytest.mark.slow
+# Slow; its tests share the module-scoped store, so pytest-xdist runs them on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("presets")]
 
 ROOT = Path(__file__).parents[1]
 DATA = Path(os.environ.get("CVSWEEP_DATA") or ROOT.parent / "shared" / "data")

@@ -15,6 +15,9 @@ from cvsweep.report import shape_report
 
 from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train
 
+# The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
+pytestmark = pytest.mark.xdist_group("report")
+
 EXPECTED = {
     "cnn": [
         ("input", None, (16, 1, 28, 28), 0),

@@ -22,6 +22,9 @@ from cvsweep.server import free_port, remote_security, server_command
 from tests.conftest import run_cvsweep
 from tests.test_ui import DATA, RUN_NAME, CliProcess, child_env, port_open, train
 
+# The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
+pytestmark = pytest.mark.xdist_group("server")
+
 # Before this process imports mlflow (MlflowClient below): MLflow decides on telemetry at import.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 

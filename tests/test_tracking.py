@@ -23,6 +23,9 @@ from .conftest import (
     wait_group_gone,
 )
 
+# The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
+pytestmark = pytest.mark.xdist_group("tracking")
+
 RUN_ARTIFACTS = {
     "shape_report.md",
     "shape_report.json",

@@ -28,6 +28,9 @@ import pytest
 from cvsweep.server import free_port
 from tests.conftest import run_cvsweep
 
+# The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
+pytestmark = pytest.mark.xdist_group("ui")
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CVSWEEP_DATA") or REPO.parent / "shared" / "data")
 CHROMIUM = Path("/usr/bin/chromium")
