@@ -226,13 +226,23 @@ def test_a_launcher_error_leaves_the_sweeps_parent_failed_not_finished(tmp_path,
     assert "prefer=nosuch" in parent.data.tags["failure_reason"]
 
 
-def test_a_file_where_a_jobs_folder_goes_stops_the_sweep_before_it_starts(tmp_path, data_dir):
+@pytest.mark.parametrize(
+    ("subdir", "taken"),
+    [([], "1"), (["hydra.sweep.subdir=seed_${seed}"], "seed_1")],
+)
+def test_a_file_where_a_jobs_folder_goes_stops_the_sweep_before_it_starts(
+    tmp_path, data_dir, subdir, taken
+):
+    """The numbered folders, and any other hydra.sweep.subdir layout (the job folders are
+    named as the launcher will name them)."""
     (tmp_path / "multirun").mkdir()
-    (tmp_path / "multirun" / "1").write_text("not a folder")
-    args = ["-m", "seed=0,1", *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    (tmp_path / "multirun" / taken).write_text("not a folder")
+    args = ["-m", "seed=0,1", *subdir, *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
     proc = run_train(args, tmp_path, data_dir)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "cannot write the output folder of job #1" in proc.stderr
+    assert f"cannot write the output folder of job #1: {tmp_path}/multirun/{taken} is a" in (
+        proc.stderr
+    )
     assert "Traceback" not in proc.stderr and not (tmp_path / "mlflow.db").exists()
 
 

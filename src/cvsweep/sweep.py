@@ -119,6 +119,7 @@ class _CheckedJobs:
     config: DictConfig | None = None
     jobs: set[tuple[str, ...]] = field(default_factory=set)
     added_keys: set[str] = field(default_factory=set)
+    folders: dict[str, int] = field(default_factory=dict)  # each job's folder, as named
 
 
 _CHECKED = _CheckedJobs()
@@ -176,6 +177,7 @@ def validate_jobs(config: DictConfig) -> int:
             print(f"error: job #{i} ({' '.join(overrides)}): {why}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
     _CHECKED.config, _CHECKED.jobs = config, {tuple(job) for job in jobs}
+    _CHECKED.folders = folders
     return len(jobs)
 
 
@@ -304,12 +306,16 @@ def check_output_dir(path: Path, key: str) -> None:
 
 def _check_job_dirs(config: DictConfig, sweep_dir: Path, n_jobs: int) -> None:
     """A file where a job's folder goes would stop Hydra's launcher with a traceback once the
-    sweep's parent run exists; with the usual numbered folders, say so before anything starts."""
-    subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
-    if subdir != "${hydra.job.num}":
-        return
-    for num in range(n_jobs):
-        path = sweep_dir / str(num)
+    sweep's parent run exists; say so before anything starts. The folders are those
+    validate_jobs named (any hydra.sweep.subdir); the numbered ones where it named none."""
+    folders = {sub: num for sub, num in _CHECKED.folders.items() if _CHECKED.config is config}
+    if not folders:
+        subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+        if subdir != "${hydra.job.num}":
+            return
+        folders = {str(num): num for num in range(n_jobs)}
+    for sub, num in folders.items():
+        path = sweep_dir / sub
         if path.exists() and not path.is_dir():
             print(
                 f"error: cannot write the output folder of job #{num}: {path} is a file, not a "
