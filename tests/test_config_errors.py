@@ -246,3 +246,12 @@ def test_an_unexpected_error_in_a_sweep_hook_stops_the_command():
     with pytest.raises(SystemExit) as stop:
         hook()
     assert stop.value.code == 1
+    # Every hook the sweep's callback has is guarded so (one wrapper code object for all).
+    from hydra.experimental.callback import Callback
+
+    from cvsweep.sweep import MlflowSweepCallback
+
+    hooks = [n for n in vars(Callback) if n.startswith("on_") and n in vars(MlflowSweepCallback)]
+    assert {"on_run_start", "on_multirun_start", "on_multirun_end"} <= set(hooks), hooks
+    for name in hooks:
+        assert getattr(MlflowSweepCallback, name).__code__ is hook.__code__, name
