@@ -45,6 +45,9 @@ from .conftest import QUICK, REPO, cli_env, db_uri, run_train
             "schedule.phases.0.optimizer.name",
         ),
         ("model.image_size=32", "model.image_size"),  # was a shape error mid-run
+        # torch's ValueError traceback at the first step:
+        ("optimizer=sgd optimizer.nesterov=true optimizer.momentum=0", "optimizer.momentum"),
+        ("optimizer=rmsprop optimizer.alpha=1.5", "optimizer.alpha"),  # NaN, "lower the lr"
         ("model.layers.2.name=conv1", "model.layers.2.name"),  # would replace conv1
         (
             "schedule=sgd_then_adam schedule.scheduler=cosine schedule.min_lr=0.001",

@@ -351,6 +351,15 @@ def _validate_optimizer(opt: DictConfig, prefix: str) -> None:
         )
     if "eps" in opt:
         _require(opt.eps > 0, f"{prefix}.eps", opt.eps, "must be > 0")
+    if opt.get("nesterov"):  # torch refuses it at the first step otherwise, with a traceback
+        _require(
+            opt.momentum > 0,
+            f"{prefix}.momentum",
+            opt.momentum,
+            f"Nesterov momentum ({prefix}.nesterov=true) needs a momentum > 0",
+        )
+    if "alpha" in opt:  # RMSprop's smoothing: above 1 its running average goes negative
+        _require(0 <= opt.alpha < 1, f"{prefix}.alpha", opt.alpha, "must be in [0, 1)")
 
 
 def validate(cfg: DictConfig) -> None:

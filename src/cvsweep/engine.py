@@ -259,6 +259,7 @@ class Trainer:
         self.model_path = self.out_dir / MODEL_NAME
         self.config_hash = config_hash(cfg)
         self.upload_resumed_state = False  # on_checkpoint() for the state fit() resumes from
+        self._bar: Any = None  # the epoch's progress bar, where one is shown
 
     # ----------------------------------------------------------------- the step
     def _make_step(
@@ -324,8 +325,15 @@ class Trainer:
         return _GraphedStep(graph, static_idx, static_loss)
 
     # ----------------------------------------------------------------- logging
-    def _log_point(self, epoch: int, batch: int, run: _Progress, lr: float) -> LogPoint:
-        """Evaluate, print one line, log the metrics, and reset the interval sums."""
+    def _log_point(
+        self, epoch: int, batch: int, run: _Progress, lr: float, bar: Any = None
+    ) -> LogPoint:
+        """Evaluate, print one line, log the metrics, and reset the interval sums.
+
+        A progress bar on the same terminal is cleared while the line prints and drawn again
+        below it: the bar leaves its cursor at the end of its own line, so a line printed
+        over it would start with the bar's text.
+        """
         acc, step = run.acc, run.step
         if self.device.type == "cuda" and not math.isfinite(float(acc.loss.item())):
             raise NonFiniteLoss(step, epoch, since=step - acc.batches + 1, kept=self._kept())
@@ -351,12 +359,16 @@ class Trainer:
         acc.reset()
         run.history.append(point)
         run.best = max(run.best, point.test_acc)
+        if bar is not None:
+            bar.clear()
         self.console(
             f"epoch {epoch:>3}/{self.total_epochs}  batch {batch:>5}/{self.steps_per_epoch}"
             f"  step {step:>6} | train loss {point.train_loss:.4f} acc {100 * point.train_acc:6.2f}%"
             f" | test loss {point.test_loss:.4f} acc {100 * point.test_acc:6.2f}%"
             f" | lr {point.lr:.3e}"
         )
+        if bar is not None:
+            bar.refresh()
         self.tracker.log_metrics(_point_metrics(point), step=step)
         return point
 
@@ -399,7 +411,7 @@ class Trainer:
             return None
         from tqdm import tqdm
 
-        return tqdm(
+        self._bar = tqdm(
             total=self.steps_per_epoch,
             initial=start,
             desc=f"epoch {epoch}/{self.total_epochs}",
@@ -407,6 +419,7 @@ class Trainer:
             unit="batch",
             file=sys.stderr,
         )
+        return self._bar
 
     # ----------------------------------------------------------------- state
     def _state(
@@ -440,6 +453,19 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
     def fit(self, resume: dict[str, Any] | None = None) -> TrainResult:
+        """Train the run's phases (from `resume`, a saved state, where given).
+
+        An error that stops training mid-epoch (a non-finite loss, an injected fault, ...)
+        clears the progress bar first, so the error the job prints starts its own line.
+        """
+        try:
+            return self._fit(resume)
+        except BaseException:
+            if self._bar is not None:
+                self._bar.close()
+            raise
+
+    def _fit(self, resume: dict[str, Any] | None) -> TrainResult:
         device = self.device
         acc = _Accum.zeros(device)
         run = _Progress(acc)
@@ -525,7 +551,7 @@ class Trainer:
                         if bar is not None:
                             bar.update(1)
                         if run.step % self.log_every == 0:
-                            self._log_point(epoch, b + 1, run, run.lr)
+                            self._log_point(epoch, b + 1, run, run.lr, bar)
                         # At the last step what is left (the epoch's end) takes less than
                         # stopping and resuming would: the run finishes, the signal waits.
                         last_step = run.step == self.total_epochs * self.steps_per_epoch

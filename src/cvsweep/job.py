@@ -602,6 +602,24 @@ def size_notes(cfg: DictConfig, n_train: int, n_test: int) -> list[str]:
             "images are augmented as those values say (logged as augment=none); choose "
             "augment=flip, rotate or rot_flip to name what the run does"
         )
+    # The reverse: a named augmentation whose own setting is off does not do what its name says.
+    flips, rotates = float(a.flip_p) > 0, float(a.degrees) > 0
+    does = {(True, True): "rot_flip", (True, False): "flip", (False, True): "rotate"}
+    meant = {"flip": (True, False), "rotate": (False, True), "rot_flip": (True, True)}
+    wanted = meant.get(str(a.name))
+    if wanted and ((wanted[0] and not flips) or (wanted[1] and not rotates)):
+        what = does.get((flips, rotates))
+        notes.append(
+            f"augment {a.name} with augment.flip_p={a.flip_p} augment.degrees={a.degrees}: "
+            + (
+                f"the images are augmented as augment={what} does"
+                if what
+                else "nothing is augmented"
+            )
+            + f" (logged as augment={a.name}); choose "
+            + (f"augment={what}" if what else "augment=none")
+            + " to name what the run does"
+        )
     return notes
 
 

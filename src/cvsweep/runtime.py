@@ -41,12 +41,20 @@ def configure_threads(num_threads: int) -> int:
     Parallel launchers set CVSWEEP_NUM_THREADS so that jobs sharing a machine split the cores
     instead of each taking all of them.
     """
+    global _TORCH_THREADS
+    if _TORCH_THREADS is None:
+        _TORCH_THREADS = torch.get_num_threads()
     if num_threads <= 0:
         env = os.environ.get("CVSWEEP_NUM_THREADS")
-        num_threads = int(env) if env and env.isdigit() and int(env) > 0 else 0
-    if num_threads > 0:
+        num_threads = int(env) if env and env.isdigit() and int(env) > 0 else _TORCH_THREADS
+    if num_threads != torch.get_num_threads():
         torch.set_num_threads(num_threads)
     return torch.get_num_threads()
+
+
+# torch's own thread count, before any job set one: the jobs of a sweep run one after another in
+# one process, and a job that leaves the choice to torch must not inherit the previous job's.
+_TORCH_THREADS: int | None = None
 
 
 def oversubscribed_note(threads: int) -> str | None:
@@ -103,11 +111,13 @@ def keep_freed_memory() -> bool:
 
 
 def set_deterministic(enabled: bool) -> None:
-    """torch's deterministic algorithms; cuBLAS needs its workspace setting for that."""
+    """torch's deterministic algorithms, on or off for this job: the jobs of a sweep run one
+    after another in one process, and one job's setting must not carry over to the next.
+    cuBLAS needs its workspace setting for them."""
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(enabled)
 
 
 def _switch(value: Any) -> str:
