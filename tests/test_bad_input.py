@@ -204,6 +204,7 @@ def test_a_layer_list_that_cannot_be_built_is_a_config_error():
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train")
     cfg.model.layers[0].kind = "linear"  # conv1 as a linear layer: pool1 would get a flat input
+    cfg.model.layers[0].kernel = 1  # (a linear layer has no kernel of 5)
     with pytest.raises(
         ConfigError,
         match=r"model\.layers\.1\.kind='maxpool': a maxpool layer "
@@ -232,6 +233,9 @@ def _composed(*overrides: str):
             "model.layers.1.padding=2",
             "model.layers.1.padding=2: a maxpool's padding can be at most half its kernel (2)",
         ),
+        # Settings the layer's kind has no use for, which were ignored without a word:
+        ("model.layers.1.out=5", "model.layers.1.out=5: the maxpool layer pool1 keeps its"),
+        ("model.layers.5.kernel=3", "model.layers.5.kernel=3: the linear layer fc1 has no kernel"),
     ],
 )
 def test_a_model_that_does_not_fit_its_data_or_names_is_a_config_error(override, message):

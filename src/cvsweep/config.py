@@ -612,9 +612,26 @@ def _check_layer_sizes(m: DictConfig) -> None:
     size, flat_at = int(m.image_size), None
     for i, layer in enumerate(m.layers):
         key = f"model.layers.{i}"
+        # A setting the layer's kind has no use for would be ignored without a word.
         if layer.kind == "linear":
+            for name, unset in (("kernel", 1), ("stride", 1), ("padding", 0)):
+                _require(
+                    layer[name] == unset,
+                    f"{key}.{name}",
+                    layer[name],
+                    f"the linear layer {layer.name} has no {name} (it takes the flat output of "
+                    "the layer before it); its settings are out and activation",
+                )
             flat_at = flat_at or layer.name
             continue
+        if layer.kind == "maxpool":
+            _require(
+                layer.out == 0,
+                f"{key}.out",
+                layer.out,
+                f"the maxpool layer {layer.name} keeps its input's channels, so out does not "
+                "apply to it; its settings are kernel, stride and padding",
+            )
         _require(
             flat_at is None,
             f"{key}.kind",
