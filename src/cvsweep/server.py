@@ -127,8 +127,9 @@ def check_port(host: str, port: int) -> None:
                 if exc.errno == errno.EADDRINUSE
                 else f"is {host} an address of this machine?"
             )
+            end = "" if why.endswith("?") else "."
             raise ServerError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}; {why}."
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; {why}{end}"
             ) from None
 
 
@@ -338,14 +339,18 @@ def stop_server(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT_S) ->
     return proc.returncode
 
 
-def experiment_id(url: str, name: str) -> str | None:
-    """Id of the active experiment called name on the server at url, or None when there is none."""
+def _find_experiment(url: str, name: str) -> tuple[str, str] | None:
+    """(id, lifecycle stage) of the experiment called name on the server at url, or None."""
     from mlflow import MlflowClient
 
     exp = MlflowClient(tracking_uri=url).get_experiment_by_name(name)
-    if exp is None or exp.lifecycle_stage != "active":
-        return None
-    return str(exp.experiment_id)
+    return None if exp is None else (str(exp.experiment_id), str(exp.lifecycle_stage))
+
+
+def experiment_id(url: str, name: str) -> str | None:
+    """Id of the active experiment called name on the server at url, or None when there is none."""
+    found = _find_experiment(url, name)
+    return found[0] if found is not None and found[1] == "active" else None
 
 
 def runs_link(url: str, exp_id: str) -> str:
@@ -392,10 +397,12 @@ def _check_args(args: argparse.Namespace) -> str | None:
 def _print_banner(
     args: argparse.Namespace, ui_only: bool, uri: str, url: str, new_store: bool
 ) -> None:
-    exp_id: str | None = None
+    exp_id = deleted_id = None
     lookup_failed = False
     try:
-        exp_id = experiment_id(url, args.experiment)
+        found = _find_experiment(url, args.experiment)
+        if found is not None:
+            exp_id, deleted_id = (found[0], None) if found[1] == "active" else (None, found[0])
     except Exception as exc:  # the server runs anyway; the link is a convenience
         lookup_failed = True
         _err(f"warning: cannot look up experiment {args.experiment!r}: {exc}")
@@ -405,6 +412,13 @@ def _print_banner(
         _say(f"runs of experiment {args.experiment!r}: {runs_link(url, exp_id)}")
     elif lookup_failed:
         _say(f'runs: open {url} and choose "Model training"')
+    elif deleted_id is not None:  # train.py refuses a deleted experiment: say how to restore it
+        _say(
+            f"experiment {args.experiment!r} is deleted in this store (id {deleted_id}), with its "
+            f"runs; `MLFLOW_TRACKING_URI={url} mlflow experiments restore --experiment-id "
+            f"{deleted_id}` brings them back, and train.py logs to it again. Open {url} and "
+            'choose "Model training" to see other runs.'
+        )
     else:
         _say(
             f"experiment {args.experiment!r} does not exist in this store yet; it appears after "
@@ -432,10 +446,19 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
     if problem:
         _err(f"error: {problem}")
         return 2
+    # The environment's store is checked like --tracking-uri: MLflow answers a bare path (a file
+    # store) or a malformed URI with a traceback.
+    given, name = args.tracking_uri, "--tracking-uri"
+    if not given and os.environ.get("MLFLOW_TRACKING_URI"):
+        given, name = os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"
     try:
-        uri = resolve_uri(args.tracking_uri, name="--tracking-uri")
+        uri = resolve_uri(given, name=name)
     except TrackingError as exc:
         _err(f"error: {exc}")
+        return 2
+    problem = _unservable(uri, name)
+    if problem:
+        _err(f"error: {problem}")
         return 2
     if uri.startswith(("http://", "https://")):
         _err(
@@ -478,6 +501,14 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
             + " (set MLFLOW_SERVER_ALLOWED_HOSTS to change). For a shared server, run MLflow "
             "with a login (--app-name basic-auth) instead:\n  " + shlex.join(auth_cmd)
         )
+    elif args.host.lower() not in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        # MLflow's default Host check knows only these loopback names: on another loopback
+        # address (127.0.0.2) the UI's own link, and jobs using it, would get 403.
+        bound = _url_host(args.host)
+        if not os.environ.get("MLFLOW_SERVER_ALLOWED_HOSTS"):
+            allowed_hosts = ",".join([*MLFLOW_DEFAULT_HOST_PATTERNS, bound, f"{bound}:{args.port}"])
+        if not os.environ.get("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"):
+            cors = f"http://{bound}:{args.port}"
 
     url = local_url(args.host, args.port)
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -489,8 +520,15 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
         wait_ready(url, START_TIMEOUT_S, proc=proc)
         _print_banner(args, ui_only, uri, url, new_store)
         code = proc.wait()
-        _err(f"error: the MLflow server stopped by itself with exit code {code}")
-        return code or 1
+        if code < 0:  # killed by a signal: say which; an exit status must be 0-255
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"stopped by itself with exit code {code}"
+        _err(f"error: the MLflow server {how} (its messages, if any, are above)")
+        return code if code > 0 else 1
     except ServerError as exc:
         _err(f"error: {exc}")
         return 1
@@ -502,6 +540,40 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
             _shutdown(proc)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _unservable(uri: str, name: str) -> str | None:
+    """Stores MLflow's server would refuse with a traceback, named in one paragraph instead."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme == "file" and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in (
+        "true",
+        "1",
+    ):
+        return (
+            f"{name}={uri!r} is an MLflow file store (a folder like ./mlruns), which this MLflow "
+            "no longer serves, and not the store train.py writes. Point it at an SQLite store "
+            "(sqlite:///path/to/mlflow.db); `mlflow migrate-filestore` copies a file store's "
+            "runs into one."
+        )
+    if scheme == "sqlite" and not uri.startswith("sqlite:///"):
+        return (
+            f"{name}={uri!r} is not an SQLite store URI: the path follows three slashes "
+            "(sqlite:///relative/mlflow.db, sqlite:////absolute/mlflow.db)."
+        )
+    if scheme in ("postgresql", "mysql", "mssql"):
+        try:
+            from sqlalchemy.engine import make_url
+
+            make_url(uri).get_dialect().import_dbapi()
+        except ImportError as exc:
+            return (
+                f"{name} names a {scheme} store, but its database driver is not installed "
+                f"({exc}). Install the driver MLflow's documentation names for {scheme}, or "
+                "use an SQLite store (sqlite:///path/to/mlflow.db)."
+            )
+        except Exception:  # a malformed URL: MLflow's own message names it
+            return None
+    return None
 
 
 def _store_problem(db: Path, new: bool) -> str | None:
