@@ -177,3 +177,13 @@ def test_a_command_missing_its_argument_names_only_that_one(tmp_path: Path) -> N
         "cvsweep rerun: error: the following arguments are required: run_id"
     )
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_a_store_uri_missing_its_slashes_is_named_as_a_uri(tmp_path: Path, name: str) -> None:
+    """`file:./mlruns` was read as a bare path: "no folder .../file:. for the store mlruns"."""
+    code, output = _run(name, tmp_path, "file:./mlruns")
+    assert code == 2, output
+    _assert_one_paragraph(output)
+    assert "--tracking-uri='file:./mlruns' is not a store URI. Use sqlite:///" in output
+    assert not (tmp_path / "file:.").exists()

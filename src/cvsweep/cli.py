@@ -376,8 +376,15 @@ def _tolerance(text: str) -> float:
 
 
 def _store_uri(text: str) -> str:
-    """A bare path names an SQLite store file, as for `report`: the same for every command."""
-    if text and "://" not in text:
+    """A bare path names an SQLite store file, as for `report`: the same for every command.
+
+    A store URI missing its `//` (`file:./mlruns`, `sqlite:mlflow.db`) is left as given, to be
+    named as a malformed URI, not read as a path with a folder called `file:.` in it.
+    """
+    from .tracking import STORE_SCHEMES
+
+    scheme = text.split(":", 1)[0].split("+", 1)[0].lower() if ":" in text else ""
+    if text and "://" not in text and scheme not in STORE_SCHEMES:
         return f"sqlite:///{Path(text).resolve()}"
     return text
 
