@@ -148,8 +148,9 @@ def test_steps_reuse_freed_memory_instead_of_faulting_in_new_pages(data_dir):
         kept, per_step = proc.stdout.split()
         assert kept == str(name == "kept")  # a user's own malloc setting is left alone
         faults[name] = float(per_step)
-    assert faults["kept"] < 100, faults  # 0-30 measured; about 18,000 without
-    assert faults["glibc's own"] > 10 * max(faults["kept"], 1), faults
+    # 0-30 measured on a quiet machine, up to ~120 beside other tests; about 18,000 without.
+    assert faults["kept"] < 1000, faults
+    assert faults["glibc's own"] > 50 * max(faults["kept"], 1), faults
 
 
 def test_keeping_freed_memory_changes_no_number(tmp_path, data_dir):
