@@ -66,10 +66,14 @@ def _damage(path: Path) -> None:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["dataset.name=fashion_mnist"], "the run's dataset is mnist, and renaming it"),
+        (
+            ["dataset.name=fashion_mnist"],
+            "Override dataset.name=fashion_mnist renames the dataset option without switching "
+            "to it: the other settings of dataset=mnist would stay",
+        ),
         (
             ["optimizer.name=sgd"],
-            "run `python train.py` with the run's `command` tag and optimizer=sgd",
+            "run `python train.py` with the run's `command` tag and optimizer=sgd.",
         ),
         (["tracking.enabled=false"], "a rerun is logged so that it can be compared"),
         (["tracking.uri=sqlite:///elsewhere.db"], "a rerun sets tracking.uri itself"),

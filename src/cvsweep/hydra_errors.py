@@ -93,10 +93,14 @@ def list_of_options(overrides: Iterable[str]) -> str | None:
     return None
 
 
-def renamed_group(overrides: Iterable[str], choices: Any) -> str | None:
+TRAIN_SWITCH = "To train with another {group}, choose it: python train.py {switch}."
+
+
+def renamed_group(overrides: Iterable[str], choices: Any, advice: str = TRAIN_SWITCH) -> str | None:
     """`dataset.name=fashion_mnist` is a group switch in disguise: the rest of the chosen option
     stays (MNIST's mean and std, Adam's betas), and the run is logged as that option. Naming
-    the option itself (`dataset.name=mnist` under dataset=mnist) changes nothing and passes."""
+    the option itself (`dataset.name=mnist` under dataset=mnist) changes nothing and passes.
+    `advice` says how to switch for real (`{group}`, `{switch}`): `rerun` cannot switch."""
     for item in overrides:
         key, sep, value = item.partition("=")
         group, _, field = key.lstrip("+").partition(".")
@@ -106,11 +110,11 @@ def renamed_group(overrides: Iterable[str], choices: Any) -> str | None:
         chosen = str(choices.get(group)) if choices is not None else None
         if value == chosen:
             continue
-        sweep = "-m " if "," in value else ""
+        switch = ("-m " if "," in value else "") + f"{group}={value}"
         return (
             f"{item} renames the {group} option without switching to it: the other settings of "
-            f"{group}={chosen} would stay, and the run would be logged as {group}={chosen}. To "
-            f"train with another {group}, choose it: python train.py {sweep}{group}={value}."
+            f"{group}={chosen} would stay, and the run would be logged as {group}={chosen}. "
+            + advice.format(group=group, switch=switch)
         )
     return None
 

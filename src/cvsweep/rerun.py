@@ -25,7 +25,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig, one_paragraph
-from .identity import config_hash, read_job_result
+from .hydra_errors import renamed_group
+from .identity import GROUPS, config_hash, read_job_result
 from .job_folder import (
     data_root_for,
     launch_dir,
@@ -99,7 +100,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         raise RerunError(
             f"Overrides {overrides} do not fit the logged config: {one_paragraph(exc)}."
         ) from None
-    _refuse_renamed_groups(cfg, merged, overrides)
+    _refuse_renamed_groups(cfg, overrides)
     _refuse_untracked(merged, overrides)
     return merged
 
@@ -128,27 +129,20 @@ def _refuse_untracked(cfg: DictConfig, overrides: list[str]) -> None:
         )
 
 
-def _refuse_renamed_groups(before: DictConfig, after: DictConfig, overrides: list[str]) -> None:
-    """`dataset.name=fashion_mnist` is a group switch in disguise: it would keep the rest of
-    the logged option (MNIST's mean and std, Adam's betas) and log the run under the old
-    option's name, so it is refused like `dataset=fashion_mnist`."""
-    for group in GROUP_NAMES:
-        node = before.get(group)
-        if not isinstance(node, DictConfig) or "name" not in node:
-            continue
-        old, new = node.get("name"), after[group].get("name")
-        if old == new:
-            continue
-        typed = next(
-            (o for o in overrides if o.lstrip("+").partition("=")[0] == f"{group}.name"),
-            f"{group}.name={new}",
-        )
-        raise RerunError(
-            f"Override {typed!r}: the run's {group} is {old}, and renaming it would keep "
-            f"{old}'s other settings while the run is logged as {group}={old}. To switch a "
-            "config group, run `python train.py` with the run's `command` tag and "
-            f"{group}={new}."
-        )
+RERUN_SWITCH = (
+    "A rerun keeps the run's options; to switch {group}, run `python train.py` with the run's "
+    "`command` tag and {switch}."
+)
+
+
+def _refuse_renamed_groups(cfg: DictConfig, overrides: list[str]) -> None:
+    """`dataset.name=fashion_mnist` would keep the rest of the logged option (MNIST's mean and
+    std, Adam's betas) and log the run under the old option's name: refused as train.py does,
+    with the way to switch that a rerun cannot take."""
+    logged = {g: cfg[g].name for g in GROUPS if "name" in cfg.get(g, {})}
+    said = renamed_group(overrides, logged, advice=RERUN_SWITCH)
+    if said:
+        raise RerunError(f"Override {said}")
 
 
 def _load_logged(
