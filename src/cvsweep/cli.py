@@ -376,17 +376,10 @@ def _tolerance(text: str) -> float:
 
 
 def _store_uri(text: str) -> str:
-    """A bare path names an SQLite store file, as for `report`: the same for every command.
+    """--tracking-uri as `load_model` reads its tracking_uri (`store_uri_or_path`)."""
+    from .store_errors import store_uri_or_path
 
-    A store URI missing its `//` (`file:./mlruns`, `sqlite:mlflow.db`) is left as given, to be
-    named as a malformed URI, not read as a path with a folder called `file:.` in it.
-    """
-    from .tracking import STORE_SCHEMES
-
-    scheme = text.split(":", 1)[0].split("+", 1)[0].lower() if ":" in text else ""
-    if text and "://" not in text and scheme not in STORE_SCHEMES:
-        return f"sqlite:///{Path(text).resolve()}"
-    return text
+    return store_uri_or_path(text)
 
 
 def _unrecognized(args: argparse.Namespace, extra: list[str]) -> None:

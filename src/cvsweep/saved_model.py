@@ -530,6 +530,17 @@ def _looks_like_a_path(source: str) -> bool:
     )
 
 
+def _given_store(tracking_uri: str | Path | None) -> str | None:
+    """tracking_uri as the command line reads --tracking-uri: `file:./x` is a malformed store
+    URI to be named as such, not a path to a file in a folder called `file:.`. A Path object
+    is a path whatever its name."""
+    if isinstance(tracking_uri, Path):
+        return f"sqlite:///{tracking_uri.resolve()}"
+    from .store_errors import store_uri_or_path
+
+    return store_uri_or_path(tracking_uri) if tracking_uri else None
+
+
 def load_model(
     source: str | Path,
     *,
@@ -543,8 +554,7 @@ def load_model(
     job folder whose job was skipped as identical to a finished run gives that run's model
     (looked up in `tracking_uri`, else in the store the job was configured with); `note` says so.
     """
-    if tracking_uri and "://" not in str(tracking_uri):
-        tracking_uri = f"sqlite:///{Path(tracking_uri).resolve()}"
+    tracking_uri = _given_store(tracking_uri)
     device = torch.device(device)
     path = Path(source)
     if path.exists():

@@ -31,7 +31,7 @@ from types import FrameType
 from typing import IO, Any
 
 from .store_errors import StoreError, check_sqlite_store
-from .tracking import TrackingError, resolve_uri, sqlite_path
+from .tracking import TrackingError, resolve_uri, restore_command, sqlite_path
 
 RUNS_VIEW = "runs?workflowType=machine_learning"
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -415,9 +415,8 @@ def _print_banner(
     elif deleted_id is not None:  # train.py refuses a deleted experiment: say how to restore it
         _say(
             f"experiment {args.experiment!r} is deleted in this store (id {deleted_id}), with its "
-            f"runs; `MLFLOW_TRACKING_URI={url} mlflow experiments restore --experiment-id "
-            f"{deleted_id}` brings them back, and train.py logs to it again. Open {url} and "
-            'choose "Model training" to see other runs.'
+            f"runs; `{restore_command(url, deleted_id)}` brings them back, and train.py logs "
+            f'to it again. Open {url} and choose "Model training" to see other runs.'
         )
     else:
         _say(
@@ -467,7 +466,7 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
         )
         return 2
     db = sqlite_path(uri)
-    new_store = db is not None and not db.exists()
+    new_store = db is not None and _new_store(db)
     if db is not None:
         problem = _store_problem(db, new_store)
         if problem:
@@ -576,6 +575,18 @@ def _unservable(uri: str, name: str) -> str | None:
     return None
 
 
+def _new_store(db: Path) -> bool:
+    """No store at db yet: no file, or an empty one (`touch mlflow.db`).
+
+    SQLite reads a 0-byte file as an empty database, so MLflow fills it as it would a missing
+    one, and train.py logs to it the same way; there is nothing in it to lose.
+    """
+    try:
+        return not db.exists() or (db.is_file() and db.stat().st_size == 0)
+    except OSError:
+        return False  # unreadable: check_sqlite_store names why
+
+
 def _store_problem(db: Path, new: bool) -> str | None:
     """What keeps MLflow from serving this SQLite store, in one paragraph, before it starts.
 
@@ -583,6 +594,8 @@ def _store_problem(db: Path, new: bool) -> str | None:
     existing file must be an MLflow store, or MLflow prints a traceback (a text file) or
     retries for minutes (a folder).
     """
+    if new and db.exists():
+        return None  # an empty file: MLflow makes its tables in it
     if new:
         if not db.parent.is_dir():
             return (

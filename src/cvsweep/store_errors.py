@@ -19,6 +19,7 @@ from typing import Any
 
 from .tracking import (
     SQLITE_MAGIC,
+    STORE_SCHEMES,
     STORE_SUFFIXES,
     TrackingError,
     limit_http_retries,
@@ -53,6 +54,19 @@ class StoreError(RuntimeError):
 def quiet_downloads() -> None:
     """No MLflow download progress bars in the middle of a command's output (unless asked)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def store_uri_or_path(text: str) -> str:
+    """A bare path names an SQLite store file, as for `report`: the same for every command and
+    for `load_model`.
+
+    A store URI missing its `//` (`file:./mlruns`, `sqlite:mlflow.db`) is left as given, to be
+    named as a malformed URI, not read as a path with a folder called `file:.` in it.
+    """
+    scheme = text.split(":", 1)[0].split("+", 1)[0].lower() if ":" in text else ""
+    if text and "://" not in text and scheme not in STORE_SCHEMES:
+        return f"sqlite:///{Path(text).resolve()}"
+    return text
 
 
 def _what_to_do(db: Path) -> str:

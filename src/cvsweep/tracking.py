@@ -48,6 +48,16 @@ def store_flag(uri: str) -> str:
     return f" --tracking-uri {shlex.quote(uri)}"
 
 
+def restore_command(uri: str, experiment_id: str) -> str:
+    """The `mlflow experiments restore` that acts on uri. That command has no store option
+    and reads MLFLOW_TRACKING_URI, so the store is named there unless it is the default here:
+    copied as printed, it must never restore (or fail to find) an experiment in another store."""
+    command = f"mlflow experiments restore --experiment-id {shlex.quote(str(experiment_id))}"
+    if uri == default_uri():
+        return command
+    return f"MLFLOW_TRACKING_URI={shlex.quote(uri)} {command}"
+
+
 # The tracking-store schemes MLflow accepts (file:// stores are deprecated by MLflow).
 STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
 
@@ -113,8 +123,23 @@ def unreachable(exc: BaseException) -> bool:
     return unreachable_cause(exc) is not None
 
 
+# What OpenSSL says when an https:// client gets a plain-HTTP answer to its TLS handshake;
+# the wording differs between OpenSSL versions.
+PLAIN_HTTP_ANSWERS = ("wrong version number", "record layer failure", "packet length too long")
+
+
+def plain_http_answer(exc: BaseException) -> bool:
+    """Did an https:// call fail because the server answered in plain HTTP?
+
+    The OpenSSL error arrives as urllib's URLError around ssl.SSLError, or, through MLflow, as
+    text inside an MlflowException (requests' SSLError); the words are the same in both.
+    """
+    text = f"{type(exc).__name__}: {exc} {getattr(exc, 'reason', '')}".lower()
+    return "ssl" in text and any(answer in text for answer in PLAIN_HTTP_ANSWERS)
+
+
 def _transient(exc: BaseException) -> bool:
-    if unreachable(exc):
+    if unreachable(exc) or plain_http_answer(exc):
         return False
     text = f"{type(exc).__name__}: {exc}".lower()
     return any(
@@ -341,9 +366,22 @@ def probe_server(uri: str, timeout: float = 5.0, advice: str = TRAIN_ADVICE) -> 
             resp.read()
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if uri.startswith("https://") and plain_http_answer(exc):
+            raise TrackingError(_plain_http_problem(uri, reason)) from None
         raise TrackingError(
             f"Tracking server {uri} is not answering ({reason}). {advice}"
         ) from None
+
+
+def _plain_http_problem(uri: str, reason: object) -> str:
+    """An https:// URI for a server that speaks plain HTTP, as `cvsweep server` and `mlflow
+    server` do: it is there and answering, so "not answering" would send the user looking
+    for a server that runs."""
+    plain = "http://" + uri[len("https://") :]
+    return (
+        f"Tracking server {uri} answered, but not over TLS: it speaks plain HTTP, not https "
+        f"({reason}). Use {plain} instead."
+    )
 
 
 def ensure_experiment(client: Any, uri: str, name: str) -> str:
@@ -354,8 +392,9 @@ def ensure_experiment(client: Any, uri: str, name: str) -> str:
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 raise TrackingError(
-                    f"Experiment {name!r} in {uri} is deleted. Restore it in the MLflow UI or "
-                    "choose another tracking.experiment."
+                    f"Experiment {name!r} in {uri} is deleted, with its runs. "
+                    f"`{restore_command(uri, exp.experiment_id)}` (or the MLflow UI) restores "
+                    "it; or choose another tracking.experiment."
                 )
             if sqlite_path(uri) and str(exp.artifact_location).startswith("mlflow-artifacts:"):
                 raise TrackingError(
