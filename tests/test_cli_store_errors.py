@@ -152,9 +152,9 @@ def test_compare_names_a_bad_out_folder_and_a_deleted_experiment(tmp_path: Path)
     client.delete_experiment(client.create_experiment("old"))
     (tmp_path / "taken").write_text("notes\n")
 
-    def compare(*args: str) -> tuple[int, str]:
+    def compare(*args: str, cwd: Path = tmp_path) -> tuple[int, str]:
         proc = run_cvsweep(
-            ["compare", *args, "--tracking-uri", uri], tmp_path, cli_env(data_root()), timeout=120
+            ["compare", *args, "--tracking-uri", uri], cwd, cli_env(data_root()), timeout=120
         )
         return proc.returncode, proc.stdout + proc.stderr
 
@@ -166,7 +166,14 @@ def test_compare_names_a_bad_out_folder_and_a_deleted_experiment(tmp_path: Path)
     code, output = compare("old")
     assert code == 2, output
     _assert_one_paragraph(output)
-    assert "Experiment 'old' is deleted" in output and "mlflow experiments restore" in output
+    assert "Experiment 'old' is deleted" in output
+    # The store is ./mlflow.db where the command runs: mlflow's own default there.
+    assert "(or `mlflow experiments restore --experiment-id " in output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code, output = compare("old", cwd=elsewhere)  # the command as printed must act on uri
+    assert code == 2, output
+    assert f"(or `MLFLOW_TRACKING_URI={uri} mlflow experiments restore --experiment-id " in output
 
 
 def test_a_command_missing_its_argument_names_only_that_one(tmp_path: Path) -> None:

@@ -34,10 +34,27 @@ LOGGED_AS_TRAINED = ("optimizer", "trainer.epochs")
 SHOWN_DIFFERING = 8  # differing keys an unknown --by key's message lists at most
 STILL_RUNNING = ("RUNNING", "SCHEDULED")  # MLflow's statuses of a run not ended
 SWEEP_RUNS = "sweep_runs.json"  # on a sweep's parent run: the runs that make up the sweep
+REUSED_MARK = "†"  # after a row's label: its run was trained before this sweep, not in it
 
 
 class UnknownKeyError(ValueError):
     """A --by key that no compared run has as a param or override."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a run that a sweep reused was trained: the earlier sweep's parent run ("" for a
+    run made outside any sweep), so a report can say which numbers this sweep did not train."""
+
+    parent_id: str
+    parent_name: str = ""
+
+    def said(self) -> str:
+        if not self.parent_id:
+            return "a run outside any sweep"
+        if not self.parent_name:
+            return f"the sweep of parent run {self.parent_id} (no longer in this store)"
+        return f"the sweep {self.parent_name!r} (parent run {self.parent_id})"
 
 
 @dataclass
@@ -56,6 +73,8 @@ class RunSummary:
     failure: str = ""
     # Keys whose setting the run did not train with (a phased schedule's phases replaced it).
     unused: frozenset[str] = frozenset()
+    # Set where a sweep reused this run: it had finished before the sweep began.
+    reused: Origin | None = None
 
     def batches_to(self, threshold: float) -> int | None:
         return next((step for step, acc in self.test_acc if reached(acc, threshold)), None)
@@ -446,6 +465,7 @@ def write_report(
         "final_train_loss",
         *(f"batches_to_{int(100 * t)}" for t in THRESHOLDS),
         "train_time_s",
+        "reused_from",
     ]
     rows = []
     for r in runs:
@@ -459,6 +479,7 @@ def write_report(
                 "" if r.final_train_loss is None else f"{r.final_train_loss:.4f}",
                 *("" if r.batches_to(t) is None else str(r.batches_to(t)) for t in THRESHOLDS),
                 "" if r.train_time_s is None else f"{r.train_time_s:.1f}",
+                "" if r.reused is None else r.reused.parent_id or "none",
             ]
         )
     csv_path = out_dir / "comparison.csv"
@@ -472,13 +493,18 @@ def write_report(
     if common and len(runs) > 1:
         md.append(f"Set alike in every run: `{' '.join(common)}`.")
     md.append("")
-    md.append("| " + " | ".join(header) + " |")
-    md.append("|" + "---|" * len(header))
+    # The table says where a reused run came from by a mark and a note, not a column.
+    shown = header[:-1]
+    md.append("| " + " | ".join(shown) + " |")
+    md.append("|" + "---|" * len(shown))
     keys = differing_keys(runs)
     labels = row_labels(runs, keys)
     md.extend(
-        "| " + " | ".join([label, *row[1:]]) + " |" for label, row in zip(labels, rows, strict=True)
+        "| " + " | ".join([_marked(label, r), *row[1 : len(shown)]]) + " |"
+        for label, r, row in zip(labels, runs, rows, strict=True)
     )
+    if note := reused_note(runs, labels):
+        md += ["", note]
     if note := left_out_note(runs, keys, labels):
         md += ["", note]
     unfinished = [
@@ -527,6 +553,30 @@ def write_report(
     md_path = out_dir / "comparison.md"
     md_path.write_text("\n".join(md) + "\n")
     return [md_path, *paths]
+
+
+def _marked(label: str, run: RunSummary) -> str:
+    return f"{label} {REUSED_MARK}" if run.reused is not None else label
+
+
+def reused_note(runs: list[RunSummary], labels: list[str]) -> str:
+    """The note under the table for its marked rows: which runs this sweep did not train, and
+    where each was trained, so no one reads their numbers as this sweep's measurements."""
+    by_origin: dict[Origin, list[str]] = defaultdict(list)
+    for r, label in zip(runs, labels, strict=True):
+        if r.reused is not None:
+            by_origin[r.reused].append(f"`{label}`")
+    if not by_origin:
+        return ""
+    where = "; ".join(
+        f"{', '.join(named)} from {origin.said()}" for origin, named in by_origin.items()
+    )
+    count = _count(sum(len(named) for named in by_origin.values()), "run")
+    return (
+        f"{REUSED_MARK} Reused, not trained in this sweep ({count}): a run of the same config "
+        f"had finished before, so its job was skipped and that run stands in for it: {where}. "
+        "`tracking.skip_finished=false` trains such jobs again."
+    )
 
 
 def _no_key_figures(runs: list[RunSummary]) -> str:
@@ -603,6 +653,45 @@ def sweep_children(client: Any, parent: Any) -> list[Any]:
     )
 
 
+def reused_origins(client: Any, parent: Any, runs: list[Any]) -> dict[str, Origin]:
+    """The runs of a sweep (its parent: a run object) that it reused, by id, each with where
+    it was trained: finished runs not tagged as its children that ended before it began.
+
+    Read from the store alone, so the sweep's own report and `cvsweep compare <parent>` mark
+    the same rows. A run the sweep resumed is not one: it ended in this sweep, trained by it.
+    """
+    began = parent.info.start_time or 0
+    names: dict[str, str] = {}
+    found: dict[str, Origin] = {}
+    for run in runs:
+        earlier = run.data.tags.get("mlflow.parentRunId", "")
+        ended = run.info.end_time
+        if earlier == parent.info.run_id or run.info.status != "FINISHED" or not ended:
+            continue
+        if ended > began:
+            continue
+        if earlier and earlier not in names:
+            names[earlier] = _run_name(client, earlier)
+        found[run.info.run_id] = Origin(earlier, names.get(earlier, ""))
+    return found
+
+
+def _run_name(client: Any, run_id: str) -> str:
+    """A run's name, "" where the store no longer has the run."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = with_retry(lambda: client.get_run(run_id))
+    except MlflowException:
+        return ""
+    return run.info.run_name or run_id
+
+
+def with_origins(runs: list[RunSummary], origins: dict[str, Origin]) -> list[RunSummary]:
+    """The runs, those a sweep reused marked with where they were trained."""
+    return [dataclasses.replace(r, reused=origins.get(r.run_id)) for r in runs]
+
+
 def record_sweep_runs(client: Any, parent: str, sweep_dir: Path, run_ids: list[str]) -> None:
     """Log the sweep's run ids on its parent as sweep_runs.json.
 
@@ -633,9 +722,11 @@ def sweep_report(client: Any, parent: str, sweep_dir: Path, results: list[dict[s
             cells.setdefault(rid, r["cell"])
     record_sweep_runs(client, parent, sweep_dir, list(members))
     no_run = [r for r in results if not r.get("run_id")]
+    origins = reused_origins(client, parent_run, list(members.values()))
+    summaries = [as_cell(summarize(client, r), cells.get(r.info.run_id)) for r in members.values()]
     runs = sorted(
         [
-            *(as_cell(summarize(client, r), cells.get(r.info.run_id)) for r in members.values()),
+            *with_origins(summaries, origins),
             *(_without_run(r, i) for i, r in enumerate(no_run)),
         ],
         key=lambda r: natural_key(r.name),

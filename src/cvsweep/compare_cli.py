@@ -7,28 +7,33 @@ is rebuilt from MLflow alone, exactly as the sweep callback builds it.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .compare import (
     STILL_RUNNING,
     SWEEP_RUNS,
+    Origin,
     UnknownKeyError,
     natural_key,
     pooled_keys,
+    reused_origins,
     summarize,
     sweep_children,
+    with_origins,
     write_report,
 )
 from .outputs import OutputPathError, check_folder
 from .rerun import deleted_note
 from .signals import HeldSignals
 from .store_errors import EXIT_USER_ERROR, open_client, store_command
-from .tracking import search_all_runs, with_retry
+from .tracking import restore_command, search_all_runs, with_retry
 
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -189,11 +194,11 @@ def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
     if exp is None:
         raise CompareError(_not_found(target, ids))
     if exp.lifecycle_stage == "deleted":
+        restore = restore_command(str(client.tracking_uri), exp.experiment_id)
         raise CompareError(
             f"Experiment {target!r} is deleted (in the MLflow UI or with `mlflow experiments "
             "delete`); its runs are kept until the store is cleaned. Restore it in the MLflow UI "
-            f"(or `mlflow experiments restore --experiment-id {exp.experiment_id}`) to compare "
-            "them."
+            f"(or `{restore}`) to compare them."
         )
     runs = search_all_runs(client, [exp.experiment_id])
     runs = [r for r in runs if not is_sweep(r)]
@@ -279,7 +284,96 @@ def _counts(run: Any, latest: dict[str, str]) -> bool:
 
 def out_folder(args: argparse.Namespace) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.target)[:40]
-    return check_folder(Path(args.out or f"comparison-{safe}"))
+    out = check_folder(Path(args.out or f"comparison-{safe}"))
+    keep_sweep_report(out, args, f"comparison-{safe}")
+    return out
+
+
+REPORT_MD, REPORT_CSV = "comparison.md", "comparison.csv"
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """A sweep's own report found in a folder: its parent run ("" where not recorded there),
+    its title, and how many of its rows are jobs that failed before they made a run."""
+
+    parent_id: str
+    title: str
+    runless_rows: int
+
+
+def sweep_report_in(folder: Path) -> SweepReport | None:
+    """The sweep report a sweep wrote in its folder (beside its run list or Hydra's
+    multirun.yaml); None where folder holds none, e.g. an earlier `compare`'s own report."""
+    md = folder / REPORT_MD
+    if not md.is_file() or not any((folder / f).is_file() for f in (SWEEP_RUNS, "multirun.yaml")):
+        return None
+    try:
+        recorded = json.loads((folder / SWEEP_RUNS).read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    parent = recorded.get("parent_run_id") if isinstance(recorded, dict) else None
+    try:
+        title = md.read_text().splitlines()[0].removeprefix("# ").strip()
+    except (OSError, IndexError, UnicodeDecodeError):
+        title = ""
+    return SweepReport(str(parent or ""), title, _runless_rows(folder / REPORT_CSV))
+
+
+def _runless_rows(path: Path) -> int:
+    """Rows of a report's CSV without a run id: jobs that failed before they made a run, which
+    only the sweep's own report has (`compare` rebuilds a report from the store's runs)."""
+    try:
+        with path.open(newline="") as fh:
+            return sum(1 for row in csv.DictReader(fh) if not row.get("run_id"))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return 0
+
+
+def single_id(target: str) -> str | None:
+    """The one run id a target names (as find_runs reads it); None for anything else."""
+    ids = list(dict.fromkeys(t.strip().lower() for t in target.split(",") if t.strip()))
+    return ids[0] if len(ids) == 1 and HEX_ID.match(ids[0]) else None
+
+
+def keep_sweep_report(out: Path, args: argparse.Namespace, free_name: str) -> None:
+    """Refuse an --out that holds a sweep's own report which this comparison would replace.
+
+    A sweep's report and figures in its folder are what a user opens; MLflow keeps a copy, but
+    the local files would be gone. The one report that may replace them is the same sweep's,
+    rebuilt whole: compared by its parent id, without --by, and with no row that the store
+    cannot give back.
+    """
+    found = sweep_report_in(out)
+    if found is None:
+        return
+    by = [k.strip() for k in (args.by or "").split(",") if k.strip()]
+    own = bool(found.parent_id) and single_id(args.target) == found.parent_id
+    if own and not by and not found.runless_rows:
+        return
+    if not own:
+        instead = f"the comparison of {args.target}"
+    elif by:
+        instead = f"this comparison by {', '.join(by)} (its figures per swept key removed)"
+    else:
+        instead = f"a report rebuilt from the store, without {_runless(found.runless_rows)}"
+    free = out / free_name
+    while sweep_report_in(free) is not None:
+        free = free.with_name(free.name + "-new")
+    which = f" {found.title!r}" if found.title else ""
+    parent = f" (parent run {found.parent_id})" if found.parent_id else ""
+    raise OutputPathError(
+        f"--out {out} holds the report of the sweep{which}{parent}: its {REPORT_MD}, "
+        f"{REPORT_CSV} and figures would be replaced by {instead}, and the sweep's own files would "
+        "be gone from that folder (only the copies logged on its parent run in MLflow would "
+        f"remain). Write this comparison to a folder of its own, e.g. --out {free}."
+    )
+
+
+def _runless(n: int) -> str:
+    if n == 1:
+        return "the row of its job that failed before it made a run"
+    return f"the {n} rows of its jobs that failed before they made a run"
 
 
 def by_keys(args: argparse.Namespace) -> list[str] | None:
@@ -289,10 +383,21 @@ def by_keys(args: argparse.Namespace) -> list[str] | None:
     return by
 
 
+def sweep_origins(client: Any, target: str, runs: list[Any]) -> dict[str, Origin]:
+    """For one sweep compared alone, the runs it reused: marked as its own report marks them.
+    Among runs of several targets, none is this report's sweep's to reuse."""
+    run_id = single_id(target)
+    if run_id is None:
+        return {}
+    parent = _get_run(client, run_id)
+    return reused_origins(client, parent, runs) if is_sweep(parent) else {}
+
+
 def build_report(client: Any, target: str, out: Path, by: list[str] | None) -> Path:
     """Write the report folder; returns comparison.md."""
     runs, title = find_runs(client, target)
     summaries = sorted((summarize(client, r) for r in runs), key=lambda s: natural_key(s.name))
+    summaries = with_origins(summaries, sweep_origins(client, target, runs))
     md = write_report(summaries, out, by=by or None, title=title)[0]
     if by and "dataset" in pooled_keys(summaries, by):
         # Accuracies on MNIST and on Fashion-MNIST are not repeats of one measurement.
