@@ -63,6 +63,34 @@ def test_out_of_range_values_name_the_key(tmp_path, data_dir, override, key):
     assert not (tmp_path / "mlflow.db").exists()  # rejected before any tracking
 
 
+def _imported(stderr: str) -> set[str]:
+    """The modules `python -X importtime` reports (the tracking process's included)."""
+    return set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", stderr, re.M))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=-1", "error: Invalid config value optimizer.lr=-1.0"),
+        ("dataset.root=/no/such/folder/at/all", "error: Invalid config value dataset.root="),
+    ],
+)
+def test_a_single_runs_bad_value_is_refused_before_torch_loads(
+    tmp_path, data_dir, override, message
+):
+    """torch's import was 2 s of the 2.3 s a mistyped value took to be named; the config and
+    the data root are now checked before it, with the same message, train.log line and exit."""
+    proc = run_train([override], tmp_path, data_dir, python_flags=("-X", "importtime"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    imported = _imported(proc.stderr)
+    assert "hydra" in imported and "cvsweep.config" in imported  # the report is read right
+    assert not {"torch", "cvsweep.job", "cvsweep.engine"} & imported
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message), errors
+    assert errors[0] in (tmp_path / "run" / "train.log").read_text()
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

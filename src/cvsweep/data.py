@@ -16,10 +16,12 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # loaded by the functions that make tensors: checking a root needs no torch
+    import torch
 
 
 class DataError(RuntimeError):
@@ -337,6 +339,8 @@ def load_raw(
             f"{', '.join(missing)} (raw or .gz). Run `{fetch_command(root, dataset)}` or place "
             "the files there by hand (see README, 'Data')."
         )
+    import torch
+
     loaded = dict(cached)
     for split in splits:
         if split in loaded:
@@ -406,6 +410,7 @@ def to_device(
     test_limit: int | None = None,
 ) -> DeviceData:
     """Normalize once, up front, so the hot loop only indexes tensors."""
+    import torch
 
     def prep(images: torch.Tensor) -> torch.Tensor:
         x = images.to(device=device, dtype=torch.float32).div_(255.0)

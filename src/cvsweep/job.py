@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -27,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import data as data_mod
 from .checkpoint import MODEL_NAME, FileWriteError
-from .config import ConfigError, total_epochs, unused_with_phases, validate
+from .config import total_epochs, unused_with_phases, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import GROUPS, RESULT_FILE, config_hash, run_name
 from .job_store import JobStore, claim_run, downloaded_state, local_state
@@ -49,7 +48,6 @@ from .store_proxy import LOST, ProxyTracker, warn_lost
 from .tracker import NullTracker
 from .tracking import (
     INCOMPLETE_TAG,
-    TrackingError,
     flatten,
     orphan_note,
     owner_tags,
@@ -621,12 +619,3 @@ def size_notes(cfg: DictConfig, n_train: int, n_test: int) -> list[str]:
             + " to name what the run does"
         )
     return notes
-
-
-ERRORS_FOR_USER = (ConfigError, data_mod.DataError, TrackingError)
-
-
-def print_user_error(exc: BaseException, prefix: str = "") -> None:
-    """One paragraph for the user, no traceback: these errors are the user's to fix. A job of
-    a parallel sweep starts it with its number, as its other console lines."""
-    print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)

@@ -47,6 +47,7 @@ from .store_errors import (
 )
 from .store_proxy import TRACKING_INCOMPLETE
 from .tracking import TrackingError, resolve_uri, store_flag, with_retry
+from .user_errors import ERRORS_FOR_USER, print_user_error
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -493,10 +494,8 @@ def rerun_main(args: argparse.Namespace) -> int:
         if out_dir is not None:
             _remove_unused(out_dir, before)
         return EXIT_USER_ERROR
-    except Exception as exc:
-        if job is None or not isinstance(exc, job.ERRORS_FOR_USER):
-            raise
-        job.print_user_error(exc)
+    except ERRORS_FOR_USER as exc:  # a DataError: the others are caught above
+        print_user_error(exc)
         if out_dir is not None:
             _remove_unused(out_dir, before)
         return EXIT_USER_ERROR

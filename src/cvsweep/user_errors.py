@@ -1,0 +1,20 @@
+"""The errors a run reports as the user's to fix: one paragraph, no traceback, exit code 2.
+
+Kept apart from the job module so that a command line can be refused before torch loads.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .config import ConfigError
+from .data import DataError
+from .tracking import TrackingError
+
+ERRORS_FOR_USER = (ConfigError, DataError, TrackingError)
+
+
+def print_user_error(exc: BaseException, prefix: str = "") -> None:
+    """One paragraph for the user, no traceback: these errors are the user's to fix. A job of
+    a parallel sweep starts it with its number, as its other console lines."""
+    print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)
