@@ -192,3 +192,10 @@ def tracked_quick_run(tmp: Path, data: Path) -> tuple[Path, Path, str, str]:
     run_id = re.search(r"mlflow run: (\w+)", proc.stdout).group(1)
     acc = re.search(r"final test accuracy: ([\d.]+)%", proc.stdout).group(1)
     return tmp, folder, run_id, acc
+
+
+def sweep_parent_id(proc: subprocess.CompletedProcess[str]) -> str:
+    """The parent run id a sweep prints (`sweep parent run: <id>`)."""
+    match = re.search(r"sweep parent run: ([0-9a-f]{32})", proc.stdout)
+    assert match, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return match.group(1)

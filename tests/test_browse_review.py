@@ -9,14 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import QUICK, cli_env, db_uri, run_cvsweep, run_train
+from .conftest import QUICK, cli_env, db_uri, run_cvsweep, run_train, sweep_parent_id
 
 # The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
 pytestmark = pytest.mark.xdist_group("browse_review")
-
-
-def _parent(proc) -> str:
-    return re.search(r"sweep parent run: ([0-9a-f]{32})", proc.stdout).group(1)
 
 
 @pytest.fixture(scope="module")
@@ -77,23 +73,23 @@ def test_runs_that_did_not_finish_draw_no_curve(store, data_dir):
     assert "No run that logged test accuracy finished, so there are no figures." in report
     assert not list(sweep_dir.glob("comparison_*.png"))
     client = _client(Path(store["tmp"]))
-    logged = {a.path for a in client.list_artifacts(_parent(store["failed"]))}
+    logged = {a.path for a in client.list_artifacts(sweep_parent_id(store["failed"]))}
     assert "comparison.md" in logged and not {p for p in logged if p.endswith(".png")}
     # The parent, FAILED in the UI, says which of its jobs made it so.
-    parent = client.get_run(_parent(store["failed"]))
+    parent = client.get_run(sweep_parent_id(store["failed"]))
     assert parent.info.status == "FAILED"
     reason = parent.data.tags["failure_reason"]
     assert reason.startswith("2 of 2 runs did not finish: optimizer=adam (FAILED: RuntimeError: ")
     assert "; optimizer=sgd (FAILED: RuntimeError: injected fault at mini-batch 6" in reason
     # Its runs did log test accuracy before they failed.
-    children = _children(client, _parent(store["failed"]))
+    children = _children(client, sweep_parent_id(store["failed"]))
     assert children and all(client.get_metric_history(r.info.run_id, "test_acc") for r in children)
 
 
 @pytest.mark.slow
 def test_a_sweep_whose_jobs_made_no_runs_says_why(store, data_dir):
     tmp = Path(store["tmp"])
-    parent = _parent(store["no_data"])
+    parent = sweep_parent_id(store["no_data"])
     proc = _compare(tmp, data_dir, parent)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     message = proc.stderr.strip()
@@ -132,7 +128,7 @@ def test_a_sweep_still_starting_or_stopped_before_its_jobs_is_said_so(store, dat
 def test_a_running_run_is_not_called_one_that_did_not_finish(store, data_dir, tmp_path):
     shutil.copy(Path(store["tmp"]) / "mlflow.db", tmp_path / "mlflow.db")
     client = _client(tmp_path)
-    parent = _parent(store["datasets"])
+    parent = sweep_parent_id(store["datasets"])
     children = _children(client, parent)
     client.update_run(parent, status="RUNNING")
     client.update_run(children[0].info.run_id, status="RUNNING")
@@ -146,7 +142,7 @@ def test_a_running_run_is_not_called_one_that_did_not_finish(store, data_dir, tm
 @pytest.mark.slow
 def test_one_job_of_a_sweep_named_alone_points_to_its_sweep(store, data_dir):
     tmp = Path(store["tmp"])
-    parent = _parent(store["datasets"])
+    parent = sweep_parent_id(store["datasets"])
     child = re.search(r"mlflow run: ([0-9a-f]{32})", store["datasets"].stdout).group(1)
     proc = _compare(tmp, data_dir, child)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -174,14 +170,14 @@ def test_a_target_that_is_not_quite_run_ids_names_the_bad_part(store, data_dir):
 @pytest.mark.slow
 def test_by_a_key_that_pools_two_datasets_says_so(store, data_dir):
     tmp = Path(store["tmp"])
-    proc = _compare(tmp, data_dir, _parent(store["datasets"]), "--by", "optimizer")
+    proc = _compare(tmp, data_dir, sweep_parent_id(store["datasets"]), "--by", "optimizer")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "pooled over dataset" in proc.stdout
     assert (
         "note: these runs are of different datasets, and --by optimizer averages them "
         "together; --by dataset,optimizer keeps them apart"
     ) in proc.stderr
-    apart = _compare(tmp, data_dir, _parent(store["datasets"]), "--by", "dataset,optimizer")
+    apart = _compare(tmp, data_dir, sweep_parent_id(store["datasets"]), "--by", "dataset,optimizer")
     assert apart.returncode == 0, apart.stderr[-2000:]
     assert "different datasets" not in apart.stderr
 
@@ -193,7 +189,7 @@ def test_a_presets_sweep_is_named_by_what_it_sweeps(tmp_path, data_dir):
     proc = run_train(["experiment=shapes", f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "(sweep: experiment=shapes model=cnn,cnn_c6)" in proc.stdout
-    parent = _client(tmp_path).get_run(_parent(proc))
+    parent = _client(tmp_path).get_run(sweep_parent_id(proc))
     assert parent.info.run_name == "sweep: experiment=shapes model=cnn,cnn_c6"
     assert "# sweep: experiment=shapes model=cnn,cnn_c6\n" in proc.stdout
     # A value the command line sweeps instead is named once, as the command line gave it.
@@ -213,7 +209,7 @@ def test_a_report_without_figures_says_why(store, data_dir):
     )
     assert "`--by seed` draws one line per seed" in report
     tmp = Path(store["tmp"])
-    by_seed = _compare(tmp, data_dir, _parent(store["seeds"]), "--by", "seed")
+    by_seed = _compare(tmp, data_dir, sweep_parent_id(store["seeds"]), "--by", "seed")
     assert by_seed.returncode == 0, by_seed.stderr[-2000:]
     assert (tmp / "cmp" / "comparison_seed.png").is_file()
     child = re.search(r"mlflow run: ([0-9a-f]{32})", store["seeds"].stdout).group(1)

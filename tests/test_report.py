@@ -13,7 +13,7 @@ from cvsweep.config import ModelConfig
 from cvsweep.model import build_model
 from cvsweep.report import shape_report
 
-from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train
+from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train, sweep_parent_id
 
 # The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
 pytestmark = pytest.mark.xdist_group("report")
@@ -74,12 +74,6 @@ def test_batch_size_follows_the_argument() -> None:
 
 
 # ------------------------------------------------- the comparison report of `cvsweep compare`
-def _parent_id(proc) -> str:
-    match = re.search(r"sweep parent run: ([0-9a-f]{32})", proc.stdout)
-    assert match, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return match.group(1)
-
-
 @pytest.fixture(scope="module")
 def relaunched(tmp_path_factory, data_dir):
     """One 2x2 sweep launched twice in one folder: the second launch reuses every run."""
@@ -116,7 +110,7 @@ def test_relaunched_sweep_compares_the_runs_it_reused(relaunched, data_dir):
     tmp, first, second = relaunched
     assert second.stdout.count("skipped: identical to finished run") == 4
     client = MlflowClient(db_uri(tmp))
-    old, new = _parent_id(first), _parent_id(second)
+    old, new = sweep_parent_id(first), sweep_parent_id(second)
     reused = {
         r.info.run_id
         for r in client.search_runs(
@@ -146,19 +140,19 @@ def test_a_damaged_sweep_runs_list_is_said_and_the_tagged_runs_still_compare(rel
     client = MlflowClient(db_uri(tmp))
     lists = {
         parent: Path(urlparse(client.get_run(parent).info.artifact_uri).path) / "sweep_runs.json"
-        for parent in (_parent_id(first), _parent_id(second))
+        for parent in (sweep_parent_id(first), sweep_parent_id(second))
     }
     kept = {parent: path.read_bytes() for parent, path in lists.items()}
     try:
         for path in lists.values():
             path.write_text('{"run_ids": ["0123')  # cut off mid-write
         # The first launch's runs are tagged as its children: still compared, with a warning.
-        proc = _compare(tmp, data_dir, _parent_id(first), "--out", str(tmp / "cmp-damaged"))
+        proc = _compare(tmp, data_dir, sweep_parent_id(first), "--out", str(tmp / "cmp-damaged"))
         assert proc.returncode == 0, proc.stderr
         assert "4 runs; accuracies in %." in proc.stdout
         assert "sweep_runs.json of sweep" in proc.stderr and "is damaged" in proc.stderr
         # The relaunch reused them all: with its list damaged, nothing is left to compare.
-        proc = _compare(tmp, data_dir, _parent_id(second), "--out", str(tmp / "cmp-damaged"))
+        proc = _compare(tmp, data_dir, sweep_parent_id(second), "--out", str(tmp / "cmp-damaged"))
         assert proc.returncode == 2, proc.stderr
         assert "its sweep_runs.json (the list a sweep records" in proc.stderr
         assert "is missing, damaged or names only runs that are gone" in proc.stderr
@@ -171,7 +165,7 @@ def test_a_damaged_sweep_runs_list_is_said_and_the_tagged_runs_still_compare(rel
 @pytest.mark.slow
 def test_default_groups_are_configs_and_one_run_has_no_spread(relaunched, data_dir):
     tmp, _, second = relaunched
-    proc = _compare(tmp, data_dir, _parent_id(second), "--out", str(tmp / "cmp-default"))
+    proc = _compare(tmp, data_dir, sweep_parent_id(second), "--out", str(tmp / "cmp-default"))
     assert proc.returncode == 0, proc.stderr
     assert "## Groups (mean ± std over seeds)" in proc.stdout
     # Each row names what sets its run apart; what every run has alike is said once above.
@@ -195,7 +189,7 @@ def test_default_groups_are_configs_and_one_run_has_no_spread(relaunched, data_d
 def test_by_groups_the_table_and_says_what_is_pooled(relaunched, data_dir):
     tmp, _, second = relaunched
     out = tmp / "cmp-by"
-    proc = _compare(tmp, data_dir, _parent_id(second), "--by", "optimizer", "--out", str(out))
+    proc = _compare(tmp, data_dir, sweep_parent_id(second), "--by", "optimizer", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "## Groups by optimizer (mean ± std, pooled over augment)" in proc.stdout
     rows = _group_rows(proc.stdout)
@@ -203,7 +197,7 @@ def test_by_groups_the_table_and_says_what_is_pooled(relaunched, data_dir):
     assert all(" | 2 | " in row and " ± " in row for row in rows), rows
     assert sorted(p.name for p in out.glob("*.png")) == ["comparison_optimizer.png"]
 
-    both = _compare(tmp, data_dir, _parent_id(second), "--by", "optimizer,augment")
+    both = _compare(tmp, data_dir, sweep_parent_id(second), "--by", "optimizer,augment")
     assert both.returncode == 0, both.stderr
     assert "## Groups by optimizer, augment (mean ± std, no other key varies)" in both.stdout
     assert len(_group_rows(both.stdout)) == 4
@@ -213,14 +207,14 @@ def test_by_groups_the_table_and_says_what_is_pooled(relaunched, data_dir):
 def test_unknown_by_key_is_an_error_listing_the_keys(relaunched, data_dir):
     tmp, _, second = relaunched
     out = tmp / "cmp-typo"
-    proc = _compare(tmp, data_dir, _parent_id(second), "--by", "optimzer", "--out", str(out))
+    proc = _compare(tmp, data_dir, sweep_parent_id(second), "--by", "optimzer", "--out", str(out))
     assert proc.returncode == 2
     assert "--by 'optimzer': no compared run has a param or override" in proc.stderr
     assert "Did you mean 'optimizer'" in proc.stderr
     assert "Keys that differ between these runs: optimizer, augment." in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
-    empty = _compare(tmp, data_dir, _parent_id(second), "--by", "", "--out", str(out))
+    empty = _compare(tmp, data_dir, sweep_parent_id(second), "--by", "", "--out", str(out))
     assert empty.returncode == 2 and "--by needs at least one key" in empty.stderr
     assert not out.exists()
 
@@ -231,7 +225,7 @@ def test_rerun_prints_no_download_progress_bars(relaunched, data_dir):
 
     tmp, first, _ = relaunched
     client = MlflowClient(db_uri(tmp))
-    parent = client.get_run(_parent_id(first))
+    parent = client.get_run(sweep_parent_id(first))
     (child, *_) = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
@@ -314,7 +308,7 @@ def test_compare_leaves_out_runs_that_trained_nothing_and_counts_a_run_once(tmp_
 @pytest.mark.slow
 def test_evaluate_of_a_sweep_parent_points_to_its_runs(relaunched, data_dir):
     tmp, first, _ = relaunched
-    parent = _parent_id(first)
+    parent = sweep_parent_id(first)
     proc = run_cvsweep(
         ["evaluate", parent, "--tracking-uri", db_uri(tmp)], tmp, cli_env(data_dir), timeout=120
     )

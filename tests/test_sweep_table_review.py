@@ -10,18 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import QUICK, cli_env, db_uri, run_cvsweep, run_train
+from .conftest import QUICK, cli_env, db_uri, run_cvsweep, run_train, sweep_parent_id
 
 # The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
 pytestmark = pytest.mark.xdist_group("sweep_table_review")
 
 REPORT_FILES = ("comparison.md", "comparison.csv", "comparison_optimizer.png")
-
-
-def _parent_id(proc) -> str:
-    match = re.search(r"sweep parent run: ([0-9a-f]{32})", proc.stdout)
-    assert match, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return match.group(1)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +66,7 @@ def test_a_sweep_marks_the_row_it_reused_from_an_earlier_sweep(sweeps):
     from mlflow import MlflowClient
 
     tmp, first, second = sweeps
-    old, new, adam = _parent_id(first), _parent_id(second), _adam_run(second)
+    old, new, adam = sweep_parent_id(first), sweep_parent_id(second), _adam_run(second)
     assert second.stdout.count("skipped: identical to finished run") == 1
     # The printed table: the reused row is marked, the two trained now are not.
     rows = _rows(second.stdout)
@@ -104,7 +98,7 @@ def test_a_sweep_marks_the_row_it_reused_from_an_earlier_sweep(sweeps):
 def test_compare_of_that_sweep_marks_the_same_rows(sweeps, data_dir):
     tmp, _, second = sweeps
     out = tmp / "cmp-second"
-    proc = _compare(tmp, data_dir, _parent_id(second), "--out", str(out))
+    proc = _compare(tmp, data_dir, sweep_parent_id(second), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert _rows(proc.stdout)[_adam_run(second)] == "optimizer=adam †"
     assert (out / "comparison.md").read_text() == (
@@ -117,7 +111,7 @@ def test_compare_keeps_another_sweeps_report_in_its_folder(sweeps, data_dir):
     tmp, first, second = sweeps
     folder = tmp / "second" / "multirun"
     before = _files(folder)
-    old, new = _parent_id(first), _parent_id(second)
+    old, new = sweep_parent_id(first), sweep_parent_id(second)
     proc = _compare(tmp, data_dir, old, "--out", str(folder))
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     free = folder / f"comparison-{old}"
@@ -141,7 +135,7 @@ def test_compare_rewrites_only_its_own_sweeps_whole_report(sweeps, data_dir):
     tmp, first, second = sweeps
     folder = tmp / "second" / "multirun"
     before = _files(folder)
-    new = _parent_id(second)
+    new = sweep_parent_id(second)
     # The same sweep rebuilt from the store is the report it has: it may be written again.
     again = _compare(tmp, data_dir, new, "--out", str(folder))
     assert again.returncode == 0, again.stderr
@@ -168,7 +162,7 @@ def test_compare_keeps_a_sweep_report_the_store_cannot_rebuild(sweeps, data_dir)
     assert third.returncode == 1, third.stderr[-3000:]
     folder = tmp / "third" / "multirun"
     before = (folder / "comparison.md").read_bytes()
-    proc = _compare(tmp, data_dir, _parent_id(third), "--out", str(folder))
+    proc = _compare(tmp, data_dir, sweep_parent_id(third), "--out", str(folder))
     assert proc.returncode == 2, proc.stderr
     assert (
         "would be replaced by a report rebuilt from the store, without the row of its job that "

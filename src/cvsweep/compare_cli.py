@@ -185,14 +185,24 @@ def _no_sweep_runs(client: Any, run: Any) -> str:
     )
 
 
+def _parts(target: str) -> list[str]:
+    return [t.strip() for t in target.split(",") if t.strip()]
+
+
+def named_ids(target: str) -> list[str]:
+    """The run ids a target names, lower case as MLflow's are; [] for an experiment name."""
+    ids = [i.lower() for i in _parts(target)]
+    return ids if ids and all(HEX_ID.match(i) for i in ids) else []
+
+
 def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
     """(runs, title) for a parent run id, comma-separated run ids, or an experiment name."""
-    ids = [t.strip() for t in target.split(",") if t.strip()]
-    if ids and all(HEX_ID.match(i.lower()) for i in ids):  # MLflow's ids are lower case
-        return runs_by_id(client, [i.lower() for i in ids])
+    named = named_ids(target)
+    if named:
+        return runs_by_id(client, named)
     exp = with_retry(lambda: client.get_experiment_by_name(target))
     if exp is None:
-        raise CompareError(_not_found(target, ids))
+        raise CompareError(_not_found(target, _parts(target)))
     if exp.lifecycle_stage == "deleted":
         restore = restore_command(str(client.tracking_uri), exp.experiment_id)
         raise CompareError(
@@ -332,8 +342,8 @@ def _runless_rows(path: Path) -> int:
 
 def single_id(target: str) -> str | None:
     """The one run id a target names (as find_runs reads it); None for anything else."""
-    ids = list(dict.fromkeys(t.strip().lower() for t in target.split(",") if t.strip()))
-    return ids[0] if len(ids) == 1 and HEX_ID.match(ids[0]) else None
+    ids = set(named_ids(target))
+    return ids.pop() if len(ids) == 1 else None
 
 
 def keep_sweep_report(out: Path, args: argparse.Namespace, free_name: str) -> None:

@@ -436,7 +436,6 @@ def rerun_main(args: argparse.Namespace) -> int:
     """Exit 0 (1 with --check when the numbers differ), 2 for what the user must fix, 3 when
     the tracking store missed some of the rerun."""
     quiet_downloads()
-    job: ModuleType | None = None
     out_dir: Path | None = None
     before: set[str] | None = None
     try:
