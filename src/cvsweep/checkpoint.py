@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
-MODEL_NAME = "model.pth"
 
 
 class FileWriteError(OSError):

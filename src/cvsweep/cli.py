@@ -364,6 +364,16 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .model_source import RUN_ID, run_store_problem, source_problem
+    from .store_errors import EXIT_USER_ERROR
+
+    # A mistyped source, or a run id looked up in a missing store, is named before torch loads.
+    problem = source_problem(args.source)
+    if not problem and RUN_ID.match(args.source) and not Path(args.source).exists():
+        problem = run_store_problem(args.source, args.tracking_uri)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USER_ERROR
     from .evaluate import evaluate_main
 
     return evaluate_main(args)
@@ -532,9 +542,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # What each command loads before its work: a Ctrl-C while they load waits until they are in.
-# Loaded with Ctrl-C held (see signals.import_held). rerun loads its own once the run id is
-# checked, so that a mistyped id is told at once.
-_HEAVY_MODULES = {"compare": ("mlflow",), "report": ("mlflow",)}
+# Loaded with Ctrl-C held (see signals.import_held). compare and rerun load MLflow in
+# store_errors.open_client once the store is known to exist, so that a mistyped store or run
+# id is told at once.
+_HEAVY_MODULES = {"report": ("mlflow",)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,12 +25,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import data as data_mod
-from .checkpoint import MODEL_NAME, FileWriteError
+from .checkpoint import FileWriteError
 from .config import total_epochs, unused_with_phases, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import GROUPS, RESULT_FILE, config_hash, run_name
 from .job_store import JobStore, claim_run, downloaded_state, local_state
 from .model import build_model
+from .model_source import MODEL_NAME
 from .optim import onecycle_pct, optimizers_text, plan_phases
 from .report import shape_report
 from .runtime import (

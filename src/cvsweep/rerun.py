@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import logging
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -36,6 +35,7 @@ from .job_folder import (
     tracked_in,
     trained_root,
 )
+from .model_source import RUN_ID
 from .outputs import OutputPathError, check_folder
 from .signals import HeldSignals, import_held
 from .store_errors import (
@@ -52,7 +52,6 @@ from .user_errors import ERRORS_FOR_USER, print_user_error
 if TYPE_CHECKING:
     from types import ModuleType
 
-RUN_ID = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{40}$")
 GROUP_NAMES = ("dataset", "model", "optimizer", "augment", "schedule", "tracking", "experiment")
 COMPARED = ("final_test_acc", "best_test_acc", "final_test_loss", "final_train_loss")
 
@@ -440,7 +439,6 @@ def rerun_main(args: argparse.Namespace) -> int:
     before: set[str] | None = None
     try:
         run_id = check_run_id(args.run_id)
-        import_held("mlflow")
         hint = "" if args.tracking_uri else local_store_hint(run_id)
         client, uri = open_client(args.tracking_uri, missing_hint=hint)
         elsewhere = local_store_hint(run_id, uri) if hint else ""

@@ -11,7 +11,6 @@ defaults) and images are normalized the way its training data was.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from omegaconf import DictConfig
 
 from .checkpoint import (
     CHECKPOINT_NAME,
-    MODEL_NAME,
     damaged_member,
     damaged_problem,
     load_problem,
@@ -34,8 +32,8 @@ from .checkpoint import (
 from .identity import RESULT_FILE, read_job_result
 from .job_folder import job_config, launch_dir, launched_from, setting, trained_root
 from .model import ModelConfigError, build_model
+from .model_source import MODEL_NAME, RUN_ID, source_problem
 from .rerun import (
-    RUN_ID,
     RerunError,
     deleted_note,
     local_store_hint,
@@ -521,15 +519,6 @@ def _from_run(
     return saved
 
 
-def _looks_like_a_path(source: str) -> bool:
-    return (
-        os.sep in source
-        or "/" in source
-        or source.endswith((".pth", ".pt"))
-        or source in (".", "..")
-    )
-
-
 def _given_store(tracking_uri: str | Path | None) -> str | None:
     """tracking_uri as the command line reads --tracking-uri: `file:./x` is a malformed store
     URI to be named as such, not a path to a file in a folder called `file:.`. A Path object
@@ -556,19 +545,10 @@ def load_model(
     """
     tracking_uri = _given_store(tracking_uri)
     device = torch.device(device)
+    problem = source_problem(source)
+    if problem:
+        raise SavedModelError(problem)
     path = Path(source)
     if path.exists():
         return _from_folder(path, device, tracking_uri)
-    if RUN_ID.match(str(source)):
-        return _from_run(str(source), tracking_uri, device)
-    if isinstance(source, Path) or _looks_like_a_path(str(source)):
-        where = "" if path.is_absolute() else f" (looked for in {Path.cwd()})"
-        raise SavedModelError(
-            f"no such file or folder: {source}{where}. Give a job folder, the {MODEL_NAME} in "
-            "one, or an MLflow run id (32 hex digits, printed as `mlflow run:` at the end of a "
-            "job)."
-        )
-    raise SavedModelError(
-        f"{str(source)!r} is neither a job folder (or a model.pth in one) nor an MLflow run id "
-        "(32 hex digits, printed as `mlflow run:` at the end of a job)."
-    )
+    return _from_run(str(source), tracking_uri, device)

@@ -180,10 +180,9 @@ def store_failure(uri: str, exc: BaseException) -> StoreError:
     )
 
 
-def open_client(uri: str | None, missing_hint: str = "") -> tuple[Any, str]:
-    """(MlflowClient, resolved uri) for a store that exists and can be read; never creates one."""
-    from mlflow import MlflowClient
-
+def existing_store(uri: str | None, missing_hint: str = "") -> str:
+    """uri resolved, where it is well formed and not an SQLite file that is missing or not a
+    store; a server is not asked here."""
     try:
         resolved = resolve_uri(uri, name="--tracking-uri")
     except TrackingError as exc:
@@ -191,12 +190,26 @@ def open_client(uri: str | None, missing_hint: str = "") -> tuple[Any, str]:
     db = sqlite_path(resolved)
     if db is not None:
         check_sqlite_store(db, missing_hint)
+    return resolved
+
+
+def open_client(uri: str | None, missing_hint: str = "") -> tuple[Any, str]:
+    """(MlflowClient, resolved uri) for a store that exists and can be read; never creates one.
+
+    MLflow is imported only once the store is known to exist: a mistyped store is named
+    without its second of imports."""
+    resolved = existing_store(uri, missing_hint)
     if resolved.startswith(("http://", "https://")):
         limit_http_retries()  # a server lost half-way fails the command in seconds too
         try:
             probe_server(resolved, advice=COMMAND_ADVICE)
         except TrackingError as exc:
             raise StoreError(str(exc)) from None
+    from .signals import import_held
+
+    import_held("mlflow")  # a Ctrl-C while it loads waits until it is in (see import_held)
+    from mlflow import MlflowClient
+
     try:
         client = MlflowClient(tracking_uri=resolved)
         with_retry(lambda: client.search_experiments(max_results=1))
