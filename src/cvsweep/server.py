@@ -30,7 +30,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from .store_errors import StoreError, check_sqlite_store
+from .signals import HeldSignals
+from .store_errors import EXIT_USER_ERROR, StoreError, check_sqlite_store
 from .tracking import TrackingError, resolve_uri, restore_command, sqlite_path
 
 RUNS_VIEW = "runs?workflowType=machine_learning"
@@ -513,6 +514,8 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     proc: subprocess.Popen[bytes] | None = None
     try:
+        if new_store and not _made_store(uri):
+            return EXIT_USER_ERROR
         proc = start_server(
             uri, args.host, args.port, allowed_hosts=allowed_hosts, cors_allowed_origins=cors
         )
@@ -573,6 +576,31 @@ def _unservable(uri: str, name: str) -> str | None:
         except Exception:  # a malformed URL: MLflow's own message names it
             return None
     return None
+
+
+def _made_store(uri: str) -> bool:
+    """Make a new store's tables here, under the lock train.py takes for a store's first open,
+    so that a run started at the same moment does not make them too; False (said) if it cannot.
+
+    A Ctrl-C meanwhile waits until they are made (a second one stops at once): stopped half-way,
+    the migrations could leave a store that neither MLflow nor train.py can open.
+    """
+    from .tracking import make_store
+
+    with HeldSignals(signal.SIGINT, signal.SIGTERM, second_ctrl_c_stops=True) as held:
+        try:
+            make_store(uri)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            _err(
+                f"error: cannot create the tracking store {sqlite_path(uri)} "
+                f"({type(exc).__name__}{': ' + reason if reason else ''}). Check that its folder "
+                "is writable, or point --tracking-uri at another store."
+            )
+            return False
+    if held.arrived:
+        raise _Stop
+    return True
 
 
 def _new_store(db: Path) -> bool:

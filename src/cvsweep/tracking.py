@@ -308,6 +308,19 @@ def _cached_client(uri: str) -> Any:
     return client
 
 
+def make_store(uri: str) -> None:
+    """A new SQLite store's tables, made as a run's first open makes them (under `<db>.lock`).
+
+    `cvsweep ui`/`server` call it before MLflow's server starts: left to that server, the
+    migrations would run outside the lock, alongside those of a first run started with it.
+    Its notes about creating the tables are left out, as a run leaves them out.
+    """
+    import logging
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    _cached_client(uri)
+
+
 @contextlib.contextmanager
 def _store_creation_lock(db: Path) -> Iterator[None]:
     """One process at a time opens a SQLite store for the first time.
