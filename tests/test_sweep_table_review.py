@@ -80,6 +80,10 @@ def test_a_sweep_marks_the_row_it_reused_from_an_earlier_sweep(sweeps):
         "`tracking.skip_finished=false` trains such jobs again."
     )
     assert f"\n\n{note}\n" in second.stdout, second.stdout[-3000:]
+    # The groups table counts the reused run in its group's n.
+    groups = second.stdout.split("## Groups", 1)[1]
+    assert re.search(r"^\| optimizer=adam \| 1 \(1 †\) \| ", groups, re.M), groups
+    assert re.search(r"^\| optimizer=rmsprop \| 1 \| ", groups, re.M), groups
     # The report file is what was printed, and so is the copy on the sweep's parent run.
     folder = tmp / "second" / "multirun"
     md = (folder / "comparison.md").read_text()

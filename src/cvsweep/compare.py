@@ -428,6 +428,8 @@ def _config_text(run: RunSummary) -> str:
 
 
 def _groups_md(runs: list[RunSummary], by: list[str] | None) -> list[str]:
+    """The groups table; n counts a group's reused runs (marked as in the runs table), whose
+    numbers are in its mean though this sweep did not train them."""
     groups = group_runs(runs, by)
     if not groups:
         return []
@@ -439,7 +441,9 @@ def _groups_md(runs: list[RunSummary], by: list[str] | None) -> list[str]:
     for label, members in groups:
         final = [m.final_test_acc for m in members if m.final_test_acc is not None]
         best = [m.best_test_acc for m in members if m.best_test_acc is not None]
-        md.append(f"| {label} | {len(members)} | {_mean_std(final)} | {_mean_std(best)} |")
+        reused = sum(m.reused is not None for m in members)
+        n = f"{len(members)} ({reused} {REUSED_MARK})" if reused else str(len(members))
+        md.append(f"| {label} | {n} | {_mean_std(final)} | {_mean_std(best)} |")
     return md + (_ungrouped_note(runs, by) if by else [])
 
 
