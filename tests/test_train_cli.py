@@ -41,7 +41,7 @@ def test_single_run_prints_report_logs_and_saves_model(tmp_path, data_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "31,898" in out
-    assert "| fc1 | Linear+ReLU | (16, 16, 5, 5) | (16, 64) | 25,664 |" in out
+    assert "| fc1 | Flatten+Linear+ReLU | (16, 16, 5, 5) | (16, 64) | 25,664 |" in out
     lines = LOG_LINE.findall(out)
     assert len(lines) >= 4  # 64 batches, a line every 16
     model_path = tmp_path / "run" / "model.pth"

@@ -54,9 +54,9 @@ def _fmt(shape: list[int]) -> str:
 
 
 def _kind(module: nn.Module) -> str:
+    """The block's modules in order; a Flatten is named, as it explains the block's shapes."""
     inner = list(module) if isinstance(module, nn.Sequential) else [module]
-    names = [type(m).__name__ for m in inner if not isinstance(m, nn.Flatten)]
-    return "+".join(names)
+    return "+".join(type(m).__name__ for m in inner)
 
 
 def shape_report(
