@@ -180,7 +180,8 @@ def test_default_groups_are_configs_and_one_run_has_no_spread(relaunched, data_d
     assert labels == [f"{config} †" for config in configs]
     rows = _group_rows(proc.stdout)
     assert sorted(row.split(" | ")[0] for row in rows) == configs
-    assert all(re.search(r"\| 1 \| \d+\.\d\d \| \d+\.\d\d \|$", row) for row in rows), rows
+    # Each group's one run is the reused one, and its n says so.
+    assert all(re.search(r"\| 1 \(1 †\) \| \d+\.\d\d \| \d+\.\d\d \|$", row) for row in rows), rows
     assert "± 0.00" not in proc.stdout
     assert "(pooled over augment)" in proc.stdout and "(pooled over optimizer)" in proc.stdout
 
@@ -194,7 +195,7 @@ def test_by_groups_the_table_and_says_what_is_pooled(relaunched, data_dir):
     assert "## Groups by optimizer (mean ± std, pooled over augment)" in proc.stdout
     rows = _group_rows(proc.stdout)
     assert sorted(row.split(" | ")[0] for row in rows) == ["| optimizer=adam", "| optimizer=sgd"]
-    assert all(" | 2 | " in row and " ± " in row for row in rows), rows
+    assert all(" | 2 (2 †) | " in row and " ± " in row for row in rows), rows
     assert sorted(p.name for p in out.glob("*.png")) == ["comparison_optimizer.png"]
 
     both = _compare(tmp, data_dir, sweep_parent_id(second), "--by", "optimizer,augment")
