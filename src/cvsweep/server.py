@@ -30,9 +30,14 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from .signals import HeldSignals
-from .store_errors import EXIT_USER_ERROR, StoreError, check_sqlite_store
-from .tracking import TrackingError, resolve_uri, restore_command, sqlite_path
+from .store_errors import StoreError, check_sqlite_store
+from .tracking import (
+    TrackingError,
+    resolve_uri,
+    restore_command,
+    sqlite_path,
+    store_creation_lock,
+)
 
 RUNS_VIEW = "runs?workflowType=machine_learning"
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -514,13 +519,17 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     proc: subprocess.Popen[bytes] | None = None
     try:
-        if new_store and not _made_store(uri):
-            return EXIT_USER_ERROR
-        proc = start_server(
-            uri, args.host, args.port, allowed_hosts=allowed_hosts, cors_allowed_origins=cors
-        )
-        wait_ready(url, START_TIMEOUT_S, proc=proc)
-        _print_banner(args, ui_only, uri, url, new_store)
+        with contextlib.ExitStack() as first_open:
+            if db is not None and new_store:
+                # MLflow's server makes a new store's tables as it starts, under the lock a
+                # first run takes for the same (tracking.store_creation_lock): a run started
+                # meanwhile waits for them instead of making them alongside.
+                first_open.enter_context(store_creation_lock(db))
+            proc = start_server(
+                uri, args.host, args.port, allowed_hosts=allowed_hosts, cors_allowed_origins=cors
+            )
+            wait_ready(url, START_TIMEOUT_S, proc=proc)
+            _print_banner(args, ui_only, uri, url, new_store)  # its lookup reads the tables
         code = proc.wait()
         if code < 0:  # killed by a signal: say which; an exit status must be 0-255
             try:
@@ -576,31 +585,6 @@ def _unservable(uri: str, name: str) -> str | None:
         except Exception:  # a malformed URL: MLflow's own message names it
             return None
     return None
-
-
-def _made_store(uri: str) -> bool:
-    """Make a new store's tables here, under the lock train.py takes for a store's first open,
-    so that a run started at the same moment does not make them too; False (said) if it cannot.
-
-    A Ctrl-C meanwhile waits until they are made (a second one stops at once): stopped half-way,
-    the migrations could leave a store that neither MLflow nor train.py can open.
-    """
-    from .tracking import make_store
-
-    with HeldSignals(signal.SIGINT, signal.SIGTERM, second_ctrl_c_stops=True) as held:
-        try:
-            make_store(uri)
-        except Exception as exc:
-            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            _err(
-                f"error: cannot create the tracking store {sqlite_path(uri)} "
-                f"({type(exc).__name__}{': ' + reason if reason else ''}). Check that its folder "
-                "is writable, or point --tracking-uri at another store."
-            )
-            return False
-    if held.arrived:
-        raise _Stop
-    return True
 
 
 def _new_store(db: Path) -> bool:

@@ -302,33 +302,21 @@ def _cached_client(uri: str) -> Any:
                 "into this environment, or use tracking.uri=sqlite:///path/to/mlflow.db."
             ) from None
     refuse_foreign_database(db)
-    with _store_creation_lock(db):
+    with store_creation_lock(db):
         client = MlflowClient(tracking_uri=uri)
         with_retry(lambda: client.search_experiments(max_results=1))  # tables made or checked
     return client
 
 
-def make_store(uri: str) -> None:
-    """A new SQLite store's tables, made as a run's first open makes them (under `<db>.lock`).
-
-    `cvsweep ui`/`server` call it before MLflow's server starts: left to that server, the
-    migrations would run outside the lock, alongside those of a first run started with it.
-    Its notes about creating the tables are left out, as a run leaves them out.
-    """
-    import logging
-
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    _cached_client(uri)
-
-
 @contextlib.contextmanager
-def _store_creation_lock(db: Path) -> Iterator[None]:
+def store_creation_lock(db: Path) -> Iterator[None]:
     """One process at a time opens a SQLite store for the first time.
 
     Opening a store that does not exist yet creates MLflow's tables and runs its migrations;
     two commands started at once in a new folder would run them together and could leave the
     file half-migrated for good. `<db>.lock` beside the store serialises that first open (an
-    existing store is only checked, in milliseconds).
+    existing store is only checked, in milliseconds). `cvsweep ui`/`server` hold it while
+    MLflow's server makes a new store's tables.
     """
     import fcntl
 
