@@ -56,6 +56,7 @@ def _refused(args: list[str], cwd: Path) -> tuple[str, set[str]]:
         ),
         (["compare", RUN], "error: " + NO_STORE),
         (["rerun", RUN], "error: " + NO_STORE),
+        (["report", "--out", "results.md"], "error: " + NO_STORE),
     ],
 )
 def test_a_mistyped_source_or_store_is_named_before_torch_and_mlflow_load(

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .signals import HeldSignals, import_held
+from .signals import HeldSignals
 
 if TYPE_CHECKING:  # the cvsweep commands load nothing heavy before Ctrl-C is theirs to catch
     from omegaconf import DictConfig
@@ -541,13 +541,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# What each command loads before its work: a Ctrl-C while they load waits until they are in.
-# Loaded with Ctrl-C held (see signals.import_held). compare and rerun load MLflow in
-# store_errors.open_client once the store is known to exist, so that a mistyped store or run
-# id is told at once.
-_HEAVY_MODULES = {"report": ("mlflow",)}
-
-
 def main(argv: list[str] | None = None) -> int:
     guard_stdout()
     parser = build_parser()
@@ -557,7 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         _unrecognized(args, extra)
     try:
-        import_held(*_HEAVY_MODULES.get(args.command, ()))
+        # compare, report and rerun load MLflow with Ctrl-C held (signals.import_held) in
+        # store_errors.open_client, once the store is known to exist: a mistyped store is told
+        # at once.
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # training catches its own; this is loading, reading, writing
         _on_the_way_out()
