@@ -66,7 +66,8 @@ def test_a_mistyped_source_or_store_is_named_before_torch_and_mlflow_load(
     db = tmp_path / ("other.db" if "other.db" in args else "mlflow.db")
     assert line.startswith(expected.format(cwd=tmp_path, db=db)), line
     assert "cvsweep.signals" in imported  # the import report was read (cli imports it)
-    assert not {"torch", "mlflow", "cvsweep.evaluate", "cvsweep.saved_model"} & imported
+    heavy = {m for m in imported if m.split(".")[0] in ("torch", "mlflow")}
+    assert not heavy and not {"cvsweep.evaluate", "cvsweep.saved_model"} & imported, heavy
     assert not list(tmp_path.iterdir())  # no store, folder or file made
 
 
@@ -78,4 +79,4 @@ def test_a_run_id_is_still_looked_up_in_a_store_that_exists(tmp_path: Path) -> N
     MlflowClient(f"sqlite:///{db}").search_experiments()
     line, imported = _refused(["evaluate", RUN], tmp_path)
     assert line.startswith(f"error: Run {RUN} does not exist in the store sqlite:///{db}."), line
-    assert "mlflow" in imported
+    assert any(m.split(".")[0] == "mlflow" for m in imported)
