@@ -165,6 +165,12 @@ def test_a_target_that_is_not_quite_run_ids_names_the_bad_part(store, data_dir):
     proc = _compare(tmp, data_dir, child[:12])
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"error: '{child[:12]}' is not a whole run id (32 hex digits; it has 12)" in proc.stderr
+    # A 40-digit id is a run id to `compare` as to `rerun` and `evaluate`: looked up, not
+    # taken for an experiment name.
+    long_id = "ab" * 20
+    proc = _compare(tmp, data_dir, long_id)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"Run {long_id} does not exist in this store." in proc.stderr
 
 
 @pytest.mark.slow

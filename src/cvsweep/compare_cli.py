@@ -29,13 +29,12 @@ from .compare import (
     with_origins,
     write_report,
 )
+from .model_source import RUN_ID
 from .outputs import OutputPathError, check_folder
 from .rerun import deleted_note
 from .signals import HeldSignals
 from .store_errors import EXIT_USER_ERROR, open_client, store_command
 from .tracking import restore_command, search_all_runs, with_retry
-
-HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class CompareError(ValueError):
@@ -192,7 +191,7 @@ def _parts(target: str) -> list[str]:
 def named_ids(target: str) -> list[str]:
     """The run ids a target names, lower case as MLflow's are; [] for an experiment name."""
     ids = [i.lower() for i in _parts(target)]
-    return ids if ids and all(HEX_ID.match(i) for i in ids) else []
+    return ids if ids and all(RUN_ID.match(i) for i in ids) else []
 
 
 def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
@@ -248,7 +247,7 @@ def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
 
 def _not_found(target: str, ids: list[str]) -> str:
     """The message for a target that names nothing, pointing at the part that is not an id."""
-    bad = [i for i in ids if not HEX_ID.match(i.lower())]
+    bad = [i for i in ids if not RUN_ID.match(i.lower())]
     if len(ids) > 1 and len(bad) < len(ids):
         return (
             f"{bad[0]!r} in {target!r} is not a run id (32 hex digits), and the whole is no "
