@@ -364,13 +364,11 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .model_source import RUN_ID, run_store_problem, source_problem
+    from .model_source import source_problem
     from .store_errors import EXIT_USER_ERROR
 
     # A mistyped source, or a run id looked up in a missing store, is named before torch loads.
-    problem = source_problem(args.source)
-    if not problem and RUN_ID.match(args.source) and not Path(args.source).exists():
-        problem = run_store_problem(args.source, args.tracking_uri)
+    problem = source_problem(args.source, args.tracking_uri)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USER_ERROR

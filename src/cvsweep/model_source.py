@@ -23,22 +23,42 @@ def _looks_like_a_path(source: str) -> bool:
     )
 
 
-def source_problem(source: str | Path) -> str | None:
-    """None for an existing file or folder, or a run id; else why the source names no model."""
+class SourceError(ValueError):
+    """A model source that is neither an existing path nor a run id."""
+
+
+def locate(source: str | Path) -> Path | str:
+    """The existing file or folder `source` names, else the run id it is; else SourceError.
+
+    One answer for both callers, so `evaluate` (which checks ahead of torch) and `load_model`
+    cannot tell a source apart differently.
+    """
     path = Path(source)
-    if path.exists() or RUN_ID.match(str(source)):
-        return None
+    if path.exists():
+        return path
+    if RUN_ID.match(str(source)):
+        return str(source)
     if isinstance(source, Path) or _looks_like_a_path(str(source)):
         where = "" if path.is_absolute() else f" (looked for in {Path.cwd()})"
-        return (
+        raise SourceError(
             f"no such file or folder: {source}{where}. Give a job folder, the {MODEL_NAME} in "
             "one, or an MLflow run id (32 hex digits, printed as `mlflow run:` at the end of a "
             "job)."
         )
-    return (
+    raise SourceError(
         f"{str(source)!r} is neither a job folder (or a model.pth in one) nor an MLflow run id "
         "(32 hex digits, printed as `mlflow run:` at the end of a job)."
     )
+
+
+def source_problem(source: str, tracking_uri: str | None) -> str | None:
+    """Why `cvsweep evaluate` cannot load from `source` (no such path, not a run id, a run id
+    whose store is missing), found without torch or MLflow; None where it may."""
+    try:
+        found = locate(source)
+    except SourceError as exc:
+        return str(exc)
+    return None if isinstance(found, Path) else run_store_problem(found, tracking_uri)
 
 
 def run_store_problem(run_id: str, tracking_uri: str | None) -> str | None:

@@ -32,7 +32,7 @@ from .checkpoint import (
 from .identity import RESULT_FILE, read_job_result
 from .job_folder import job_config, launch_dir, launched_from, setting, trained_root
 from .model import ModelConfigError, build_model
-from .model_source import MODEL_NAME, RUN_ID, source_problem
+from .model_source import MODEL_NAME, RUN_ID, SourceError, locate
 from .rerun import (
     RerunError,
     deleted_note,
@@ -545,10 +545,10 @@ def load_model(
     """
     tracking_uri = _given_store(tracking_uri)
     device = torch.device(device)
-    problem = source_problem(source)
-    if problem:
-        raise SavedModelError(problem)
-    path = Path(source)
-    if path.exists():
-        return _from_folder(path, device, tracking_uri)
-    return _from_run(str(source), tracking_uri, device)
+    try:
+        found = locate(source)
+    except SourceError as exc:
+        raise SavedModelError(str(exc)) from None
+    if isinstance(found, Path):
+        return _from_folder(found, device, tracking_uri)
+    return _from_run(found, tracking_uri, device)
