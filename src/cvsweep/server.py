@@ -523,13 +523,15 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
             if db is not None and new_store:
                 # MLflow's server makes a new store's tables as it starts, under the lock a
                 # first run takes for the same (tracking.store_creation_lock): a run started
-                # meanwhile waits for them instead of making them alongside.
+                # meanwhile waits for them instead of making them alongside. `mlflow server`
+                # makes them before its web server starts, so once wait_ready has an answer
+                # they are there.
                 first_open.enter_context(store_creation_lock(db))
             proc = start_server(
                 uri, args.host, args.port, allowed_hosts=allowed_hosts, cors_allowed_origins=cors
             )
             wait_ready(url, START_TIMEOUT_S, proc=proc)
-            _print_banner(args, ui_only, uri, url, new_store)  # its lookup reads the tables
+        _print_banner(args, ui_only, uri, url, new_store)
         code = proc.wait()
         if code < 0:  # killed by a signal: say which; an exit status must be 0-255
             try:
