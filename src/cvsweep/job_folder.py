@@ -1,6 +1,6 @@
 """What a job's recorded files say about how it ran: the YAML Hydra wrote in `.hydra/` (the job
-folder's own, or the `config/` copy logged to its run), the folder it was launched from, and
-the data root it read.
+folder's own, or the `config/` copy logged to its run), the folder it was launched from, the
+data root it read, and the store it was tracked in.
 
 `evaluate`, `rerun` and `load_model` meet folders written by earlier versions and folders
 edited by hand, so a file that is missing or not valid YAML reads as empty here and each caller
@@ -10,6 +10,8 @@ before they know they will train).
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +97,28 @@ def data_root_for(
         f"dataset.root resolves to {now} here, which does not hold {dataset}; reading it from "
         f"{trained}, where the run read it (set CVSWEEP_DATA or pass {option}DIR to choose)"
     )
+
+
+def local_store_hint(run_id: str, looked_in: str | None = None) -> str:
+    """Where the run's own job folder, if one is here, says it was tracked: the default store
+    is the wrong place to look for a run that was logged to a server or another file. Nothing
+    where that is the store `looked_in` already."""
+    from .identity import read_job_result
+    from .tracking import TrackingError, resolve_uri
+
+    here = Path(".")
+    for found in [*here.glob("outputs/*/*/"), *here.glob("multirun/*/*/*/"), *here.glob("*/")]:
+        result = read_job_result(found)
+        if not result or result.get("run_id") != run_id:
+            continue
+        uri = tracked_in(found)
+        if uri:
+            with contextlib.suppress(TrackingError):  # said as the folder names it
+                uri = resolve_uri(uri, launch_dir(found))
+            if uri == looked_in:
+                return ""
+            return (
+                f"Run {run_id}'s job folder {found} was tracked in {uri}: pass "
+                f"--tracking-uri {shlex.quote(uri)}."
+            )
+    return ""

@@ -64,7 +64,7 @@ def source_problem(source: str, tracking_uri: str | None) -> str | None:
 def run_store_problem(run_id: str, tracking_uri: str | None) -> str | None:
     """Why the store a run id is looked up in cannot hold it (missing, not a store, a malformed
     URI), said before torch loads; None where it may. `load_model` checks it again, and asks."""
-    from .rerun import local_store_hint
+    from .job_folder import local_store_hint
     from .store_errors import StoreError, existing_store
 
     try:

@@ -28,11 +28,10 @@ from .hydra_errors import renamed_group
 from .identity import GROUPS, config_hash, read_job_result
 from .job_folder import (
     data_root_for,
-    launch_dir,
     launched_from,
+    local_store_hint,
     read_yaml,
     setting,
-    tracked_in,
     trained_root,
 )
 from .model_source import RUN_ID
@@ -46,7 +45,7 @@ from .store_errors import (
     store_failure,
 )
 from .store_proxy import TRACKING_INCOMPLETE
-from .tracking import TrackingError, resolve_uri, store_flag, with_retry
+from .tracking import TrackingError, store_flag, with_retry
 from .user_errors import ERRORS_FOR_USER, print_user_error
 
 if TYPE_CHECKING:
@@ -272,28 +271,6 @@ def deleted_note(run: Any) -> str | None:
         f"run {run.info.run_id} is deleted (in the store's trash until it is restored or "
         "garbage-collected); it is used as it was logged"
     )
-
-
-def local_store_hint(run_id: str, looked_in: str | None = None) -> str:
-    """Where the run's own job folder, if one is here, says it was tracked: the default store
-    is the wrong place to look for a run that was logged to a server or another file. Nothing
-    where that is the store `looked_in` already."""
-    here = Path(".")
-    for found in [*here.glob("outputs/*/*/"), *here.glob("multirun/*/*/*/"), *here.glob("*/")]:
-        result = read_job_result(found)
-        if not result or result.get("run_id") != run_id:
-            continue
-        uri = tracked_in(found)
-        if uri:
-            with contextlib.suppress(TrackingError):  # said as the folder names it
-                uri = resolve_uri(uri, launch_dir(found))
-            if uri == looked_in:
-                return ""
-            return (
-                f"Run {run_id}'s job folder {found} was tracked in {uri}: pass "
-                f"--tracking-uri {shlex.quote(uri)}."
-            )
-    return ""
 
 
 def _check_rerunnable(original: Any, run_id: str, uri: str, check: bool) -> None:

@@ -30,13 +30,19 @@ from .checkpoint import (
     read_training_state,
 )
 from .identity import RESULT_FILE, read_job_result
-from .job_folder import job_config, launch_dir, launched_from, setting, trained_root
+from .job_folder import (
+    job_config,
+    launch_dir,
+    launched_from,
+    local_store_hint,
+    setting,
+    trained_root,
+)
 from .model import ModelConfigError, build_model
 from .model_source import MODEL_NAME, RUN_ID, SourceError, locate
 from .rerun import (
     RerunError,
     deleted_note,
-    local_store_hint,
     logged_run,
     typed_config,
 )
