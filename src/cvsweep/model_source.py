@@ -27,7 +27,7 @@ class SourceError(ValueError):
     """A model source that is neither an existing path nor a run id."""
 
 
-def locate(source: str | Path) -> Path | str:
+def resolve_source(source: str | Path) -> Path | str:
     """The existing file or folder `source` names, else the run id it is; else SourceError.
 
     One answer for both callers, so `evaluate` (which checks ahead of torch) and `load_model`
@@ -55,13 +55,13 @@ def source_problem(source: str, tracking_uri: str | None) -> str | None:
     """Why `cvsweep evaluate` cannot load from `source` (no such path, not a run id, a run id
     whose store is missing), found without torch or MLflow; None where it may."""
     try:
-        found = locate(source)
+        found = resolve_source(source)
     except SourceError as exc:
         return str(exc)
-    return None if isinstance(found, Path) else run_store_problem(found, tracking_uri)
+    return None if isinstance(found, Path) else _run_store_problem(found, tracking_uri)
 
 
-def run_store_problem(run_id: str, tracking_uri: str | None) -> str | None:
+def _run_store_problem(run_id: str, tracking_uri: str | None) -> str | None:
     """Why the store a run id is looked up in cannot hold it (missing, not a store, a malformed
     URI), said before torch loads; None where it may. `load_model` checks it again, and asks."""
     from .job_folder import local_store_hint

@@ -39,7 +39,7 @@ from .job_folder import (
     trained_root,
 )
 from .model import ModelConfigError, build_model
-from .model_source import MODEL_NAME, RUN_ID, SourceError, locate
+from .model_source import MODEL_NAME, RUN_ID, SourceError, resolve_source
 from .rerun import (
     RerunError,
     deleted_note,
@@ -552,7 +552,7 @@ def load_model(
     tracking_uri = _given_store(tracking_uri)
     device = torch.device(device)
     try:
-        found = locate(source)
+        found = resolve_source(source)
     except SourceError as exc:
         raise SavedModelError(str(exc)) from None
     if isinstance(found, Path):
