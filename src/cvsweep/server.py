@@ -519,14 +519,14 @@ def serve(args: argparse.Namespace, ui_only: bool) -> int:
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     proc: subprocess.Popen[bytes] | None = None
     try:
-        with contextlib.ExitStack() as first_open:
-            if db is not None and new_store:
-                # MLflow's server makes a new store's tables as it starts, under the lock a
-                # first run takes for the same (tracking.store_creation_lock): a run started
-                # meanwhile waits for them instead of making them alongside. `mlflow server`
-                # makes them before its web server starts, so once wait_ready has an answer
-                # they are there.
-                first_open.enter_context(store_creation_lock(db))
+        # MLflow's server makes a new store's tables as it starts, under the lock a first run
+        # takes for the same (tracking.store_creation_lock): a run started meanwhile waits for
+        # them instead of making them alongside. `mlflow server` makes them before its web
+        # server starts, so once wait_ready has an answer they are there.
+        first_open = (
+            store_creation_lock(db) if db is not None and new_store else contextlib.nullcontext()
+        )
+        with first_open:
             proc = start_server(
                 uri, args.host, args.port, allowed_hosts=allowed_hosts, cors_allowed_origins=cors
             )
