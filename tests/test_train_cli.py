@@ -103,6 +103,28 @@ def test_train_log_holds_each_jobs_lines_and_a_rejected_configs_error(tmp_path, 
         assert "final test accuracy" in log and log.count("Shape report") == 1
 
 
+def test_a_refused_run_leaves_the_earlier_job_in_a_reused_folder_as_it_was(tmp_path, data_dir):
+    """A fixed hydra.run.dir used again by a command whose config is refused: the folder keeps
+    the earlier job's config, log and model together, so evaluate reads them as they belong."""
+    first = run_train([*QUICK, "tracking.enabled=false"], tmp_path, data_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    folder = tmp_path / "run"
+
+    def files() -> dict[Path, bytes]:
+        return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    before = files()
+    assert Path("model.pth") in before and Path(".hydra/config.yaml") in before
+    for refused in (["optimizer.lr=-1"], [f"dataset.root={tmp_path / 'nowhere'}"]):
+        bad = run_train(["dataset=fashion_mnist", *refused], tmp_path, data_dir)
+        assert bad.returncode == 2, bad.stderr[-2000:]
+        assert f"Nothing in {folder} was changed: it keeps its earlier job's files." in bad.stderr
+        assert files() == before
+    error = "error: Invalid config value optimizer.lr=-1.0: the learning rate must be > 0."
+    fresh = run_train(["optimizer.lr=-1"], tmp_path / "fresh", data_dir)
+    assert fresh.returncode == 2 and fresh.stderr.strip() == error  # no earlier job to keep
+
+
 def test_cnn_c6_prints_its_total(tmp_path, data_dir):
     proc = run_train(
         ["model=cnn_c6", "trainer.shapes_only=true", "tracking.enabled=false"], tmp_path, data_dir

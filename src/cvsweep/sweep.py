@@ -304,6 +304,37 @@ def check_output_dir(path: Path, key: str) -> None:
         raise SystemExit(2) from None
 
 
+KEPT_JOB_FILES = ("model.pth", "checkpoint.pt", RESULT_FILE)  # what a job that ran leaves
+
+
+def _refuse_over_kept_job(config: DictConfig, run_dir: Path) -> None:
+    """A rejected single run into a folder that holds an earlier job's results: refused here,
+    before Hydra writes the run's `.hydra/` and `train.log` there.
+
+    A fixed `hydra.run.dir` used again would otherwise have its config replaced by one that
+    never trained, and `evaluate` or `load_model` would then score the earlier model as that
+    config describes (another dataset, another model). A run that does train there replaces
+    the folder's files as a whole, as Hydra does; a refused one now leaves them as they were.
+    Elsewhere the check stays in the job, whose folder keeps the refused config and its error.
+    """
+    if not any((run_dir / name).exists() for name in KEPT_JOB_FILES):
+        return
+    job = config.copy()
+    try:
+        with read_write(job), open_dict(job):
+            del job["hydra"]  # as Hydra's run_job does: the task sees the rest
+        validate(job)
+        if not job.trainer.shapes_only:
+            refuse_unusable_root(job.dataset.root, job.dataset.name)
+    except (ConfigError, DataError) as exc:
+        print(
+            f"error: {exc} Nothing in {run_dir} was changed: it keeps its earlier job's files.",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(2) from None
+
+
 def _check_job_dirs(config: DictConfig, sweep_dir: Path, n_jobs: int) -> None:
     """A file where a job's folder goes would stop Hydra's launcher with a traceback once the
     sweep's parent run exists; say so before anything starts. The folders are those
@@ -429,7 +460,9 @@ class MlflowSweepCallback(Callback):
         COMPOSED = True
         hydra_errors.composed()
         _reject_misread_groups(config)
-        check_output_dir(Path(str(config.hydra.run.dir)).resolve(), "hydra.run.dir")
+        run_dir = Path(str(config.hydra.run.dir)).resolve()
+        check_output_dir(run_dir, "hydra.run.dir")
+        _refuse_over_kept_job(config, run_dir)
 
     @_not_swallowed
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
