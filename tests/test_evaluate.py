@@ -115,8 +115,15 @@ def test_evaluate_names_what_is_wrong_with_a_source(trained, tmp_path, data_dir)
     result.update(status="KILLED", final_test_acc=None, signal=15)  # and how it ended
     (stopped / "job_result.json").write_text(json.dumps(result))
     said = error_of(str(stopped))
-    assert "holds no model.pth: its job was stopped before training ended" in said
+    run_id = result["run_id"]
+    assert f"holds no model.pth: its job (run {run_id}) was stopped before training ended" in said
+    # Resumed, it writes its model in the folder of the command that resumes it.
+    assert f"`cvsweep evaluate {run_id}` then scores its model" in said
     assert f"`cvsweep evaluate {stopped / 'checkpoint.pt'}` scores the weights it holds" in said
+    result["run_id"] = None  # a run that was not tracked: nothing resumes it
+    (stopped / "job_result.json").write_text(json.dumps(result))
+    said = error_of(str(stopped))
+    assert "its job was stopped before training ended, and it was not tracked, so nothing " in said
     (stopped / "job_result.json").unlink()  # killed outright: it recorded nothing
     assert "holds no model.pth: its job was stopped before training ended" in error_of(str(stopped))
 

@@ -247,6 +247,25 @@ def test_relaunched_sweep_skips_finished_runs_and_still_reports_them(tmp_path, d
     assert len(finished) == 2  # nothing trained twice
     for run in finished:
         assert run.info.run_id in report
+    # The single run's fixed folder used again by another config: its model.pth is that
+    # config's now, so a skip no longer points there, and the folder of a job skipped there
+    # is evaluated with the finished run's own model, not the one left beside it.
+    other = run_train([*single, "seed=5"], tmp_path / "single", data_dir)
+    assert other.returncode == 0, other.stderr[-2000:]
+    (sgd_id,) = [x.split()[-1] for x in outside.stdout.splitlines() if x.startswith("mlflow run:")]
+    again = run_train(single, tmp_path / "single", data_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (
+        f"skipped: identical to finished run {sgd_id} (tracking.skip_finished=false trains it "
+        "again)\n" in again.stdout
+    ), again.stdout[-2000:]
+    evaluated = _cvsweep(["evaluate", str(tmp_path / "single" / "run")], tmp_path, data_dir)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert f"skipped as identical to finished run {sgd_id}; evaluating that run's model" in (
+        evaluated.stdout
+    )
+    assert "the run logged" in evaluated.stdout and ": the same" in evaluated.stdout
+
     forced = run_train([*args, "tracking.skip_finished=false"], tmp_path / "c", data_dir)
     assert forced.returncode == 0
     assert "skipped:" not in forced.stdout

@@ -29,6 +29,7 @@ from .checkpoint import FileWriteError
 from .config import total_epochs, unused_with_phases, validate
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import GROUPS, RESULT_FILE, config_hash, run_name
+from .job_folder import holds_run
 from .job_store import JobStore, claim_run, downloaded_state, local_state
 from .model import build_model
 from .model_source import MODEL_NAME
@@ -376,7 +377,8 @@ def _finished_run_files(found: dict[str, Any]) -> str:
     """Where the skipped job's result already is, and how to train it again anyway: run
     twice, `python train.py` would otherwise leave a user without a new model.pth or a why."""
     folder = found["finished"].get("output_dir")
-    model = Path(folder) / MODEL_NAME if folder else None
+    mine = folder is not None and holds_run(Path(folder), found["finished"]["run_id"])
+    model = Path(folder) / MODEL_NAME if mine else None
     where = f"; its model: {model}" if model is not None and model.is_file() else ""
     return f" (tracking.skip_finished=false trains it again){where}"
 

@@ -99,6 +99,17 @@ def data_root_for(
     )
 
 
+def holds_run(folder: Path, run_id: str) -> bool:
+    """Are a folder's model and checkpoint still run `run_id`'s own? A run's `output_dir` tag
+    names the folder it trained in, but a fixed `hydra.run.dir` (or sweep folder) used again
+    gives that folder to later jobs: its `job_result.json` then names another run, or a job
+    that was skipped as identical to this one and trained nothing there."""
+    from .identity import read_job_result
+
+    result = read_job_result(folder)
+    return bool(result) and result.get("run_id") == run_id and result.get("status") != "SKIPPED"
+
+
 def local_store_hint(run_id: str, looked_in: str | None = None) -> str:
     """Where the run's own job folder, if one is here, says it was tracked: the default store
     is the wrong place to look for a run that was logged to a server or another file. Nothing

@@ -31,6 +31,7 @@ from .checkpoint import (
 )
 from .identity import RESULT_FILE, read_job_result
 from .job_folder import (
+    holds_run,
     job_config,
     launch_dir,
     launched_from,
@@ -290,6 +291,19 @@ def _why_no_model(folder: Path, result: dict[str, Any] | None) -> str:
             return why
         return f"{why}. No weights were kept"
     if status == "KILLED" or (status is None and kept):
+        if kept and status == "KILLED" and run_id:
+            # A default run folder is named by the time of the launch: the resumed job's
+            # model is in the new folder, which its run id finds.
+            return (
+                f"its job (run {run_id}) was stopped before training ended: running the same "
+                "command again resumes that run, in the job folder of that command, and "
+                f"`cvsweep evaluate {run_id}` then scores its model ({score_it} meanwhile)"
+            )
+        if kept and status == "KILLED":
+            return (
+                "its job was stopped before training ended, and it was not tracked, so "
+                f"nothing resumes it ({score_it})"
+            )
         if kept:
             return (
                 "its job was stopped before training ended: running the same command again "
@@ -404,9 +418,11 @@ def _from_folder(path: Path, device: torch.device, tracking_uri: str | None = No
     folder = path.parent if path.is_file() else path
     weights = path if path.is_file() else folder / MODEL_NAME
     result = read_job_result(folder)
+    if result and result.get("status") == "SKIPPED" and result.get("run_id") and path == folder:
+        # A skipped job trained nothing: a model.pth beside it is an earlier job's, from
+        # before the folder was used again (a fixed hydra.run.dir), not the finished run's.
+        return _skipped(folder, str(result["run_id"]), device, tracking_uri)
     if not weights.is_file():
-        if result and result.get("status") == "SKIPPED" and result.get("run_id"):
-            return _skipped(folder, str(result["run_id"]), device, tracking_uri)
         raise SavedModelError(f"{folder} holds no {MODEL_NAME}: {_why_no_model(folder, result)}.")
     recorded = Recorded()
     if result is not None:
@@ -486,7 +502,12 @@ def _from_run(
             f"model; `cvsweep compare {run_id}{store_flag(uri)}` lists the runs that have one."
         )
     folder = run.data.tags.get("output_dir")
-    if prefer_job_folder and folder and (Path(folder) / MODEL_NAME).is_file():
+    if (
+        prefer_job_folder
+        and folder
+        and (Path(folder) / MODEL_NAME).is_file()
+        and holds_run(Path(folder), run_id)
+    ):
         return _from_folder(Path(folder), device)
     names = {a.path for a in ask(lambda: client.list_artifacts(run_id))}
     if MODEL_NAME not in names:
