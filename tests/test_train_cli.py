@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -123,6 +124,42 @@ def test_a_refused_run_leaves_the_earlier_job_in_a_reused_folder_as_it_was(tmp_p
     error = "error: Invalid config value optimizer.lr=-1.0: the learning rate must be > 0."
     fresh = run_train(["optimizer.lr=-1"], tmp_path / "fresh", data_dir)
     assert fresh.returncode == 2 and fresh.stderr.strip() == error  # no earlier job to keep
+
+
+def test_launches_that_name_one_time_folder_each_get_their_own(tmp_path, data_dir):
+    """Hydra names a launch's folder by the time (`outputs/<date>/<time>`): two launches in
+    the same second, as scripts and array jobs start them, would share it, each logging the
+    other's model.pth to its run. A folder named from the time belongs to the launch that made
+    it; the next one gets `_2`. Named by the year here, so the two clash for sure."""
+    train = [str(REPO / "train.py"), *QUICK, "tracking.enabled=false"]
+    year = str(datetime.date.today().year)
+    runs = [
+        run_python([*train, f"seed={seed}", "hydra.run.dir=runs/${now:%Y}"], tmp_path, data_dir)
+        for seed in (0, 1)
+    ]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr[-2000:]
+    folders = [tmp_path / "runs" / year, tmp_path / "runs" / f"{year}_2"]
+    for proc, folder in zip(runs, folders, strict=True):
+        assert f"job folder: {folder}\n" in proc.stdout, proc.stdout[-2000:]
+    weights = [torch.load(f / "model.pth", weights_only=True) for f in folders]
+    assert not torch.equal(weights[0]["conv1.0.weight"], weights[1]["conv1.0.weight"])
+    sweeps = [
+        run_python(
+            [train[0], "-m", *train[1:], f"seed={a},{b}", "hydra.sweep.dir=sweeps/${now:%Y}"],
+            tmp_path,
+            data_dir,
+        )
+        for a, b in ((0, 1), (2, 3))
+    ]
+    assert [r.returncode for r in sweeps] == [0, 0], sweeps[-1].stderr[-2000:]
+    for num, (proc, name) in enumerate(zip(sweeps, (year, f"{year}_2"), strict=True)):
+        for job in (0, 1):
+            folder = tmp_path / "sweeps" / name / str(job)
+            assert f"job folder: {folder}\n" in proc.stdout, proc.stdout[-2000:]
+            assert f"seed: {2 * num + job}\n" in (folder / ".hydra" / "config.yaml").read_text()
+    fixed = [run_python([*train, "hydra.run.dir=same"], tmp_path, data_dir) for _ in (0, 1)]
+    for proc in fixed:  # a folder named outright is the user's to use again
+        assert f"job folder: {tmp_path / 'same'}\n" in proc.stdout, proc.stderr[-2000:]
 
 
 def test_cnn_c6_prints_its_total(tmp_path, data_dir):

@@ -290,6 +290,41 @@ def _runs_jobs_here(config: DictConfig) -> bool:
     return "BasicLauncher" in str(config.hydra.launcher.get("_target_", ""))
 
 
+def claim_launch_folder(config: DictConfig, kind: str) -> Path:
+    """The folder of this run (`kind` "run") or sweep ("sweep"), made now where its name
+    comes from the launch time, as Hydra's default `outputs/<date>/<time>` does.
+
+    Two launches in the same second would otherwise share that folder, and each would log the
+    other's model.pth and config to its own run. Making the folder is atomic: the launch that
+    finds it made gets `<time>_2` (`_3`, ...), set in the config (and, for a sweep, in the
+    overrides its jobs are composed from). A folder named outright is left to the user, who
+    may well mean to use it again.
+    """
+    node = config.hydra[kind]
+    path = Path(str(node.dir)).resolve()
+    named = OmegaConf.to_container(node, resolve=False).get("dir")
+    if "${now:" not in str(named):
+        return path
+    claimed = path
+    for n in range(2, 1000):
+        try:
+            claimed.parent.mkdir(parents=True, exist_ok=True)
+            claimed.mkdir()
+        except FileExistsError:
+            claimed = path.with_name(f"{path.name}_{n}")
+            continue
+        except OSError:
+            return path  # check_output_dir says why it cannot be written
+        break
+    if claimed != path:
+        with read_write(config), open_dict(config):
+            node.dir = str(claimed)
+            if kind == "sweep":
+                quoted = str(claimed).replace("\\", "\\\\").replace("'", "\\'")
+                config.hydra.overrides.hydra.append(f"hydra.sweep.dir='{quoted}'")
+    return claimed
+
+
 def check_output_dir(path: Path, key: str) -> None:
     """Fail with one clear paragraph, before any run exists, when outputs cannot be written."""
     try:
@@ -460,7 +495,7 @@ class MlflowSweepCallback(Callback):
         COMPOSED = True
         hydra_errors.composed()
         _reject_misread_groups(config)
-        run_dir = Path(str(config.hydra.run.dir)).resolve()
+        run_dir = claim_launch_folder(config, "run")
         check_output_dir(run_dir, "hydra.run.dir")
         _refuse_over_kept_job(config, run_dir)
 
@@ -474,6 +509,7 @@ class MlflowSweepCallback(Callback):
         _split_threads(config)
         self.n_jobs = validate_jobs(config)
         _check_cluster(config, str(config.hydra.runtime.choices.get("hydra/launcher")))
+        self.sweep_dir = claim_launch_folder(config, "sweep")
         check_output_dir(self.sweep_dir, "hydra.sweep.dir")
         _check_job_dirs(config, self.sweep_dir, self.n_jobs)
         # A stop of an earlier sweep in this folder must not stop this one's jobs.
