@@ -108,6 +108,19 @@ LIST_OF_OPTIONS = (
             id="phase-of-no-phases",  # said schedule.phases.0 to schedule.phases.-1
         ),
         pytest.param(
+            "schedule.phases=[{epochs:1,optimizer:{name:sgd}}]",
+            "Missing config value schedule.phases.0.optimizer.lr: sgd has no default lr, and a "
+            "phase that switches to another optimizer takes none of the run's settings; give it "
+            "one with schedule.phases.0.optimizer.lr=VALUE.",
+            id="phase-optimizer-without-lr",  # was a MissingMandatoryValue traceback, exit 1
+        ),
+        pytest.param(
+            "schedule.phases=[{epochs:1,optimizer:{name:sgd,lr:abc}}]",
+            "Invalid optimizer settings {'name': 'sgd', 'lr': 'abc'} for sgd: Value 'abc' of "
+            "type 'str' could not be converted to Float; full_key: lr; object_type=SGDConfig.",
+            id="phase-lr-not-a-number",  # was three lines
+        ),
+        pytest.param(
             "dataset.name=fashion_mnist",
             "dataset.name=fashion_mnist renames the dataset option without switching to it: the "
             "other settings of dataset=mnist would stay, and the run would be logged as "

@@ -291,7 +291,16 @@ def optimizer_config(
         merged = OmegaConf.merge(schema, start, over)
     except Exception as exc:  # omegaconf raises several types; all mean a bad key or type
         settings = {**start, **over}
-        raise ConfigError(f"Invalid optimizer settings {settings!r} for {name}: {exc}") from None
+        raise ConfigError(
+            f"Invalid optimizer settings {settings!r} for {name}: {one_paragraph(exc)}."
+        ) from None
+    for field_name in _field_names(OPTIMIZER_SCHEMAS[name]):
+        if OmegaConf.is_missing(merged, field_name):  # a phase that switches optimizer
+            raise ConfigError(
+                f"Missing config value {where}.{field_name}: {name} has no default "
+                f"{field_name}, and a phase that switches to another optimizer takes none of "
+                f"the run's settings; give it one with {where}.{field_name}=VALUE."
+            )
     return merged
 
 
