@@ -154,6 +154,13 @@ def test_evaluate_names_what_is_wrong_with_a_source(trained, tmp_path, data_dir)
     shutil.rmtree(no_config / ".hydra")
     assert "has no config.yaml beside its model" in error_of(str(no_config))
 
+    cut = tmp_path / "cut"  # a config cut short after its first section, still valid YAML
+    shutil.copytree(folder, cut)
+    config = cut / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().split("\nmodel:")[0] + "\n")
+    said = error_of(str(cut))
+    assert f"The config {config} of {cut} cannot be read: it has no model section" in said
+
     assert "'nope' is neither a job folder" in error_of("nope")
     unknown = "0123456789abcdef0123456789abcdef"
     said = error_of(unknown, "--tracking-uri", db_uri(tmp))

@@ -188,6 +188,9 @@ def _read_config(path: Path, source: str, shown: str | None = None) -> DictConfi
         raw = yaml.safe_load(path.read_text())
         if not isinstance(raw, dict):
             raise ValueError("it is not a mapping of config groups")
+        lacking = [key for key in ("model", "dataset") if not isinstance(raw.get(key), dict)]
+        if lacking:  # a file cut short, or edited: the schema would fill in nothing there
+            raise ValueError(f"it has no {' and no '.join(lacking)} section")
         return typed_config(raw)
     except (yaml.YAMLError, ValueError, RerunError) as exc:
         raise SavedModelError(
