@@ -6,6 +6,7 @@ not created, so the user can still restore or inspect what they had.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -15,7 +16,7 @@ import pytest
 
 from cvsweep.server import free_port
 
-from .conftest import cli_env, data_root, run_cvsweep
+from .conftest import QUICK, cli_env, data_root, run_cvsweep, run_train
 
 COMMANDS = {
     "compare": ["compare", "cvsweep"],
@@ -112,6 +113,44 @@ def test_store_damaged_after_its_first_page(tmp_path: Path) -> None:
     _assert_one_paragraph(output)
     assert f"The tracking store {db} is damaged and cannot be read" in output
     assert db.read_bytes() == before
+
+
+def test_a_store_that_is_locked_or_being_made_is_busy_not_damaged(
+    tmp_path: Path, empty_store: Path
+) -> None:
+    """Another process holding the store's lock, or making its tables: nothing to move aside
+    or upgrade, only to run again. train.py says it too, once MLflow stops waiting."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(empty_store, db)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        code, output = _run("compare", tmp_path, f"sqlite:///{db}")
+        train = run_train([*QUICK, f"tracking.uri=sqlite:///{db}"], tmp_path, data_root())
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 2, output
+    _assert_one_paragraph(output)
+    assert f"The tracking store {db} is busy: another process holds a lock on it" in output
+    assert train.returncode == 2, train.stderr[-2000:]
+    assert f"error: The tracking store {db} is busy: another process held a lock" in train.stderr
+    for said in (output, train.stderr):
+        assert "mv " not in said and "damaged" not in said
+
+    new = tmp_path / "new" / "mlflow.db"  # a store whose first command is making its tables
+    new.parent.mkdir()
+    conn = sqlite3.connect(new)
+    conn.execute("CREATE TABLE experiments (experiment_id INTEGER)")
+    conn.commit()
+    conn.close()
+    with open(f"{new}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        code, output = _run("compare", tmp_path, f"sqlite:///{new}")
+    assert code == 2, output
+    _assert_one_paragraph(output)
+    assert f"The tracking store {new} is being created by another command" in output
+    assert "mv " not in output and "upgrade" not in output
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

@@ -41,6 +41,9 @@ BROKEN_DATABASE = (
 )
 
 
+BUSY_DATABASE = ("database is locked", "database table is locked", "database is busy")
+
+
 COMMAND_ADVICE = (
     "Start it (`cvsweep server --port PORT` in the folder that holds its store), or point "
     "--tracking-uri at the store your runs were logged to (sqlite:///path/to/mlflow.db)."
@@ -143,10 +146,22 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
     try:
         tables = sqlite_tables(db)
     except sqlite3.Error as exc:
+        if busy_store(exc):
+            raise StoreError(
+                f"The tracking store {db} is busy: another process holds a lock on it (SQLite: "
+                f"{exc}) and kept it longer than this command waits. Nothing in it was changed; "
+                "run the command again once that process is done."
+            ) from None
         raise _not_a_store(db, f"is damaged and cannot be read (SQLite: {exc})") from None
+    missing = sorted(_expected_tables() - tables)
+    if missing and _being_created(db):
+        raise StoreError(
+            f"The tracking store {db} is being created by another command (it holds {db}.lock "
+            "while it makes MLflow's tables). Nothing in it was changed; run this command again "
+            "in a few seconds."
+        )
     if not MLFLOW_TABLES.issubset(tables):
         raise _not_a_store(db, "is an SQLite database but not an MLflow store (no runs table)")
-    missing = sorted(_expected_tables() - tables)
     if missing:
         raise StoreError(
             f"The tracking store {db} was made by another MLflow version (it lacks the tables "
@@ -154,6 +169,30 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
             "does not change a store. Back the file up, then upgrade it with `mlflow db upgrade "
             f"sqlite:///{db}`, or point --tracking-uri at another store."
         )
+
+
+def _being_created(db: Path) -> bool:
+    """Is another command making this store's tables now? It holds `<db>.lock` for that
+    (tracking.store_creation_lock); looked at here without creating or keeping anything."""
+    import fcntl
+
+    try:
+        fh = open(f"{db}.lock", "rb")  # noqa: SIM115 (closed below)
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def busy_store(exc: BaseException) -> bool:
+    """Did a store call fail only because another process held the database's lock?"""
+    text = str(exc).lower()
+    return any(s in text for s in BUSY_DATABASE)
 
 
 def broken_store(exc: BaseException) -> bool:

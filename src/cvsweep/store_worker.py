@@ -31,7 +31,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .store_errors import broken_store, from_store
+from .store_errors import broken_store, busy_store, from_store
 from .tracking import (
     CLAIM_TAG,
     INCOMPLETE_TAG,
@@ -277,6 +277,14 @@ class StoreSession:
                     "tracking.uri at a store on another disk."
                 ) from None
             own = db is not None and op in self._STORE_OPS and from_store(exc)
+            if own and busy_store(exc):
+                reason = str(exc).strip().splitlines()[0][:300]
+                raise TrackingError(
+                    f"The tracking store {db} is busy: another process held a lock on it for "
+                    f"longer than MLflow waits ({reason}). Nothing in it was changed; run the "
+                    "same command again once that process is done, or point tracking.uri at "
+                    "another store."
+                ) from None
             if own and not broken_store(exc):
                 # MLflow's own failure (e.g. a store whose creation was cut short): its first
                 # line, with the file it is about, not SQLAlchemy's SQL dump.
