@@ -85,9 +85,14 @@ def test_data_fetch_into_a_raw_folder_gives_the_root_meant(tmp_path, data_dir):
     raw = linked_root(data_dir, root)
     env = offline_env(tmp_path, data_dir)
     proc = run_cvsweep(["data", "fetch", "mnist", "--root", str(raw)], tmp_path, env)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert one_error_line(proc.stderr).endswith(f"use --root={root}.")
     assert not (raw / "MNIST").exists()
+    # Both datasets: the root is said to be wrong once, naming the folder that is there.
+    both = run_cvsweep(["data", "fetch", "--root", str(raw.parent)], tmp_path, env)
+    assert both.returncode == 2, both.stderr
+    line = one_error_line(both.stderr)
+    assert "which holds MNIST/raw/" in line and line.endswith(f"use --root={root}.")
 
 
 def test_files_lying_bare_in_the_root_are_said_to_belong_in_its_raw_folder(tmp_path, data_dir):

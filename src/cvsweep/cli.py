@@ -379,7 +379,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_data(args: argparse.Namespace) -> int:
     from .data import DataError
-    from .fetch import fetch
+    from .fetch import RootError, fetch
 
     root = args.root or os.environ.get("CVSWEEP_DATA", "data")
     names = [args.dataset] if args.dataset else ["mnist", "fashion_mnist"]
@@ -387,6 +387,9 @@ def _cmd_data(args: argparse.Namespace) -> int:
     for name in names:  # each dataset in turn: one that cannot be fetched does not stop the other
         try:
             fetch(name, root)  # it says what it found, fetched and verified
+        except RootError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except DataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1

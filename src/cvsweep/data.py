@@ -207,7 +207,7 @@ def misplaced_root_hint(root: str | os.PathLike, dataset: str, key: str = "datas
     if _holds_data_files(path / "raw"):
         return (
             f"that is a dataset's folder ({path.name}/raw/ holds data files), but {key} is the "
-            f"folder above it, which holds {want}/raw/; use {key}={path.parent}"
+            f"folder above it, which holds {path.name}/raw/; use {key}={path.parent}"
         )
     return ""
 

@@ -78,6 +78,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 SourceFn = Callable[[str, Path], dict[str, Path]]
 
 
+class RootError(DataError):
+    """The root itself is wrong (a level too deep, an unexpanded ~): the same for every dataset,
+    and the user's to fix, so it is said once, as a config error is."""
+
+
 class SourceUnavailable(RuntimeError):
     """A source cannot serve this dataset right now; the message is the one-line reason."""
 
@@ -125,10 +130,10 @@ def fetch(
 
     hint = misplaced_root_hint(root, dataset, "--root")
     if hint:
-        raise DataError(f"{root} is not a data root: {hint}.")
+        raise RootError(f"{root} is not a data root: {hint}.")
     tilde = tilde_note(root)
     if tilde:
-        raise DataError(f"No folder {root}, and none is made: {tilde.rstrip()}")
+        raise RootError(f"No folder {root}, and none is made: {tilde.rstrip()}")
     _ensure_writable(dest, root, needed)
     _remove_stale_parts(dest, spec.sha256)
     log(f"{dataset}: fetching {len(needed)} file(s) into {dest}: {', '.join(needed)}")
