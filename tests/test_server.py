@@ -162,16 +162,23 @@ def test_a_store_that_is_no_store_or_a_mistyped_path_is_named_before_mlflow_star
     new folder with an empty store in it."""
     (tmp_path / "notes.txt").write_text("not a store\n")
     (tmp_path / "runs.db").mkdir()
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "mlflow.db").touch()
     for target, message in (
         ("notes.txt", "is not an MLflow database: it is not even an SQLite file"),
-        ("runs.db", "is a folder, not an MLflow database file"),
+        ("runs.db", "is a folder, not an MLflow database file; point --tracking-uri at the"),
+        (
+            "project",
+            f"is a folder, not an MLflow database file; the store in it is "
+            f"{tmp_path / 'project' / 'mlflow.db'}: pass --tracking-uri",
+        ),
         ("typo/mlflow.db", f"There is no folder {tmp_path / 'typo'} for the store mlflow.db"),
     ):
         uri = f"sqlite:///{tmp_path / target}"
         proc = run_cvsweep([command, "--tracking-uri", uri], tmp_path, child_env(), timeout=60)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
-        assert "Traceback" not in proc.stderr
+        assert "Traceback" not in proc.stderr and "mv " not in proc.stderr
     assert not (tmp_path / "typo").exists()
     assert (tmp_path / "notes.txt").read_text() == "not a store\n"
 

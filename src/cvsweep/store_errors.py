@@ -130,7 +130,17 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
             )
         )
     if not db.is_file():
-        raise _not_a_store(db, "is a folder, not an MLflow database file")
+        # Most often the folder the store is in: the folder is the user's, never to move aside.
+        inside = db / "mlflow.db"
+        where = (
+            f"the store in it is {inside}: pass --tracking-uri {shlex.quote(str(inside))}"
+            if inside.is_file()
+            else "point --tracking-uri at the store file your runs were logged to "
+            "(sqlite:///path/to/mlflow.db, or http://HOST:PORT for a tracking server)"
+        )
+        raise StoreError(
+            f"The tracking store {db} is a folder, not an MLflow database file; {where}."
+        )
     try:
         with db.open("rb") as fh:
             header = fh.read(len(SQLITE_MAGIC))
