@@ -78,8 +78,17 @@ def test_server_down_is_a_clear_error(tmp_path, data_dir):
     assert proc.returncode == 2
     assert f"error: Tracking server http://127.0.0.1:{port} is not answering" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert "or set tracking.required=false to train anyway" in proc.stderr
     assert "not made" not in proc.stderr  # a store never reached lost no write
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    optional = [f"tracking.uri=http://127.0.0.1:{port}", "tracking.required=false"]
+    anyway = run_train([*QUICK, *optional, "trainer.shapes_only=true"], tmp_path, data_dir)
+    assert anyway.returncode == 0, anyway.stderr[-2000:]
+    # The warning does not advise the setting the command already has.
+    assert "Start it with `cvsweep server --port PORT` or fix tracking.uri. Training without " in (
+        anyway.stdout
+    )
+    assert "tracking.required=false to train anyway" not in anyway.stdout + anyway.stderr
 
 
 @pytest.mark.skipif(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .store_proxy import Pending, replace_dead, shared_proxy, warn_lost
-from .tracking import TrackingError, check_writable, resolve_uri, sqlite_path
+from .tracking import TrackingError, as_warning, check_writable, resolve_uri, sqlite_path
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -70,13 +69,12 @@ class JobStore:
                     self._answer = {"experiment_id": None, "finished": None, "resumable": None}
                 else:
                     self._answer = self._opened()
-            except TrackingError:
+            except TrackingError as exc:
                 if self.cfg.tracking.required:
                     raise
                 self._answer = None
                 _say(
-                    f"warning: {sys.exc_info()[1]} Training without tracking "
-                    "(tracking.required=false)."
+                    f"warning: {as_warning(exc)} Training without tracking (tracking.required=false)."
                 )
         return self._answer
 

@@ -39,7 +39,14 @@ from .store_proxy import (
     shared_proxy,
     warn_lost,
 )
-from .tracking import TrackingError, orphan_note, owner_tags, probe_writable, resolve_uri
+from .tracking import (
+    TrackingError,
+    as_warning,
+    orphan_note,
+    owner_tags,
+    probe_writable,
+    resolve_uri,
+)
 
 
 def _cell_overrides(job_dir: Path) -> list[str] | None:
@@ -571,7 +578,7 @@ class MlflowSweepCallback(Callback):
             if config.tracking.required:
                 print(f"error: {exc}", file=sys.stderr, flush=True)
                 raise SystemExit(2) from None
-            print(f"warning: {exc} Sweeping without tracking.", flush=True)
+            print(f"warning: {as_warning(exc)} Sweeping without tracking.", flush=True)
             return
         added = [f"tracking.parent_run_id={self.parent_id}"]
         # Make the store URI absolute for every job, wherever the launcher runs it.

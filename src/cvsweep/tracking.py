@@ -337,6 +337,18 @@ TRAIN_ADVICE = (
     "tracking.required=false to train anyway."
 )
 
+
+def as_warning(exc: TrackingError) -> str:
+    """A store problem said as a warning, where tracking.required=false lets the run go on:
+    the advice to set it, already set, is left out."""
+    text = (
+        str(exc)
+        .replace(TRAIN_ADVICE, "Start it with `cvsweep server --port PORT` or fix tracking.uri.")
+        .rstrip()
+    )
+    return text if text.endswith(".") else f"{text}."
+
+
 # MLflow retries an HTTP call for about four minutes by default before it gives up. For a
 # server that went away during a run, that is how long the job's end would wait per write (and
 # a command like `cvsweep compare` would hang as long); this budget (6-9 s) still rides out a
