@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -228,6 +229,26 @@ def test_sigterm_marks_run_killed_and_saves_state(tmp_path, data_dir):
     # the id that rerun, evaluate and the UI take, and how to go on
     resumes = "(KILLED; the same command resumes it from the state saved)"
     assert f"mlflow run: {run.info.run_id} {resumes}" in output
+
+
+def test_a_stopped_run_whose_saved_state_is_gone_is_trained_anew_saying_why(tmp_path, data_dir):
+    """Its checkpoint artifact and its job folder deleted: the store itself is fine, so the
+    warning names the missing artifact, and does not advise moving the store aside."""
+    args = ["trainer.epochs=2", "dataset.train_limit=2048", "dataset.test_limit=500"]
+    args += ["trainer.log_every=8", "trainer.progress=off", f"tracking.uri={db_uri(tmp_path)}"]
+    _sigterm_at_step_16([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, data_dir)
+    (stopped,) = _runs(MlflowClient(db_uri(tmp_path)))
+    shutil.rmtree(tmp_path / "mlartifacts")
+    shutil.rmtree(tmp_path / "run")
+    again = run_train(args, tmp_path, data_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    warning = (
+        f"warning: cannot resume run {stopped.info.run_id}: its checkpoint/checkpoint.pt artifact "
+        f"cannot be downloaded from {db_uri(tmp_path)} ("
+    )
+    assert warning in again.stdout, again.stdout[-2000:]
+    assert "; starting a new run" in again.stdout and "mv " not in again.stdout
+    assert "final test accuracy" in again.stdout
 
 
 @pytest.mark.parametrize("delay", [0.2, 0.6, 1.2, 2.0])

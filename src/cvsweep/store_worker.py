@@ -277,6 +277,12 @@ class StoreSession:
                     "tracking.uri at a store on another disk."
                 ) from None
             own = db is not None and op in self._STORE_OPS and from_store(exc)
+            if own and op == "download" and not broken_store(exc):
+                # The store answered; the run's artifact is what is missing or unreadable.
+                reason = str(exc).strip().splitlines()[0][:300]
+                raise TrackingError(
+                    f"its {args[2]} artifact cannot be downloaded from {uri} ({reason})"
+                ) from None
             if own and busy_store(exc):
                 reason = str(exc).strip().splitlines()[0][:300]
                 raise TrackingError(
