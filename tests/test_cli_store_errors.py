@@ -247,3 +247,19 @@ def test_a_store_uri_missing_its_slashes_is_named_as_a_uri(tmp_path: Path, name:
     _assert_one_paragraph(output)
     assert "--tracking-uri='file:./mlruns' is not a store URI. Use sqlite:///" in output
     assert not (tmp_path / "file:.").exists()
+
+
+def test_a_path_in_mlflow_tracking_uri_is_named_as_that_variable(tmp_path: Path) -> None:
+    """MLflow read it as a file store, and its own error ("maintenance mode") never said where
+    the value came from; train.py and the commands now check it as they check tracking.uri."""
+    env = cli_env(data_root(), MLFLOW_TRACKING_URI="./mlruns")
+    said = "MLFLOW_TRACKING_URI='./mlruns' is not a store URI. Use sqlite:///"
+    for args in (COMMANDS["compare"], COMMANDS["rerun"]):
+        proc = run_cvsweep(args, tmp_path, env, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        _assert_one_paragraph(proc.stdout + proc.stderr)
+        assert said in proc.stderr
+    train = run_train([*QUICK], tmp_path, data_root(), env=env)
+    assert train.returncode == 2, train.stderr[-2000:]
+    assert f"error: {said}" in train.stderr and "training cnn" not in train.stdout
+    assert not (tmp_path / "mlruns").exists()

@@ -68,6 +68,9 @@ def resolve_uri(uri: str | None, launch_dir: Path | None = None, name: str = "tr
     `name` is how the user gave it (`--tracking-uri` for commands), for messages.
     """
     if not uri:
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env:  # checked as tracking.uri is, and named as the user set it
+            return resolve_uri(env, launch_dir, "MLFLOW_TRACKING_URI")
         return default_uri(launch_dir)
     if uri in ("sqlite://", "sqlite:///:memory:"):
         raise TrackingError(
