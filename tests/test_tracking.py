@@ -251,6 +251,23 @@ def test_a_stopped_run_whose_saved_state_is_gone_is_trained_anew_saying_why(tmp_
     assert "final test accuracy" in again.stdout
 
 
+def test_sigterm_while_a_job_sets_up_is_said_and_fails_no_run(tmp_path, data_dir):
+    """SIGTERM as the shape report is printed, most often before the engine holds it: that
+    ended the command silently, and a run made by then was left FAILED with no reason."""
+    args = [*QUICK, "dataset.train_limit=4096", f"tracking.uri={db_uri(tmp_path)}"]
+    proc = start_train([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, data_dir)
+    seen = read_until(proc, "Shape report")
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(seen) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    assert "Traceback" not in output
+    # Said wherever it lands: outside the job, in its set-up, or (a moment later) in training.
+    assert "Interrupted by SIGTERM" in output, output[-2000:]
+    for run in _runs(MlflowClient(db_uri(tmp_path))):
+        assert run.info.status != "FAILED", run.data.tags
+
+
 @pytest.mark.parametrize("delay", [0.2, 0.6, 1.2, 2.0])
 def test_ctrl_c_while_starting_ends_cleanly(tmp_path, data_dir, delay):
     """A terminal's Ctrl-C (the whole group) at any moment of start-up: exit 130 with one line,

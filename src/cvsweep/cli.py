@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .signals import HeldSignals
+from .signals import HeldSignals, Terminated
 
 if TYPE_CHECKING:  # the cvsweep commands load nothing heavy before Ctrl-C is theirs to catch
     from omegaconf import DictConfig
@@ -246,6 +246,8 @@ def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
             raise SystemExit(2) from None
     except SystemExit as exc:
         _on_the_way_out()
+        if isinstance(exc, Terminated):  # SIGTERM outside training: said, as Ctrl-C is
+            print("Interrupted by SIGTERM outside training: nothing more was trained.", flush=True)
         if exc.code == 1 and not config_composed():
             # Hydra rejected the command line and said why; like every other config error,
             # that is the user's to fix: exit code 2, not a failed job's 1.
@@ -302,7 +304,7 @@ def _on_the_way_out() -> None:
 
 
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
+    raise Terminated(signum)
 
 
 # Modules whose worker pools or threads the interpreter's normal shutdown joins.

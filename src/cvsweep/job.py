@@ -45,7 +45,7 @@ from .runtime import (
     seed_everything,
     set_deterministic,
 )
-from .signals import HeldSignals
+from .signals import HeldSignals, Terminated
 from .store_proxy import LOST, ProxyTracker, warn_lost
 from .tracker import NullTracker
 from .tracking import (
@@ -306,11 +306,15 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
                 "note: this run was not tracked, so nothing resumes it: the same command trains "
                 "from the start (with tracking on, it resumes from this state)"
             )
-    except KeyboardInterrupt:  # before the engine holds Ctrl-C (its set-up): said, not silent
-        status, error, stopped_by = "KILLED", "interrupted", signal.SIGINT
+    except (KeyboardInterrupt, Terminated) as exc:  # before the engine holds them: said
+        by = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+        status, error, stopped_by = "KILLED", "interrupted", by
         tracker.set_tags({"failure_reason": "interrupted"})
         if result is None:
-            _console("Interrupted by SIGINT before training started: nothing was trained.")
+            _console(
+                f"Interrupted by {signal.Signals(by).name} before training started: nothing "
+                "was trained."
+            )
     except NonFiniteLoss as exc:
         error = str(exc)
         tracker.set_tags({"failure_reason": "non_finite_loss", "failure_step": str(exc.step)})

@@ -17,6 +17,15 @@ from types import TracebackType
 from typing import Any
 
 
+class Terminated(SystemExit):
+    """SIGTERM outside training, as `train.py` raises it: the exit of an error (a sweep is
+    still recorded as stopped), and told apart from one where a job sets itself up, so its run
+    is KILLED like one that Ctrl-C stopped there, not FAILED without a reason."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(128 + signum)
+
+
 class HeldSignals:
     """Records the given signals instead of acting on them, from start() to release().
 
