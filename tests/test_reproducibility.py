@@ -394,3 +394,25 @@ def test_rerun_from_elsewhere_and_what_rerun_refuses(tmp_path, data_dir):
     assert f"cvsweep compare {rid},{rid}" in spaced.stderr
     typo = run_cvsweep(["rerun", "--chek", rid], bare, env)
     assert typo.returncode == 2 and "usage: cvsweep rerun" in typo.stderr, typo.stderr
+
+
+def test_a_failure_that_reproduces_passes_the_check(tmp_path, data_dir):
+    """A run that diverged (lr=1e6, a non-finite loss) and its rerun diverging at the same
+    mini-batch: the failure reproduces, so --check compares what both logged, and passes."""
+    args = [*QUICK, "optimizer=sgd", "optimizer.lr=1e6", f"tracking.uri={db_uri(tmp_path)}"]
+    first = run_train(args, tmp_path, data_dir)
+    assert first.returncode == 1, first.stderr[-2000:]
+    (run,) = _runs(MlflowClient(db_uri(tmp_path)))
+    assert run.info.status == "FAILED" and run.data.tags["failure_reason"] == "non_finite_loss"
+    step = run.data.tags["failure_step"]
+    rerun = _cvsweep(
+        ["rerun", run.info.run_id, "--check", "--tracking-uri", db_uri(tmp_path)],
+        tmp_path,
+        data_dir,
+    )
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert (
+        f"note: the rerun ended FAILED as the original did (non_finite_loss at mini-batch {step})"
+        in rerun.stdout
+    ), rerun.stdout[-2000:]
+    assert "check passed: largest difference 0.000e+00" in rerun.stdout

@@ -200,7 +200,8 @@ def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], 
     status = original.info.status
     mismatch = ""
     if status != "FINISHED":
-        last = max(hist_a, default=0)
+        failed_at = str(original.data.tags.get("failure_step", ""))
+        last = int(failed_at) if failed_at.isdigit() else max(hist_a, default=0)
         lines.append(
             f"note: the original run ended {status} at step {last}: only what it logged up to "
             "there is compared; its final numbers were never logged"
@@ -220,6 +221,28 @@ def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], 
             "log_every: a rerun with such overrides is a new run, not a reproduction"
         )
     return lines, largest, mismatch
+
+
+def _failed_alike(client: Any, original: Any, status: str, rerun_id: str | None) -> str:
+    """A failed run whose rerun failed the same way at the same step (a learning rate that
+    diverges, say): the failure is what reproduces, so the numbers logged up to it are compared
+    as any rerun's are. '' for anything else."""
+    if status != "FAILED" or rerun_id is None or original.info.status != "FAILED":
+        return ""
+    was, now = original.data.tags, client.get_run(rerun_id).data.tags
+    reason = was.get("failure_reason")
+    if not reason or any(was.get(k) != now.get(k) for k in ("failure_reason", "failure_step")):
+        return ""
+    step = f" at mini-batch {was['failure_step']}" if was.get("failure_step") else ""
+    return (
+        f"the rerun ended FAILED as the original did ({_one_line(reason)}{step}): the numbers "
+        "both logged up to there are compared"
+    )
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def same_threads(cfg: DictConfig, original: Any) -> str | None:
@@ -480,9 +503,12 @@ def rerun_main(args: argparse.Namespace) -> int:
             flush=True,
         )
         return outcome.exit_code
-    if outcome.status != "FINISHED" or outcome.run_id is None:
+    failed_alike = _failed_alike(client, original, outcome.status, outcome.run_id)
+    if (outcome.status != "FINISHED" or outcome.run_id is None) and not failed_alike:
         print(f"error: the rerun ended {outcome.status}: {outcome.error}", file=sys.stderr)
         return 1
+    if failed_alike:
+        print(f"note: {failed_alike}", flush=True)
     if held.first is not None:  # arrived as the rerun recorded its end: stop before comparing
         return _stopped_before_comparing(held.first, run_id, outcome.run_id, uri)
     if outcome.tracking_problems:
