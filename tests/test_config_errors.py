@@ -158,6 +158,11 @@ def test_a_run_that_cannot_be_made_stops_with_one_paragraph(tmp_path, data_dir, 
             id="interval",  # was a warning, then Hydra's traceback twice, exit 1
         ),
         pytest.param(
+            ["seed=range(0,0)"],
+            "error: Cannot expand the sweep: seed=range(0,0) ",
+            id="empty-range",  # a parent run, a report of no job, exit 0
+        ),
+        pytest.param(
             ["optimizer=sgd,adam", "seed=0,1", "hydra.sweep.subdir=${optimizer.name}"],
             "error: job #1 (optimizer=sgd seed=1 ",
             id="shared-job-folder",  # job #1 overwrote job #0's model; "1 jobs ended"

@@ -159,6 +159,15 @@ def validate_jobs(config: DictConfig) -> int:
         jobs = job_overrides(config, loader)
     except (HydraException, OmegaConfBaseException) as exc:
         _sweep_syntax_error(exc)
+    if not jobs:  # an empty range: a parent run and a report of nothing would follow
+        swept = " ".join(raw_overrides(config.hydra.overrides.task))
+        print(
+            f"error: Cannot expand the sweep: {swept} gives no job (a range that is empty, "
+            "such as range(0,0), has no values); give each swept key at least one value.",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(2)
     if len(jobs) >= MANY_JOBS:
         print(
             f"checking the config of each of the {len(jobs)} jobs before the sweep starts "
