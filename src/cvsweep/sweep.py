@@ -321,22 +321,23 @@ def claim_launch_folder(config: DictConfig, kind: str) -> Path:
     named = OmegaConf.to_container(node, resolve=False).get("dir")
     if "${now:" not in str(named):
         return path
-    claimed = path
-    for n in range(2, 1000):
+    for n in range(1, 1000):
+        claimed = path if n == 1 else path.with_name(f"{path.name}_{n}")
         try:
             claimed.parent.mkdir(parents=True, exist_ok=True)
             claimed.mkdir()
+            break
         except FileExistsError:
-            claimed = path.with_name(f"{path.name}_{n}")
             continue
         except OSError:
             return path  # check_output_dir says why it cannot be written
-        break
+    else:
+        return path
     if claimed != path:
         with read_write(config), open_dict(config):
             node.dir = str(claimed)
-            if kind == "sweep":
-                quoted = str(claimed).replace("\\", "\\\\").replace("'", "\\'")
+            if kind == "sweep":  # quoted: Hydra's override grammar escapes only quotes there
+                quoted = str(claimed).replace("'", "\\'")
                 config.hydra.overrides.hydra.append(f"hydra.sweep.dir='{quoted}'")
     return claimed
 
