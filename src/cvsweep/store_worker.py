@@ -62,6 +62,50 @@ def _disk_full(exc: BaseException) -> str:
     return ""
 
 
+def _store_failure(
+    uri: str, exc: BaseException, args: tuple[Any, ...], op: str | None
+) -> str | None:
+    """A store call's failure as the one paragraph the user sees; None where it is not the
+    store's to say (the caller re-raises it). `op`: the store-wide operation that failed."""
+    db = sqlite_path(uri)
+    if db is None:
+        return None
+    full = _disk_full(exc)
+    if full:
+        return (
+            f"The tracking store {db} cannot be written: its disk is full (SQLite: {full}). "
+            "Free space there and run the same command again, or point tracking.uri at a "
+            "store on another disk."
+        )
+    reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    broken = broken_store(exc)
+    if op is not None and from_store(exc) and not broken:
+        if op == "download":  # the store answered: the run's artifact is what is missing
+            return f"its {args[2]} artifact cannot be downloaded from {uri} ({reason})"
+        if busy_store(exc):
+            return (
+                f"The tracking store {db} is busy: another process held a lock on it for "
+                f"longer than MLflow waits ({reason}). Nothing in it was changed; run the same "
+                "command again once that process is done, or point tracking.uri at another "
+                "store."
+            )
+        # MLflow's own failure (e.g. a store whose creation was cut short): its first line,
+        # with the file it is about, not SQLAlchemy's SQL dump.
+        return (
+            f"The tracking store {db} cannot be used ({reason}). If its creation was cut short "
+            f"(a full disk, a killed process), move it aside (mv {db} {db}.broken) to start a "
+            "new store there; otherwise point tracking.uri at another store, or set "
+            "tracking.enabled=false."
+        )
+    if not broken:
+        return None
+    return (
+        f"The tracking store {db} is damaged or is not an MLflow database ({reason[:200]}). "
+        f"Nothing in it was changed. Move it aside (mv {db} {db}.broken) to start a new store "
+        "there, point tracking.uri at another store, or set tracking.enabled=false."
+    )
+
+
 class StoreDown(TrackingError):
     """A write not attempted: the store stopped answering earlier in this process."""
 
@@ -268,48 +312,10 @@ class StoreSession:
         try:
             return self.guarded(uri, run_id, op, lambda: fn(*args, **kwargs), answered)
         except Exception as exc:
-            db = sqlite_path(uri)
-            full = db is not None and _disk_full(exc)
-            if full:
-                raise TrackingError(
-                    f"The tracking store {db} cannot be written: its disk is full (SQLite: "
-                    f"{full}). Free space there and run the same command again, or point "
-                    "tracking.uri at a store on another disk."
-                ) from None
-            own = db is not None and op in self._STORE_OPS and from_store(exc)
-            if own and op == "download" and not broken_store(exc):
-                # The store answered; the run's artifact is what is missing or unreadable.
-                reason = str(exc).strip().splitlines()[0][:300]
-                raise TrackingError(
-                    f"its {args[2]} artifact cannot be downloaded from {uri} ({reason})"
-                ) from None
-            if own and busy_store(exc):
-                reason = str(exc).strip().splitlines()[0][:300]
-                raise TrackingError(
-                    f"The tracking store {db} is busy: another process held a lock on it for "
-                    f"longer than MLflow waits ({reason}). Nothing in it was changed; run the "
-                    "same command again once that process is done, or point tracking.uri at "
-                    "another store."
-                ) from None
-            if own and not broken_store(exc):
-                # MLflow's own failure (e.g. a store whose creation was cut short): its first
-                # line, with the file it is about, not SQLAlchemy's SQL dump.
-                reason = str(exc).strip().splitlines()[0][:300]
-                raise TrackingError(
-                    f"The tracking store {db} cannot be used ({reason}). If its creation "
-                    f"was cut short (a full disk, a killed process), "
-                    f"move it aside (mv {db} {db}.broken) to start a new store there; otherwise "
-                    "point tracking.uri at another store, or set tracking.enabled=false."
-                ) from None
-            if db is None or not broken_store(exc):
+            said = _store_failure(uri, exc, args, op if op in self._STORE_OPS else None)
+            if said is None:
                 raise
-            reason = str(exc).strip().splitlines()[0][:200]
-            raise TrackingError(
-                f"The tracking store {db} is damaged or is not an MLflow database ({reason}). "
-                f"Nothing in it was changed. Move it aside (mv {db} {db}.broken) to start a "
-                "new store there, point tracking.uri at another store, or set "
-                "tracking.enabled=false."
-            ) from None
+            raise TrackingError(said) from None
 
     def op_warm(self) -> None:
         """The imports every store needs, before anyone asks (about 2 s of one core)."""
