@@ -138,7 +138,7 @@ def test_an_unexpanded_tilde_is_never_a_folder_to_fetch_into(tmp_path, data_dir)
     assert "(the value of CVSWEEP_DATA): no such folder" in line
     assert line.endswith(f"A ~ is not expanded in a data root: write {expanded}.")
     fetch = run_cvsweep(["data", "fetch", "mnist"], tmp_path, env)
-    assert fetch.returncode == 1, fetch.stderr
+    assert fetch.returncode == 2, fetch.stderr  # a root to write out, as in train.py
     assert one_error_line(fetch.stderr).endswith(f"write {expanded}.")
     assert not (tmp_path / "~").exists() and not expanded.exists()
 
@@ -310,6 +310,6 @@ def test_a_stray_file_in_a_data_root_and_a_tilde_of_no_user_are_no_tracebacks(tm
     assert proc.stderr.startswith("error: Could not fetch fashion_mnist: "), proc.stderr
 
     proc = run_cvsweep(["data", "fetch", "mnist", "--root", "~nosuchuser/data"], tmp_path, env)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "A ~ is not expanded in a data root: write the full path." in one_error_line(proc.stderr)

@@ -110,8 +110,11 @@ def _not_sqlite(db: Path) -> StoreError:
 
 def _expected_tables() -> set[str]:
     """The tables this MLflow needs; MLflow would create any that are missing, so ask first."""
+    from .signals import import_held
+
     try:
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (defines the tables)
+        # It defines the tables. MLflow loads here, with a Ctrl-C meanwhile held (import_held).
+        import_held("mlflow.store.tracking.sqlalchemy_store")
         from mlflow.store.db.base_sql_model import Base
     except ImportError:
         return set(MLFLOW_TABLES)
