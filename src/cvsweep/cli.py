@@ -125,18 +125,15 @@ def _refuse_single_run(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .config import validate
-    from .data import refuse_unusable_root
     from .joblog import console_in_job_log
+    from .sweep import check_job
     from .user_errors import ERRORS_FOR_USER, print_user_error
 
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN:
         return
     try:
-        validate(cfg)
-        if not cfg.trainer.shapes_only:
-            refuse_unusable_root(cfg.dataset.root, cfg.dataset.name)
+        check_job(cfg)
     except ERRORS_FOR_USER as exc:
         with console_in_job_log(Path(hc.runtime.output_dir)) as log_line:
             print_user_error(exc)

@@ -46,7 +46,7 @@ from .store_errors import (
 )
 from .store_proxy import TRACKING_INCOMPLETE
 from .tracking import TrackingError, store_flag, with_retry
-from .user_errors import ERRORS_FOR_USER, print_user_error
+from .user_errors import ERRORS_FOR_USER, one_line, print_user_error
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -235,14 +235,9 @@ def _failed_alike(client: Any, original: Any, status: str, rerun_id: str | None)
         return ""
     step = f" at mini-batch {was['failure_step']}" if was.get("failure_step") else ""
     return (
-        f"the rerun ended FAILED as the original did ({_one_line(reason)}{step}): the numbers "
+        f"the rerun ended FAILED as the original did ({one_line(reason, 200)}{step}): the numbers "
         "both logged up to there are compared"
     )
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def same_threads(cfg: DictConfig, original: Any) -> str | None:

@@ -48,6 +48,7 @@ from .rerun import (
     typed_config,
 )
 from .runtime import speed_settings
+from .user_errors import one_line
 
 CLASSES = {
     "mnist": [str(digit) for digit in range(10)],
@@ -270,11 +271,6 @@ def _rebuild(
     return SavedModel(model.to(device).eval(), cfg, source, device, recorded, note)
 
 
-def _one_line(text: str, limit: int = 600) -> str:
-    text = " ".join(text.split()).rstrip(".")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _why_no_model(folder: Path, result: dict[str, Any] | None) -> str:
     """Why a folder has no model.pth, from what its job recorded: how it ended, what it kept."""
     checkpoint = folder / CHECKPOINT_NAME
@@ -283,7 +279,7 @@ def _why_no_model(folder: Path, result: dict[str, Any] | None) -> str:
     status = result.get("status") if result else None
     run_id = result.get("run_id") if result else None
     if status == "FAILED":
-        error = _one_line(str(result.get("error") or "") if result else "") or "no reason recorded"
+        error = one_line(str(result.get("error") or "") if result else "") or "no reason recorded"
         why = f"its job FAILED: {error}"
         traceback_file = folder / "traceback.txt"
         if traceback_file.is_file():
@@ -363,7 +359,7 @@ def _unfinished_note(folder: Path, result: dict[str, Any] | None) -> str | None:
     """For a model.pth its job left without finishing: that it is not the end of training."""
     status = result.get("status") if result else None
     if status == "FAILED":
-        error = _one_line(str(result.get("error") or "") if result else "", 300)
+        error = one_line(str(result.get("error") or "") if result else "", 300)
         return (
             f"the job of {folder} FAILED ({error or 'no reason recorded'}): its "
             f"{MODEL_NAME} holds the weights of its last finished epoch, not of a finished "
@@ -471,7 +467,7 @@ def _why_no_artifact(run: Any) -> str:
             f"command is run again){here}"
         )
     if status == "FAILED":
-        reason = _one_line(tags.get("failure_reason") or "no reason recorded", 300)
+        reason = one_line(tags.get("failure_reason") or "no reason recorded", 300)
         return f": it FAILED ({reason}), and a failed run logs no {MODEL_NAME}{here}"
     return f": a run logs it when its training ends{here}"
 

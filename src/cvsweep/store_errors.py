@@ -27,6 +27,7 @@ from .tracking import (
     resolve_uri,
     sqlite_path,
     sqlite_tables,
+    store_being_created,
     with_retry,
 )
 
@@ -167,7 +168,7 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
             ) from None
         raise _not_a_store(db, f"is damaged and cannot be read (SQLite: {exc})") from None
     missing = sorted(_expected_tables() - tables)
-    if missing and _being_created(db):
+    if missing and store_being_created(db):
         raise StoreError(
             f"The tracking store {db} is being created by another command (it holds {db}.lock "
             "while it makes MLflow's tables). Nothing in it was changed; run this command again "
@@ -182,24 +183,6 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
             "does not change a store. Back the file up, then upgrade it with `mlflow db upgrade "
             f"sqlite:///{db}`, or point --tracking-uri at another store."
         )
-
-
-def _being_created(db: Path) -> bool:
-    """Is another command making this store's tables now? It holds `<db>.lock` for that
-    (tracking.store_creation_lock); looked at here without creating or keeping anything."""
-    import fcntl
-
-    try:
-        fh = open(f"{db}.lock", "rb")  # noqa: SIM115 (closed below)
-    except OSError:
-        return False
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return False
 
 
 def busy_store(exc: BaseException) -> bool:

@@ -140,6 +140,14 @@ def checked_job(config: DictConfig, overrides: Sequence[str]) -> bool:
     return own in _CHECKED.jobs
 
 
+def check_job(job: DictConfig, data_here: bool = True) -> None:
+    """A job's values, and where it runs here its data root, checked before any work; raises
+    ConfigError or DataError. `job` is the task's config, without the `hydra` node."""
+    validate(job)
+    if data_here and not job.trainer.shapes_only:
+        refuse_unusable_root(job.dataset.root, job.dataset.name)
+
+
 def validate_jobs(config: DictConfig) -> int:
     """Check every job's values before the parent run exists, so a bad sweep leaves no runs.
 
@@ -184,9 +192,7 @@ def validate_jobs(config: DictConfig) -> int:
             _claim_job_folder(folders, _job_subdir(job, i), i)
             with read_write(job), open_dict(job):
                 del job["hydra"]  # as Hydra's run_job does: the task sees the rest
-            validate(job)
-            if here and not job.trainer.shapes_only:
-                refuse_unusable_root(job.dataset.root, job.dataset.name)
+            check_job(job, data_here=here)
         except (ConfigError, DataError, HydraException, OmegaConfBaseException) as exc:
             said = isinstance(exc, ConfigError | DataError)
             why = str(exc) if said else hydra_errors.explain(exc)
@@ -375,9 +381,7 @@ def _refuse_over_kept_job(config: DictConfig, run_dir: Path) -> None:
     try:
         with read_write(job), open_dict(job):
             del job["hydra"]  # as Hydra's run_job does: the task sees the rest
-        validate(job)
-        if not job.trainer.shapes_only:
-            refuse_unusable_root(job.dataset.root, job.dataset.name)
+        check_job(job)
     except (ConfigError, DataError) as exc:
         print(
             f"error: {exc} Nothing in {run_dir} was changed: it keeps its earlier job's files.",

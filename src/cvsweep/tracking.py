@@ -311,6 +311,10 @@ def _cached_client(uri: str) -> Any:
     return client
 
 
+def _lock_path(db: Path) -> str:
+    return f"{db}.lock"
+
+
 @contextlib.contextmanager
 def store_creation_lock(db: Path) -> Iterator[None]:
     """One process at a time opens a SQLite store for the first time.
@@ -324,7 +328,7 @@ def store_creation_lock(db: Path) -> Iterator[None]:
     import fcntl
 
     try:
-        fh = open(f"{db}.lock", "a")  # noqa: SIM115 (closed below)
+        fh = open(_lock_path(db), "a")  # noqa: SIM115 (closed below)
     except OSError:
         yield  # an unwritable folder: the store's own open reports it
         return
@@ -333,6 +337,24 @@ def store_creation_lock(db: Path) -> Iterator[None]:
         yield
     finally:
         fh.close()  # releases the lock
+
+
+def store_being_created(db: Path) -> bool:
+    """Is another command making this store's tables now, under store_creation_lock? Looked at
+    without creating the lock file or keeping the lock."""
+    import fcntl
+
+    try:
+        fh = open(_lock_path(db), "rb")  # noqa: SIM115 (closed below)
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
 
 
 TRAIN_ADVICE = (

@@ -18,3 +18,9 @@ def print_user_error(exc: BaseException, prefix: str = "") -> None:
     """One paragraph for the user, no traceback: these errors are the user's to fix. A job of
     a parallel sweep starts it with its number, as its other console lines."""
     print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)
+
+
+def one_line(text: str, limit: int = 600) -> str:
+    """A recorded error or reason inside a sentence of ours: one line, no final stop, capped."""
+    text = " ".join(text.split()).rstrip(".")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
