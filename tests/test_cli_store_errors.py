@@ -229,6 +229,26 @@ def test_compare_names_a_bad_out_folder_and_a_deleted_experiment(tmp_path: Path)
     assert f"(or `MLFLOW_TRACKING_URI={uri} mlflow experiments restore --experiment-id " in output
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_out_path_that_takes_no_files_is_named_before_anything_is_read(
+    tmp_path: Path,
+) -> None:
+    """/proc passes os.access for root, yet no file can be made there: the path is tried."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for args in (
+        ["compare", "sweep-x", "--out", "/proc/cvsweep-out"],
+        ["report", "--out", "/proc/cvsweep-results.md"],
+    ):
+        proc = run_cvsweep(
+            [*args, "--tracking-uri", uri], tmp_path, cli_env(data_root()), timeout=120
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 2, output
+        _assert_one_paragraph(output)
+        assert f"--out {args[-1]} cannot be written: /proc takes no new files" in output
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_a_command_missing_its_argument_names_only_that_one(tmp_path: Path) -> None:
     """`cvsweep rerun` alone: the run id is missing; its overrides are optional and not named."""
     proc = run_cvsweep(["rerun"], tmp_path, cli_env(data_root()), timeout=120)

@@ -7,6 +7,7 @@ before minutes of reading runs, not found afterwards as a traceback.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -51,4 +52,22 @@ def _check_writable(folder: Path, flag: str, named: Path | None = None) -> Path:
         raise OutputPathError(
             f"{flag} {shown} cannot be written: no permission to write in {base}."
         )
+    refused = _refuses_new_files(base)
+    if refused is not None:
+        raise OutputPathError(
+            f"{flag} {shown} cannot be written: {base} takes no new files or folders "
+            f"({refused}). Name a path on an ordinary, writable disk."
+        )
     return named or folder
+
+
+def _refuses_new_files(folder: Path) -> str | None:
+    """Why a new file cannot be made in folder, or None: permissions do not bind root, and
+    /proc, /sys or a read-only mount refuse what os.access allows, so one is made and removed."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=".cvsweep-write-check-", dir=folder)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    os.close(handle)
+    os.unlink(name)
+    return None
