@@ -170,6 +170,8 @@ def test_a_document_named_as_the_store_gets_no_advice_to_move_it(
     assert "not even an SQLite file" in err and "Check the path" in err, err
     assert "mv " not in err and ".broken" not in err and "move it aside" not in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    # ui and server serve a store file and refuse a server's address: none is suggested.
+    assert ("http://HOST:PORT" in err) == (command == "compare"), err
     assert doc.read_text() == "# my project\n\nNotes I want to keep.\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
 
@@ -182,6 +184,7 @@ def test_a_store_file_that_lost_its_header_keeps_the_advice(tmp_path: Path) -> N
     assert proc.returncode == 2, proc.stderr
     assert "Check the path" in proc.stderr
     assert f"mv {db} {db}.broken" in proc.stderr and "restore it from a backup" in proc.stderr
+    assert "http://" not in proc.stderr
 
 
 def test_training_with_a_document_as_the_store_is_refused_without_advice_to_move_it(

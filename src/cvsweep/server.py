@@ -619,7 +619,7 @@ def _store_problem(db: Path, new: bool) -> str | None:
             )
         return None
     try:
-        check_sqlite_store(db)
+        check_sqlite_store(db, served=True)
     except StoreError as exc:
         return str(exc)
     return None

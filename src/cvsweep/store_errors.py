@@ -73,18 +73,28 @@ def store_uri_or_path(text: str) -> str:
     return text
 
 
-def _what_to_do(db: Path) -> str:
+def _stores(served: bool) -> str:
+    """The stores --tracking-uri may name: `cvsweep ui` and `server` serve a file, and refuse
+    a server's address, so they are not told to pass one."""
+    return (
+        "sqlite:///path/to/mlflow.db"
+        if served
+        else "sqlite:///path/to/mlflow.db or http://HOST:PORT"
+    )
+
+
+def _what_to_do(db: Path, served: bool = False) -> str:
     path = shlex.quote(str(db))
     return (
         "Nothing in it was changed. If it should hold your runs, restore it from a backup; "
         f"otherwise move it aside (mv {path} {path}.broken) and run training again to start "
         "a new store, or point --tracking-uri at the store your runs were logged to "
-        "(sqlite:///path/to/mlflow.db or http://HOST:PORT)."
+        f"({_stores(served)})."
     )
 
 
-def _not_a_store(db: Path, problem: str) -> StoreError:
-    return StoreError(f"The tracking store {db} {problem}. {_what_to_do(db)}")
+def _not_a_store(db: Path, problem: str, served: bool = False) -> StoreError:
+    return StoreError(f"The tracking store {db} {problem}. {_what_to_do(db, served)}")
 
 
 def _named_like_a_store(db: Path) -> bool:
@@ -92,7 +102,7 @@ def _named_like_a_store(db: Path) -> bool:
     return db.suffix.lower() in STORE_SUFFIXES
 
 
-def _not_sqlite(db: Path) -> StoreError:
+def _not_sqlite(db: Path, served: bool = False) -> StoreError:
     """A file without SQLite's header is most often a mistyped path naming someone's document
     (README.md), which must not be moved aside; only a store-like name gets that advice."""
     if_store = (
@@ -105,7 +115,7 @@ def _not_sqlite(db: Path) -> StoreError:
     return StoreError(
         f"The tracking store {db} is not an MLflow database: it is not even an SQLite file. "
         "Check the path; nothing in the file was changed. Point --tracking-uri at the store "
-        f"your runs were logged to (sqlite:///path/to/mlflow.db or http://HOST:PORT).{if_store}"
+        f"your runs were logged to ({_stores(served)}).{if_store}"
     )
 
 
@@ -122,8 +132,9 @@ def _expected_tables() -> set[str]:
     return set(Base.metadata.tables) or set(MLFLOW_TABLES)
 
 
-def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
-    """Raise StoreError unless db is an MLflow SQLite store this process can read."""
+def check_sqlite_store(db: Path, missing_hint: str = "", *, served: bool = False) -> None:
+    """Raise StoreError unless db is an MLflow SQLite store this process can read; served: for
+    `cvsweep ui`/`server`, whose --tracking-uri takes a store file only."""
     if not db.exists():
         raise StoreError(
             f"There is no MLflow store at {db}: the file does not exist (and was not created). "
@@ -140,7 +151,11 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
             f"the store in it is {inside}: pass --tracking-uri {shlex.quote(str(inside))}"
             if inside.is_file()
             else "point --tracking-uri at the store file your runs were logged to "
-            "(sqlite:///path/to/mlflow.db, or http://HOST:PORT for a tracking server)"
+            + (
+                "(sqlite:///path/to/mlflow.db)"
+                if served
+                else "(sqlite:///path/to/mlflow.db, or http://HOST:PORT for a tracking server)"
+            )
         )
         raise StoreError(
             f"The tracking store {db} is a folder, not an MLflow database file; {where}."
@@ -154,9 +169,9 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
             "permissions, or point --tracking-uri at a store you can read."
         ) from None
     if not header:
-        raise _not_a_store(db, "is an empty file, not an MLflow database")
+        raise _not_a_store(db, "is an empty file, not an MLflow database", served)
     if header != SQLITE_MAGIC:
-        raise _not_sqlite(db)
+        raise _not_sqlite(db, served)
     try:
         tables = sqlite_tables(db)
     except sqlite3.Error as exc:
@@ -166,7 +181,7 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
                 f"{exc}) and kept it longer than this command waits. Nothing in it was changed; "
                 "run the command again once that process is done."
             ) from None
-        raise _not_a_store(db, f"is damaged and cannot be read (SQLite: {exc})") from None
+        raise _not_a_store(db, f"is damaged and cannot be read (SQLite: {exc})", served) from None
     missing = sorted(_expected_tables() - tables)
     if missing and store_being_created(db):
         raise StoreError(
@@ -175,7 +190,9 @@ def check_sqlite_store(db: Path, missing_hint: str = "") -> None:
             "in a few seconds."
         )
     if not MLFLOW_TABLES.issubset(tables):
-        raise _not_a_store(db, "is an SQLite database but not an MLflow store (no runs table)")
+        raise _not_a_store(
+            db, "is an SQLite database but not an MLflow store (no runs table)", served
+        )
     if missing:
         raise StoreError(
             f"The tracking store {db} was made by another MLflow version (it lacks the tables "
