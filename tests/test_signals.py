@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
 import pytest
 
-from cvsweep.signals import HeldSignals
+from cvsweep.signals import HeldSignals, Terminated, interrupt_behind
 
 
 def _press(signum: int = signal.SIGINT) -> None:
@@ -55,3 +56,64 @@ def test_an_ignored_signal_stays_ignored_and_nothing_is_delivered():
         assert held.arrived == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def _composition_cut_by(interrupt: BaseException) -> None:
+    """What Hydra raised when Ctrl-C landed in OmegaConf's clean-up while it composed a job:
+    the interrupt, an AttributeError from a `finally`, and Hydra's exception around both."""
+    from hydra.errors import ConfigCompositionException
+
+    try:
+        try:
+            raise interrupt
+        finally:
+            getattr(None, "flags")  # noqa: B009  (the half-reset node OmegaConf meets)
+    except AttributeError as exc:
+        raise ConfigCompositionException() from exc
+
+
+class _Launcher:
+    def __init__(self, fail: Any) -> None:
+        self.fail = fail
+
+    def launch(self, job_overrides: Any, initial_job_idx: int) -> Any:
+        self.fail()
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), Terminated()])
+def test_an_interrupt_behind_a_composition_error_stops_the_sweep_as_an_interrupt(
+    interrupt: BaseException, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not "the launcher failed: ConfigCompositionException" (exit 1): the Ctrl-C (or SIGTERM)
+    itself goes on, to be said and recorded as the stop it is."""
+    from hydra_plugins.cvsweep_sweeper.cvsweep_sweeper import _NamedLauncherErrors
+
+    launcher = _NamedLauncherErrors(_Launcher(lambda: _composition_cut_by(interrupt)), "basic")
+    with pytest.raises(type(interrupt)) as raised:
+        launcher.launch([["seed=1"]], 0)
+    assert raised.value is interrupt
+    assert "launcher" not in capsys.readouterr().err
+    try:
+        _composition_cut_by(interrupt)
+    except Exception as exc:
+        assert interrupt_behind(exc) is interrupt
+
+
+def test_a_launcher_failure_without_an_interrupt_is_still_named(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from hydra_plugins.cvsweep_sweeper.cvsweep_sweeper import _NamedLauncherErrors
+
+    def refuse() -> None:
+        try:
+            raise KeyError("n_jobs")
+        except KeyError as exc:
+            raise ValueError("prefer=nosuch") from exc
+
+    launcher = _NamedLauncherErrors(_Launcher(refuse), "hydra/launcher=joblib")
+    with pytest.raises(SystemExit) as raised:
+        launcher.launch([["seed=1"]], 0)
+    assert raised.value.code == 1
+    assert "the launcher (hydra/launcher=joblib) failed: ValueError: prefer=nosuch" in (
+        capsys.readouterr().err
+    )

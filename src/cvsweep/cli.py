@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .signals import HeldSignals, Terminated
+from .signals import HeldSignals, Terminated, interrupt_behind
 
 if TYPE_CHECKING:  # the cvsweep commands load nothing heavy before Ctrl-C is theirs to catch
     from omegaconf import DictConfig
@@ -231,6 +231,9 @@ def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
         try:
             main()
         except Exception as exc:
+            interrupt = interrupt_behind(exc)
+            if interrupt is not None:  # Ctrl-C or SIGTERM while Hydra composed the config
+                raise interrupt from None
             if config_composed() or not hydra_errors.raised_for_cvsweep():
                 raise
             # Hydra rejected the command line: said in one paragraph, the user's to fix.

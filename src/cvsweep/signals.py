@@ -113,3 +113,21 @@ def import_held(*names: str) -> None:
             importlib.import_module(name)
     if held.arrived:
         raise KeyboardInterrupt
+
+
+def interrupt_behind(exc: BaseException) -> BaseException | None:
+    """The Ctrl-C or SIGTERM that an exception was raised in the wake of, if any.
+
+    Pressed while Hydra composes a job's config, a KeyboardInterrupt breaks OmegaConf's
+    clean-up half way: an AttributeError follows from its `finally`, and Hydra reports that as
+    a ConfigCompositionException. The interrupt is still there in the exception's context, and
+    it, not the config or the launcher, is what stopped the command.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt | Terminated):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

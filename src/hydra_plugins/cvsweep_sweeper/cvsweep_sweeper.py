@@ -37,8 +37,12 @@ class _NamedLauncherErrors:
         try:
             return self.launcher.launch(job_overrides, initial_job_idx=initial_job_idx)
         except Exception as exc:
+            from cvsweep.signals import interrupt_behind
             from cvsweep.sweep import launcher_failed
 
+            interrupt = interrupt_behind(exc)
+            if interrupt is not None:  # Ctrl-C while a job's config was composed
+                raise interrupt from None
             launcher_failed(exc, self.name)
 
     def __getattr__(self, name: str) -> Any:
