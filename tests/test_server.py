@@ -113,6 +113,38 @@ def test_job_logs_through_the_server(
     assert status == 200 and body == local["model.pth"].read_bytes()
 
 
+@pytest.mark.slow
+def test_runs_logged_through_the_server_are_read_from_the_store_file(
+    server: dict[str, Any], job_run_id: str, tmp_path: Path
+) -> None:
+    """The store file names the run's artifacts `mlflow-artifacts:/...`, which only a server
+    resolves; the commands read them from mlartifacts/ beside the file instead, so a stopped
+    server's runs can still be evaluated, and where that folder is missing they say so."""
+    import shutil
+
+    db = server["tmp"] / "mlflow.db"
+    evaluate = ["evaluate", job_run_id, "--tracking-uri", str(db)]
+    proc = run_cvsweep(evaluate, tmp_path, child_env(), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert re.search(r"the run logged [\d.]+% on these images: the same", proc.stdout), proc.stdout
+
+    # The same runs copied elsewhere without their artifacts folder: named, not MLflow's words.
+    shutil.copy(db, tmp_path / "mlflow.db")
+    copy = ["evaluate", job_run_id, "--tracking-uri", str(tmp_path / "mlflow.db")]
+    proc = run_cvsweep(copy, tmp_path, child_env(), timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    err = proc.stderr
+    assert f"Run {job_run_id} was logged through a tracking server" in err, err
+    assert f"they are not in {tmp_path / 'mlartifacts'}" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+    # A rerun reads its config from there too, and then names why it cannot log to the file.
+    proc = run_cvsweep(["rerun", *evaluate[1:]], tmp_path, child_env(), timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "was created through a tracking server" in proc.stderr, proc.stderr
+    assert "no logged config" not in proc.stderr
+
+
 def get(port: int, path: str, host: str | None = None) -> tuple[int, bytes]:
     """GET from the loopback server with an explicit Host header (default: 127.0.0.1:port)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

@@ -150,6 +150,8 @@ def _load_logged(
     """The logged config, overrides, group choices, and the folder the run was launched in."""
     try:
         local = Path(with_retry(lambda: client.download_artifacts(run_id, "config", str(into))))
+    except StoreError:  # the store, not the run, is what is wrong (served_artifacts)
+        raise
     except Exception as exc:
         raise RerunError(
             f"Run {run_id} has no logged config/ artifacts to rerun from ({exc})."

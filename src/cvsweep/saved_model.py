@@ -477,7 +477,7 @@ def _from_run(
 ) -> SavedModel:
     """The model logged to a run; with prefer_job_folder, the run's own job folder's model
     where that is on this machine (a skipped job's finished run: nothing to download)."""
-    from .store_errors import open_client, quiet_downloads, store_failure
+    from .store_errors import StoreError, open_client, quiet_downloads, store_failure
     from .tracking import store_flag, with_retry
 
     quiet_downloads()
@@ -488,6 +488,8 @@ def _from_run(
         """A store call; what goes wrong there becomes one paragraph naming the store."""
         try:
             return with_retry(call)
+        except StoreError:  # already one paragraph (served_artifacts)
+            raise
         except Exception as exc:
             raise store_failure(uri, exc) from None
 

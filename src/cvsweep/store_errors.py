@@ -260,10 +260,10 @@ def open_client(uri: str | None, missing_hint: str = "") -> tuple[Any, str]:
     from .signals import import_held
 
     import_held("mlflow")  # a Ctrl-C while it loads waits until it is in (see import_held)
-    from mlflow import MlflowClient
+    from .served_artifacts import store_client
 
     try:
-        client = MlflowClient(tracking_uri=resolved)
+        client = store_client(resolved)
         with_retry(lambda: client.search_experiments(max_results=1))
     except Exception as exc:
         raise store_failure(resolved, exc) from None
