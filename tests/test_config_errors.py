@@ -83,6 +83,13 @@ LIST_OF_OPTIONS = (
             id="values-without-m",
         ),
         pytest.param(
+            "experiment=shapes,optimizers",
+            "experiment=shapes,optimizers names several presets: a command runs one preset (its "
+            "own sweep), so run each as its own command: `python train.py experiment=shapes`; "
+            "`python train.py experiment=optimizers`.",
+            id="presets-without-m",  # advised -m experiment=shapes,optimizers, which cannot run
+        ),
+        pytest.param(
             "trainer.progress=false",
             "Invalid config value trainer.progress=false: allowed: auto, on, off (for false, "
             "write trainer.progress=off).",
@@ -202,6 +209,24 @@ def test_a_sweep_that_cannot_run_as_asked_stops_before_its_parent_run(
     assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
     assert not list((tmp_path / "multirun").glob("*/.hydra"))  # no job started
+
+
+def test_a_sweep_over_presets_that_sweep_themselves_names_one_command_each(tmp_path, data_dir):
+    """Hydra expands `-m experiment=a,b` before it reads the presets: their own sweeps (seeds,
+    augment, batch 256) would be lost, and each job would train once at the defaults."""
+    args = ["-m", "experiment=augmentation,speedrun", "trainer.epochs=1"]
+    proc = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    err = proc.stderr
+    assert err.startswith(
+        "error: Cannot sweep experiment=augmentation,speedrun trainer.epochs=1"
+    ), err
+    assert "the presets augmentation and speedrun each sweep themselves" in err, err
+    assert "`python train.py experiment=augmentation trainer.epochs=1 " in err, err
+    assert "`python train.py experiment=speedrun trainer.epochs=1 " in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not list((tmp_path / "multirun").glob("*/*/.hydra"))  # no job started
 
 
 def test_two_jobs_in_one_folder_are_named_with_the_fix(tmp_path, data_dir):

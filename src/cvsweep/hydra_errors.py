@@ -168,6 +168,14 @@ def explain(exc: BaseException) -> str:
 def _several_values(override: str) -> str:
     """`key=a,b` outside a sweep: a sweep is what is usually meant, never a list of options."""
     key = override.partition("=")[0].lstrip("+~")
+    if key == "experiment":  # presets sweep themselves, and a sweep cannot nest theirs
+        names = override.partition("=")[2].split(",")
+        return (
+            f"{override} names several presets: a command runs one preset (its own sweep), so "
+            "run each as its own command: "
+            + "; ".join(f"`python train.py experiment={n}`" for n in names)
+            + "."
+        )
     said = (
         f"{override} gives several values: to run one job for each, sweep "
         f"(python train.py -m {override})"

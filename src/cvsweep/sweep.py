@@ -183,6 +183,7 @@ def validate_jobs(config: DictConfig) -> int:
             flush=True,
         )
     folders: dict[str, int] = {}
+    nested: list[tuple[str, list[str]]] = []
     # Jobs submitted to a cluster read their data there: a root is checked only where they run.
     here = "slurm" not in str(config.hydra.launcher.get("_target_", "")).lower()
     for i, overrides in enumerate(jobs):
@@ -190,6 +191,8 @@ def validate_jobs(config: DictConfig) -> int:
         try:
             job = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
             _claim_job_folder(folders, _job_subdir(job, i), i)
+            if _sweep_params(job) != _sweep_params(config):
+                nested.append((str(job.hydra.runtime.choices.get("experiment")), list(overrides)))
             with read_write(job), open_dict(job):
                 del job["hydra"]  # as Hydra's run_job does: the task sees the rest
             check_job(job, data_here=here)
@@ -198,9 +201,50 @@ def validate_jobs(config: DictConfig) -> int:
             why = str(exc) if said else hydra_errors.explain(exc)
             print(f"error: job #{i} ({' '.join(overrides)}): {why}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+    if nested:
+        _refuse_nested_sweeps(config, nested)
     _CHECKED.config, _CHECKED.jobs = config, {tuple(job) for job in jobs}
     _CHECKED.folders = folders
     return len(jobs)
+
+
+def _sweep_params(config: DictConfig) -> dict[str, Any]:
+    """The sweep a config asks for (hydra.sweeper.params), as plain values."""
+    params = config.hydra.sweeper.get("params") or {}
+    if OmegaConf.is_config(params):
+        params = OmegaConf.to_container(params, resolve=False)
+    return dict(params)
+
+
+def _refuse_nested_sweeps(config: DictConfig, nested: list[tuple[str, list[str]]]) -> NoReturn:
+    """A swept preset (`-m experiment=a,b`) that sweeps itself: Hydra expands the sweep before
+    it reads the presets, so their own sweeps would never run, and each job would train once at
+    the defaults under its preset's name."""
+    names = list(dict.fromkeys(name for name, _ in nested))
+    commands = list(
+        dict.fromkeys(
+            "python train.py " + " ".join(shlex.quote(o) for o in overrides)
+            for _, overrides in nested
+        )
+    )
+    swept = " ".join(raw_overrides(config.hydra.overrides.task))
+    print(
+        f"error: Cannot sweep {swept}: "
+        + (
+            f"the presets {', '.join(names[:-1])} and {names[-1]} each sweep themselves"
+            if len(names) > 1
+            else f"the preset {names[0]} sweeps itself"
+        )
+        + " (hydra.sweeper.params), and a sweep over presets cannot run their sweeps: Hydra "
+        "expands it before it reads them, so each job would train once, at the defaults, under "
+        "its preset's name. Run each such preset as its own command: "
+        + "; ".join(f"`{c}`" for c in commands[:6])
+        + (f" (and {len(commands) - 6} more)" if len(commands) > 6 else "")
+        + ". Nothing was run or logged.",
+        file=sys.stderr,
+        flush=True,
+    )
+    raise SystemExit(2)
 
 
 def _job_subdir(job: DictConfig, num: int) -> str | None:
