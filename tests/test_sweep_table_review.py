@@ -111,6 +111,30 @@ def test_compare_of_that_sweep_marks_the_same_rows(sweeps, data_dir):
 
 
 @pytest.mark.slow
+def test_compare_of_a_sweep_folder_compares_its_parent_run(sweeps, data_dir):
+    """The folder a user has at hand after a sweep names its parent run (sweep_runs.json)."""
+    tmp, _, second = sweeps
+    folder = tmp / "second" / "multirun"
+    by_folder = _compare(tmp, data_dir, str(folder), "--out", str(tmp / "cmp-folder"))
+    assert by_folder.returncode == 0, by_folder.stderr
+    by_id = _compare(tmp, data_dir, sweep_parent_id(second), "--out", str(tmp / "cmp-id"))
+    assert by_id.returncode == 0, by_id.stderr
+    assert (tmp / "cmp-folder" / "comparison.md").read_text() == (
+        tmp / "cmp-id" / "comparison.md"
+    ).read_text()
+    # A sweep's folder without that file (tracking off, or the file lost): said so.
+    untracked = tmp / "untracked-sweep"
+    untracked.mkdir()
+    shutil.copy(folder / "multirun.yaml", untracked / "multirun.yaml")
+    proc = _compare(tmp, data_dir, str(untracked))
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.startswith(
+        f"error: {untracked} is a sweep's folder without a readable sweep_runs.json"
+    ), proc.stderr
+    assert not list(untracked.glob("comparison*"))
+
+
+@pytest.mark.slow
 def test_compare_keeps_another_sweeps_report_in_its_folder(sweeps, data_dir):
     tmp, first, second = sweeps
     folder = tmp / "second" / "multirun"

@@ -261,7 +261,7 @@ def _not_found(target: str, ids: list[str]) -> str:
         )
     return (
         f"{target!r} is neither a run id (32 hex digits), a comma-separated list of run ids, "
-        "nor an experiment name in this store."
+        "a sweep's folder, nor an experiment name in this store."
     )
 
 
@@ -289,6 +289,29 @@ def _counts(run: Any, latest: dict[str, str]) -> bool:
     if run.info.status == "FINISHED":
         return latest[chash] == run.info.run_id
     return run.info.status not in ("FAILED", "KILLED")  # one still running is shown as such
+
+
+def sweep_folder_parent(target: str) -> str:
+    """A sweep's folder (`multirun/<date>/<time>`) stands for its parent run, which its
+    sweep_runs.json names: the folder is what a user has at hand after a sweep, as for
+    `evaluate`. Any other target is returned as it is."""
+    folder = Path(target).expanduser()
+    if not any((folder / name).is_file() for name in (SWEEP_RUNS, "multirun.yaml")):
+        return target  # not a sweep's folder: a run id or an experiment (which a folder may share)
+    try:
+        recorded = json.loads((folder / SWEEP_RUNS).read_text())
+    except (OSError, ValueError):
+        recorded = None
+    parent = recorded.get("parent_run_id") if isinstance(recorded, dict) else None
+    if isinstance(parent, str) and RUN_ID.match(parent):
+        return parent
+    raise CompareError(
+        f"{target} is a sweep's folder without a readable {SWEEP_RUNS}, the file naming the "
+        "sweep's parent run that a tracked sweep writes with its report (with tracking off "
+        "there is none, and nothing to compare). Compare a tracked sweep by its folder or its "
+        "parent run id (the `sweep parent run:` line), runs by their ids, or an experiment by "
+        "its name."
+    )
 
 
 def out_folder(args: argparse.Namespace) -> Path:
@@ -422,6 +445,7 @@ def compare_main(args: argparse.Namespace) -> int:
     """Exit 0 with the report printed, 2 for a store, target or key the user must fix."""
 
     try:  # what can be checked without the store, before it is read
+        args.target = sweep_folder_parent(args.target)
         out, by = out_folder(args), by_keys(args)
     except (CompareError, OutputPathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
