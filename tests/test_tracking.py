@@ -422,3 +422,18 @@ def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes_it_exactly(tmp_path
     assert run.info.status == "FINISHED" and "failure_reason" not in run.data.tags
     steps = [m.step for m in client.get_metric_history(job.info.run_id, "train_loss")]
     assert steps == sorted(set(steps)) and steps[-1] == 64  # no gap, no point twice
+    # The stopped sweep compared afterwards: its one run is shown FINISHED, and said why.
+    cmp = run_cvsweep(
+        ["compare", parent.info.run_id, "--tracking-uri", db_uri(tmp_path)],
+        tmp_path,
+        cli_env(data_dir),
+        timeout=120,
+    )
+    assert cmp.returncode == 0, cmp.stderr
+    assert (
+        f"note: the sweep {parent.info.run_name!r} was stopped (interrupted) before all its "
+        in (cmp.stderr)
+    )
+    assert "1 run(s) it made, 1 of which finished after it stopped, resumed by a later launch" in (
+        cmp.stderr
+    )

@@ -125,11 +125,33 @@ def runs_by_id(client: Any, ids: list[str]) -> tuple[list[Any], str]:
                     f"the {len(members)} run(s) it has made so far",
                     file=sys.stderr,
                 )
+            elif is_sweep(run) and run.info.status == "KILLED":
+                print(f"note: {_stopped_sweep(run, members)}", file=sys.stderr)
         elif len(ids) == 1:
             _say_sweep_of(client, run)
     return list(
         found.values()
     ), title or f"Comparison of {len(found)} run{'' if len(found) == 1 else 's'}"
+
+
+def _stopped_sweep(parent: Any, members: list[Any]) -> str:
+    """A stopped sweep's report lists the runs it made, some perhaps finished since by a later
+    launch of the same command: said, so that it is not read as the sweep's whole result."""
+    reason = parent.data.tags.get("failure_reason") or "stopped"
+    ended = parent.info.end_time or 0
+    later = [m for m in members if m.info.status == "FINISHED" and (m.info.end_time or 0) > ended]
+    head = (
+        f"the sweep {parent.info.run_name!r} was stopped ({reason}) before all its jobs had "
+        f"run: this report has the {len(members)} run(s) it made"
+    )
+    if later:
+        return (
+            f"{head}, {len(later)} of which finished after it stopped, resumed by a later launch "
+            "(shown as finished here); the later launch's sweep has the whole result."
+        )
+    command = parent.data.tags.get("command")
+    again = f"`{command}`" if command else "The same command"
+    return f"{head}. {again} run again resumes the stopped job and runs the rest."
 
 
 def _say_sweep_of(client: Any, run: Any) -> None:
