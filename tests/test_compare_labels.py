@@ -159,3 +159,50 @@ def test_values_are_compared_not_spellings():
         )
 
     assert swept_keys([run("a", "1e6", "1000000.0"), run("b", "1000000.0", "1000000.0")]) == []
+
+
+def test_a_schedule_setting_its_scheduler_does_not_read_labels_no_run():
+    """`schedule.min_lr` is cosine's: a step or constant run logged its default, 0, and did not
+    train with it, so comparing them with a cosine run that set it labels nobody by it."""
+    from cvsweep.compare import RunSummary, swept_keys, unused_keys
+
+    def run(rid: str, schedule: str, scheduler: str, overrides: dict[str, str]) -> RunSummary:
+        params = {
+            "schedule": schedule,
+            "schedule.scheduler": scheduler,
+            "schedule.min_lr": overrides.get("schedule.min_lr", "0.0"),
+            "schedule.gamma": "0.7",
+            "schedule.step_size": "1",
+            "seed": "0",
+        }
+        return RunSummary(
+            rid,
+            rid,
+            "FINISHED",
+            overrides,
+            params,
+            "g",
+            0.9,
+            0.9,
+            0.1,
+            1.0,
+            unused=unused_keys(params, overrides),
+        )
+
+    cosine = run("a", "cosine", "cosine", {"schedule": "cosine", "schedule.min_lr": "1e-4"})
+    step = run("b", "step", "step", {"schedule": "step"})
+    constant = run("c", "constant", "constant", {"schedule": "constant"})
+    assert step.unused == {"schedule.min_lr"} and "schedule.gamma" not in step.unused
+    assert swept_keys([cosine, step, constant]) == ["schedule"]
+    other = run("d", "cosine", "cosine", {"schedule": "cosine", "schedule.min_lr": "0"})
+    assert swept_keys([cosine, other, step]) == ["schedule", "schedule.min_lr"]
+
+
+def test_a_run_says_which_schedule_setting_its_scheduler_does_not_read(tmp_path, data_dir):
+    args = [*QUICK, "schedule=step", "schedule.min_lr=0.1", "tracking=none"]
+    proc = run_train(args, tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (
+        "note: schedule.min_lr=0.1 not used: the step scheduler of schedule step reads "
+        "schedule.step_size, schedule.gamma (choose another with schedule=...)"
+    ) in proc.stdout, proc.stdout[-2000:]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import unused_with_phases
+from .config import unused_by_scheduler, unused_with_phases
 from .identity import GROUPS, NON_RESULT_KEYS, run_name
 from .tracking import search_all_runs, with_retry
 
@@ -109,18 +109,23 @@ def logged_phases(params: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def unused_keys(params: dict[str, str], overrides: dict[str, str]) -> frozenset[str]:
-    """The settings a phased run did not train with, by the rule the run itself printed its
-    `not used` note with: its logged optimizer.* values and such overrides compare nothing."""
+    """The settings a run did not train with, by the rules the run itself printed its `not
+    used` notes with: a schedule setting its scheduler does not read (a step schedule's
+    `schedule.min_lr`), and with phases its logged optimizer.* values and such overrides."""
+    scheduler = params.get("schedule.scheduler", "")
+    logged = [f"{k}=" for k in params if k.startswith("schedule.")]
+    ignored = {i.partition("=")[0] for i in unused_by_scheduler(scheduler, logged)}
     phases = logged_phases(params)
     if not phases:
-        return frozenset()
+        return frozenset(ignored)
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create(
         {"schedule": {"phases": phases}, "optimizer": {"name": params.get("optimizer.name")}}
     )
     keys = {*overrides, *(k for k in params if k.startswith("optimizer."))}
-    return frozenset(i.partition("=")[0] for i in unused_with_phases(cfg, [f"{k}=" for k in keys]))
+    moot = unused_with_phases(cfg, [f"{k}=" for k in keys])
+    return frozenset(ignored | {i.partition("=")[0] for i in moot})
 
 
 def summarize(client: Any, run: Any) -> RunSummary:

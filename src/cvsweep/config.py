@@ -693,6 +693,31 @@ def unused_with_phases(cfg: DictConfig, overrides: Iterable[str]) -> list[str]:
     return unused
 
 
+# The schedule settings each scheduler reads (optim.build_scheduler); the others it ignores.
+SCHEDULER_SETTINGS = {
+    "constant": (),
+    "step": ("step_size", "gamma"),
+    "cosine": ("min_lr",),
+    "onecycle": ("max_lr_factor", "pct_start"),
+}
+
+
+def unused_by_scheduler(scheduler: str, overrides: Iterable[str]) -> list[str]:
+    """The overrides of schedule settings that the run's scheduler does not read
+    (`schedule=step schedule.min_lr=1e-4`): said, since they change nothing."""
+    used = SCHEDULER_SETTINGS.get(scheduler)
+    if used is None:
+        return []
+    every = {k for keys in SCHEDULER_SETTINGS.values() for k in keys}
+    unused = []
+    for item in overrides:
+        key, sep, _ = item.lstrip("+~").partition("=")
+        setting = key.removeprefix("schedule.")
+        if sep and key.startswith("schedule.") and setting in every and setting not in used:
+            unused.append(item)
+    return unused
+
+
 def total_epochs(cfg: DictConfig) -> int:
     """Phases, when present, fix the length of the run; otherwise trainer.epochs does."""
     if cfg.schedule.phases:

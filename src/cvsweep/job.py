@@ -26,7 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import data as data_mod
 from .checkpoint import FileWriteError
-from .config import total_epochs, unused_with_phases, validate
+from .config import (
+    SCHEDULER_SETTINGS,
+    total_epochs,
+    unused_by_scheduler,
+    unused_with_phases,
+    validate,
+)
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
 from .identity import GROUPS, RESULT_FILE, config_hash, run_name
 from .job_folder import holds_run
@@ -270,6 +276,15 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
             f"note: schedule {cfg.schedule.name} trains in phases that set their own epochs and "
             f"optimizer: {' '.join(moot)} not used (set schedule.phases.N.epochs or "
             "schedule.phases.N.optimizer.KEY instead)"
+        )
+    ignored = unused_by_scheduler(str(cfg.schedule.scheduler), ctx.overrides)
+    if ignored and not cfg.trainer.shapes_only:
+        reads = SCHEDULER_SETTINGS.get(str(cfg.schedule.scheduler), ())
+        _console(
+            f"note: {' '.join(ignored)} not used: the {cfg.schedule.scheduler} scheduler of "
+            f"schedule {cfg.schedule.name} reads "
+            + (", ".join(f"schedule.{k}" for k in reads) if reads else "no schedule setting")
+            + " (choose another with schedule=...)"
         )
     if store is not None and found is not None:
         if run_id is None:
