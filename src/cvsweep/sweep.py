@@ -69,13 +69,10 @@ def preset_sweep(config: DictConfig, overrides: list[str]) -> list[str]:
     """What a preset sweeps by itself (its hydra.sweeper.params with several values) and the
     command line leaves as it is: `experiment=optimizers` alone does not say it sweeps
     optimizer=sgd,adam, and the parent run's name must say what was swept."""
-    params = config.hydra.sweeper.get("params") or {}
-    if OmegaConf.is_config(params):
-        params = OmegaConf.to_container(params, resolve=False)
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     return [
         f"{key}={value}"
-        for key, value in params.items()
+        for key, value in sweep_params(config).items()
         if key not in given and ("," in str(value) or "(" in str(value))
     ]
 
@@ -98,15 +95,20 @@ def _split_threads(cfg: DictConfig) -> None:
         os.environ["CVSWEEP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(n_jobs)))
 
 
+def sweep_params(config: DictConfig) -> dict[str, Any]:
+    """The sweep a config asks for (hydra.sweeper.params), as plain values."""
+    params = config.hydra.sweeper.get("params") or {}
+    if OmegaConf.is_config(params):
+        params = OmegaConf.to_container(params, resolve=False)
+    return dict(params)
+
+
 def job_overrides(config: DictConfig, loader: Any) -> list[list[str]]:
     """Each job's overrides, expanded the way Hydra's basic sweeper will expand them."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    params = config.hydra.sweeper.get("params") or {}
-    if OmegaConf.is_config(params):
-        params = OmegaConf.to_container(params, resolve=False)
-    arguments = [f"{k}={v}" for k, v in params.items()]
+    arguments = [f"{k}={v}" for k, v in sweep_params(config).items()]
     arguments += raw_overrides(config.hydra.overrides.task)
     # With the config loader, as the sweeper's parser has it: glob(*) over a group needs it.
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
@@ -183,7 +185,8 @@ def validate_jobs(config: DictConfig) -> int:
             flush=True,
         )
     folders: dict[str, int] = {}
-    nested: list[tuple[str, list[str]]] = []
+    nested: list[tuple[str, list[str]]] = []  # jobs whose preset sweeps itself
+    own_sweep = sweep_params(config)
     # Jobs submitted to a cluster read their data there: a root is checked only where they run.
     here = "slurm" not in str(config.hydra.launcher.get("_target_", "")).lower()
     for i, overrides in enumerate(jobs):
@@ -191,7 +194,7 @@ def validate_jobs(config: DictConfig) -> int:
         try:
             job = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
             _claim_job_folder(folders, _job_subdir(job, i), i)
-            if _sweep_params(job) != _sweep_params(config):
+            if sweep_params(job) != own_sweep:
                 nested.append((str(job.hydra.runtime.choices.get("experiment")), list(overrides)))
             with read_write(job), open_dict(job):
                 del job["hydra"]  # as Hydra's run_job does: the task sees the rest
@@ -206,14 +209,6 @@ def validate_jobs(config: DictConfig) -> int:
     _CHECKED.config, _CHECKED.jobs = config, {tuple(job) for job in jobs}
     _CHECKED.folders = folders
     return len(jobs)
-
-
-def _sweep_params(config: DictConfig) -> dict[str, Any]:
-    """The sweep a config asks for (hydra.sweeper.params), as plain values."""
-    params = config.hydra.sweeper.get("params") or {}
-    if OmegaConf.is_config(params):
-        params = OmegaConf.to_container(params, resolve=False)
-    return dict(params)
 
 
 def _refuse_nested_sweeps(config: DictConfig, nested: list[tuple[str, list[str]]]) -> NoReturn:
