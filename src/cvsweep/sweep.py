@@ -196,6 +196,8 @@ def validate_jobs(config: DictConfig) -> int:
             _claim_job_folder(folders, _job_subdir(job, i), i)
             if sweep_params(job) != own_sweep:
                 nested.append((str(job.hydra.runtime.choices.get("experiment")), list(overrides)))
+            if str(job.hydra.sweep.dir) != str(config.hydra.sweep.dir):
+                _refuse_sweep_dir_per_job(config, job, i, overrides)
             with read_write(job), open_dict(job):
                 del job["hydra"]  # as Hydra's run_job does: the task sees the rest
             check_job(job, data_here=here)
@@ -209,6 +211,23 @@ def validate_jobs(config: DictConfig) -> int:
     _CHECKED.config, _CHECKED.jobs = config, {tuple(job) for job in jobs}
     _CHECKED.folders = folders
     return len(jobs)
+
+
+def _refuse_sweep_dir_per_job(
+    config: DictConfig, job: DictConfig, num: int, overrides: Sequence[str]
+) -> NoReturn:
+    """hydra.sweep.dir built from a swept value (`ms/lr${optimizer.lr}`) gives each job a
+    sweep folder of its own, where the sweep finds neither its jobs' results nor their exit."""
+    given = OmegaConf.to_container(config.hydra.sweep, resolve=False)["dir"]
+    print(
+        f"error: hydra.sweep.dir={given} gives the jobs folders of their own (job #{num}, "
+        f"{' '.join(overrides)}: {job.hydra.sweep.dir}), but a sweep has one folder, where "
+        "its report and the result of each job are gathered. Put what tells the jobs apart in "
+        "hydra.sweep.subdir (e.g. hydra.sweep.subdir=${hydra.job.override_dirname}).",
+        file=sys.stderr,
+        flush=True,
+    )
+    raise SystemExit(2)
 
 
 def _refuse_nested_sweeps(config: DictConfig, nested: list[tuple[str, list[str]]]) -> NoReturn:
@@ -470,8 +489,23 @@ NOT_STARTED = "not started: the sweep was stopped"
 
 
 def stop_requested(job_dir: Path) -> bool:
-    """Was this job's sweep stopped before the job began (a parallel launcher's queue)?"""
-    return (job_dir.parent / STOP_FILE).exists()
+    """Was this job's sweep stopped before the job began (a parallel launcher's queue)?
+
+    The job's folder may lie deeper than one level in the sweep folder (a hydra.sweep.subdir
+    with a `/`, or override_dirname's values with one): the folders above it are looked in, up
+    to the sweep folder (the one with Hydra's multirun.yaml)."""
+    for folder in job_dir.parents:
+        if (folder / STOP_FILE).exists():
+            return True
+        if (folder / "multirun.yaml").exists():
+            return False
+    return False
+
+
+def job_result_files(sweep_dir: Path) -> list[Path]:
+    """The job result files under a sweep folder, at whatever depth hydra.sweep.subdir put
+    its jobs' folders: `*/` alone missed them, and with them a failed job's exit code."""
+    return sorted(sweep_dir.rglob(RESULT_FILE))
 
 
 def _children(pid: int) -> list[int]:
@@ -575,7 +609,7 @@ class MlflowSweepCallback(Callback):
         # A stop of an earlier sweep in this folder must not stop this one's jobs.
         (self.sweep_dir / STOP_FILE).unlink(missing_ok=True)
         self.earlier_results = {
-            str(path): _signature(path) for path in self.sweep_dir.glob(f"*/{RESULT_FILE}")
+            str(path): _signature(path) for path in job_result_files(self.sweep_dir)
         }
         _ACTIVE, self.runs_here, self.ended = self, _runs_jobs_here(config), False
         if not self.runs_here:
@@ -688,7 +722,7 @@ class MlflowSweepCallback(Callback):
         if self.parent_id is not None:
             self._report(results)
         else:
-            trained = self.sweep_dir is not None and any(self.sweep_dir.glob("*/model.pth"))
+            trained = self.sweep_dir is not None and any(self.sweep_dir.rglob("model.pth"))
             holds = "its model and checkpoint" if trained else "its shape report and log"
             print(
                 "note: no comparison report: it is built from the tracking store's runs, and "
@@ -764,7 +798,7 @@ class MlflowSweepCallback(Callback):
         if self.sweep_dir is None or not self.sweep_dir.is_dir():
             return []
         found = []
-        for path in sorted(self.sweep_dir.glob(f"*/{RESULT_FILE}")):
+        for path in job_result_files(self.sweep_dir):
             if self.earlier_results.get(str(path)) == _signature(path):
                 continue  # an earlier sweep's job that this one did not run
             result = read_job_result(path.parent)
