@@ -126,6 +126,33 @@ def test_a_refused_run_leaves_the_earlier_job_in_a_reused_folder_as_it_was(tmp_p
     assert fresh.returncode == 2 and fresh.stderr.strip() == error  # no earlier job to keep
 
 
+def test_the_same_command_again_into_a_fixed_folder_keeps_its_model_the_runs(tmp_path, data_dir):
+    """Run again with a fixed hydra.run.dir, the job is skipped in the folder its run trained
+    in: the record says so, and the folder's model is still evaluated as the run's own, also
+    where the store is not at hand."""
+    args = [*QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    first = run_train(args, tmp_path, data_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_train(args, tmp_path, data_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    folder = tmp_path / "run"
+    assert f"; its model: {folder / 'model.pth'}" in again.stdout, again.stdout[-2000:]
+    result = json.loads((folder / "job_result.json").read_text())
+    assert result["status"] == "SKIPPED" and result["trained_here"] is True
+    assert result["device"] == "cpu" and result["num_threads"]
+    (tmp_path / "mlflow.db").rename(tmp_path / "elsewhere.db")
+    proc = subprocess.run(
+        [sys.executable, "-m", "cvsweep.cli", "evaluate", str(folder)],
+        cwd=tmp_path,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "on these images: the same" in proc.stdout, proc.stdout
+
+
 def test_launches_that_name_one_time_folder_each_get_their_own(tmp_path, data_dir):
     """Hydra names a launch's folder by the time (`outputs/<date>/<time>`): two launches in
     the same second, as scripts and array jobs start them, would share it, each logging the

@@ -34,7 +34,7 @@ from .config import (
     validate,
 )
 from .engine import Interrupted, NonFiniteLoss, Trainer, TrainResult
-from .identity import GROUPS, RESULT_FILE, config_hash, run_name
+from .identity import GROUPS, RESULT_FILE, config_hash, read_job_result, run_name
 from .job_folder import holds_run
 from .job_store import JobStore, claim_run, downloaded_state, local_state
 from .model import build_model
@@ -96,6 +96,9 @@ class JobOutcome:
     # The dataset.root it read, absolute: its config's default comes from $CVSWEEP_DATA,
     # which a later shell may not have.
     data_root: str | None = None
+    # A SKIPPED job in the folder its finished run trained in (the same command again with a
+    # fixed hydra.run.dir): the model.pth there is that run's own, as the record before said.
+    trained_here: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -245,7 +248,7 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
             if cfg.trainer.shapes_only:  # the report is what was asked for: it costs nothing
                 _console(prepared.report_md.read_text().rstrip())
             _console(f"skipped: identical to finished run {fid}{_finished_run_files(found)}")
-            outcome = JobOutcome("SKIPPED", fid, found["finished"]["final_test_acc"])
+            outcome = _skipped_outcome(out_dir, fid, found["finished"]["final_test_acc"])
             outcome.write(out_dir)
             return outcome
         claimed = claim_run(store, found["resumable"])
@@ -389,6 +392,19 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
             f"{t_end - t_trained:.1f} s)"
             + (f"; {result.train_time_s:.1f} s in epochs over all attempts" if earlier_s else "")
         )
+    return outcome
+
+
+def _skipped_outcome(out_dir: Path, run_id: str, accuracy: float | None) -> JobOutcome:
+    """A skipped job's record. Where the folder already holds the finished run's own files,
+    what the record said of them (where and how it trained) is kept: the same command run
+    again into a fixed hydra.run.dir must not turn its model into "an earlier job's"."""
+    outcome = JobOutcome("SKIPPED", run_id, accuracy)
+    if holds_run(out_dir, run_id):
+        before = read_job_result(out_dir) or {}
+        outcome.trained_here = True
+        outcome.device, outcome.num_threads = before.get("device"), before.get("num_threads")
+        outcome.data_root = before.get("data_root")
     return outcome
 
 

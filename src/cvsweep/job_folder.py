@@ -107,7 +107,9 @@ def holds_run(folder: Path, run_id: str) -> bool:
     from .identity import read_job_result
 
     result = read_job_result(folder)
-    return bool(result) and result.get("run_id") == run_id and result.get("status") != "SKIPPED"
+    if not result or result.get("run_id") != run_id:
+        return False
+    return result.get("status") != "SKIPPED" or bool(result.get("trained_here"))
 
 
 def local_store_hint(run_id: str, looked_in: str | None = None) -> str:

@@ -417,7 +417,8 @@ def _from_folder(path: Path, device: torch.device, tracking_uri: str | None = No
     folder = path.parent if path.is_file() else path
     weights = path if path.is_file() else folder / MODEL_NAME
     result = read_job_result(folder)
-    if result and result.get("status") == "SKIPPED" and result.get("run_id") and path == folder:
+    skipped = result and result.get("status") == "SKIPPED" and not result.get("trained_here")
+    if skipped and result.get("run_id") and path == folder:
         # A skipped job trained nothing: a model.pth beside it is an earlier job's, from
         # before the folder was used again (a fixed hydra.run.dir), not the finished run's.
         return _skipped(folder, str(result["run_id"]), device, tracking_uri)
