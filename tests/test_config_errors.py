@@ -90,6 +90,12 @@ LIST_OF_OPTIONS = (
             id="presets-without-m",  # advised -m experiment=shapes,optimizers, which cannot run
         ),
         pytest.param(
+            "hydra.output_subdir=hcfg",
+            "hydra.output_subdir=hcfg: cvsweep keeps each job's config in Hydra's default folder, "
+            "<job folder>/.hydra, and reads it back there",
+            id="config-folder-elsewhere",  # trained; evaluate of the folder then found no config
+        ),
+        pytest.param(
             "trainer.progress=false",
             "Invalid config value trainer.progress=false: allowed: auto, on, off (for false, "
             "write trainer.progress=off).",
@@ -173,6 +179,12 @@ def test_a_run_that_cannot_be_made_stops_with_one_paragraph(tmp_path, data_dir, 
             ["optimizer=sgd,adam", "seed=0,1", "hydra.sweep.subdir=${optimizer.name}"],
             "error: job #1 (optimizer=sgd seed=1 ",
             id="shared-job-folder",  # job #1 overwrote job #0's model; "1 jobs ended"
+        ),
+        pytest.param(
+            ["seed=0,1", "hydra.output_subdir=null"],
+            "error: hydra.output_subdir=null (no config folder at all): cvsweep keeps each job's "
+            "config in Hydra's default folder",
+            id="no-config-folder",  # trained runs that rerun and evaluate then could not read
         ),
         pytest.param(
             ["augment=[flip,rotate]"],

@@ -420,6 +420,26 @@ def check_output_dir(path: Path, key: str) -> None:
         raise SystemExit(2) from None
 
 
+def _refuse_other_config_folder(config: DictConfig) -> None:
+    """A job's config is read back from `<job folder>/.hydra`: the run logs it from there (what
+    `cvsweep rerun` reads), and `evaluate`, `load_model`, a sweep's report and the resume of a
+    stopped job read it there. hydra.output_subdir=null writes none, another name puts it where
+    none of them looks: refused before anything runs, not found out at the first rerun."""
+    subdir = config.hydra.get("output_subdir")
+    if subdir == ".hydra":
+        return
+    said = "null (no config folder at all)" if subdir is None else f"{subdir}"
+    print(
+        f"error: hydra.output_subdir={said}: cvsweep keeps each job's config in Hydra's default "
+        "folder, <job folder>/.hydra, and reads it back there: the run logs it to MLflow from "
+        "there (what `cvsweep rerun` trains from), and `cvsweep evaluate`, `load_model` and the "
+        "resume of a stopped job read it there. Leave hydra.output_subdir at .hydra.",
+        file=sys.stderr,
+        flush=True,
+    )
+    raise SystemExit(2)
+
+
 KEPT_JOB_FILES = ("model.pth", "checkpoint.pt", RESULT_FILE)  # what a job that ran leaves
 
 
@@ -589,6 +609,7 @@ class MlflowSweepCallback(Callback):
         COMPOSED = True
         hydra_errors.composed()
         _reject_misread_groups(config)
+        _refuse_other_config_folder(config)
         run_dir = claim_launch_folder(config, "run")
         check_output_dir(run_dir, "hydra.run.dir")
         _refuse_over_kept_job(config, run_dir)
@@ -600,6 +621,7 @@ class MlflowSweepCallback(Callback):
         hydra_errors.composed()
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         _reject_misread_groups(config)
+        _refuse_other_config_folder(config)
         _split_threads(config)
         self.n_jobs = validate_jobs(config)
         _check_cluster(config, str(config.hydra.runtime.choices.get("hydra/launcher")))
