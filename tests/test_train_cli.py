@@ -153,6 +153,20 @@ def test_the_same_command_again_into_a_fixed_folder_keeps_its_model_the_runs(tmp
     assert "on these images: the same" in proc.stdout, proc.stdout
 
 
+def test_with_chdir_the_default_data_folder_is_the_launch_folders(tmp_path, data_dir):
+    """hydra.job.chdir=true runs the job in its own folder: the relative default `data` is
+    still read where the command was launched (as the store is), not fetched into each job."""
+    (tmp_path / "data").symlink_to(data_dir, target_is_directory=True)
+    env = cli_env(data_dir)
+    env.pop("CVSWEEP_DATA")
+    proc = run_train([*QUICK, "tracking=none", "hydra.job.chdir=true"], tmp_path, data_dir, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "fetching" not in proc.stdout, proc.stdout[-2000:]
+    result = json.loads((tmp_path / "run" / "job_result.json").read_text())
+    assert result["data_root"] == str(data_dir.resolve())
+    assert not (tmp_path / "run" / "data").exists()
+
+
 def test_launches_that_name_one_time_folder_each_get_their_own(tmp_path, data_dir):
     """Hydra names a launch's folder by the time (`outputs/<date>/<time>`): two launches in
     the same second, as scripts and array jobs start them, would share it, each logging the

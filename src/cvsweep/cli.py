@@ -65,6 +65,21 @@ def _console_prefix(ctx: Any) -> str:
     return f"[#{ctx.job_num}] " if "JoblibLauncher" in target else ""
 
 
+def _data_root_from_launch_folder(cfg: DictConfig) -> None:
+    """A relative dataset.root (the default `data`) names a folder where the command was
+    launched, as a relative tracking.uri does: with hydra.job.chdir=true the job runs in its
+    own folder, where it would find no data and download a copy into each job's folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import read_write
+
+    hc = HydraConfig.get()
+    root = Path(str(cfg.dataset.root))
+    if not hc.job.chdir or root.is_absolute():
+        return
+    with read_write(cfg):
+        cfg.dataset.root = str(Path(hc.runtime.cwd) / root)
+
+
 def _user_overrides(overrides: list[str]) -> list[str]:
     return [o for o in overrides if not o.startswith("tracking.parent_run_id=")]
 
@@ -74,6 +89,7 @@ def train_task(cfg: DictConfig) -> float | None:
     from . import hydra_errors
 
     hydra_errors.composed()  # also where no callback said so (Hydra's --experimental-rerun)
+    _data_root_from_launch_folder(cfg)
     from . import store_proxy
 
     if cfg.tracking.enabled:
