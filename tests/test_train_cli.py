@@ -167,6 +167,25 @@ def test_with_chdir_the_default_data_folder_is_the_launch_folders(tmp_path, data
     assert not (tmp_path / "run" / "data").exists()
 
 
+def test_the_logged_command_keeps_the_config_folder_and_name(tmp_path, data_dir):
+    """A run composed from the user's own config file (`-cd myconf --config-name quick`) logs
+    a command that composes it again: without the flags it trained the full default config."""
+    conf = tmp_path / "myconf"
+    conf.mkdir()
+    (conf / "quick.yaml").write_text(
+        "defaults:\n  - train\n  - _self_\ntrainer:\n  epochs: 1\n  log_every: 4\n"
+        "dataset:\n  train_limit: 512\n  test_limit: 500\n"
+    )
+    args = ["-cd", str(conf), "--config-name", "quick", "trainer.progress=off"]
+    proc = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    from mlflow import MlflowClient
+
+    run_id = re.search(r"mlflow run: (\w+)", proc.stdout).group(1)
+    command = MlflowClient(db_uri(tmp_path)).get_run(run_id).data.tags["command"]
+    assert command.startswith(f"python train.py --config-dir {conf} --config-name quick "), command
+
+
 def test_launches_that_name_one_time_folder_each_get_their_own(tmp_path, data_dir):
     """Hydra names a launch's folder by the time (`outputs/<date>/<time>`): two launches in
     the same second, as scripts and array jobs start them, would share it, each logging the

@@ -41,7 +41,10 @@ def _context_from_hydra() -> Any:
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
     overrides = raw_overrides(hc.overrides.task)
-    command = " ".join(shlex.quote(a) for a in ["python", "train.py", *_user_overrides(overrides)])
+    command = " ".join(
+        shlex.quote(a)
+        for a in ["python", "train.py", *_config_flags(hc), *_user_overrides(overrides)]
+    )
     return JobContext(
         output_dir=output_dir,
         overrides=overrides,
@@ -52,6 +55,19 @@ def _context_from_hydra() -> Any:
         command=command,
         launch_dir=Path(hc.runtime.cwd),
     )
+
+
+def _config_flags(hc: Any) -> list[str]:
+    """`--config-dir` and `--config-name` as the command gave them: without them its logged
+    command would compose another config (an option of the user's folder unknown, another
+    file's settings left out)."""
+    flags = []
+    for source in hc.runtime.config_sources:
+        if source.get("provider") == "command-line" and source.get("schema") == "file":
+            flags += ["--config-dir", str(source.get("path"))]
+    if hc.job.config_name and hc.job.config_name != "train":
+        flags += ["--config-name", str(hc.job.config_name)]
+    return flags
 
 
 def _console_prefix(ctx: Any) -> str:
