@@ -206,3 +206,23 @@ def test_a_run_says_which_schedule_setting_its_scheduler_does_not_read(tmp_path,
         "note: schedule.min_lr=0.1 not used: the step scheduler of schedule step reads "
         "schedule.step_size, schedule.gamma (choose another with schedule=...)"
     ) in proc.stdout, proc.stdout[-2000:]
+
+
+def test_an_on_off_setting_is_one_value_however_spelled():
+    from cvsweep.compare import RunSummary, swept_keys, value_of
+
+    def run(rid: str, overrides: dict[str, str], logged: str) -> RunSummary:
+        params = {"trainer.cudnn_benchmark": logged, "seed": "0"}
+        return RunSummary(rid, rid, "FINISHED", overrides, params, "g", 0.9, 0.9, 0.1, 1.0)
+
+    default = run("a", {}, "False")
+    word = run("b", {"trainer.cudnn_benchmark": "off"}, "off")
+    assert (
+        value_of(default, "trainer.cudnn_benchmark")
+        == "off"
+        == value_of(word, "trainer.cudnn_benchmark")
+    )
+    assert swept_keys([default, word]) == []
+    assert swept_keys([default, run("c", {"trainer.cudnn_benchmark": "on"}, "on")]) == [
+        "trainer.cudnn_benchmark"
+    ]

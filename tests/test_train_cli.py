@@ -241,6 +241,18 @@ def test_shape_report_is_printed_again_when_the_run_is_skipped(tmp_path, data_di
     assert "skipped: identical to finished run" in again.stdout
 
 
+def test_an_on_off_setting_spelled_another_way_is_the_same_config(tmp_path, data_dir):
+    """YAML reads the default `cudnn_benchmark: off` as a boolean (`False`); `=off` on the
+    command line is the word. One setting: the run is skipped, not trained again."""
+    args = ["trainer.shapes_only=true", f"tracking.uri={db_uri(tmp_path)}"]
+    first = run_train(args, tmp_path / "a", data_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    for spelled in ("trainer.cudnn_benchmark=off", "trainer.cudnn_benchmark=false"):
+        again = run_train([*args, spelled], tmp_path / spelled.rpartition("=")[2], data_dir)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "skipped: identical to finished run" in again.stdout, (spelled, again.stdout)
+
+
 def test_logged_lr_at_an_epoch_end_does_not_depend_on_log_every(tmp_path, data_dir):
     # StepLR steps once per epoch (lr x0.7): every point of epoch 1, its last one included,
     # shows the rate epoch 1 trained with, whether or not log_every divides the epoch.

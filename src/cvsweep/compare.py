@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import unused_by_scheduler, unused_with_phases
-from .identity import GROUPS, NON_RESULT_KEYS, run_name
+from .identity import GROUPS, NON_RESULT_KEYS, SWITCH_KEYS, run_name, switch_word
 from .tracking import search_all_runs, with_retry
 
 THRESHOLDS = (0.90, 0.95, 0.98)
@@ -221,6 +221,9 @@ def value_of(run: RunSummary, key: str) -> str | None:
     the phases start from; so does what such a run logged as its `trainer.epochs` (the phases'
     total). Values are compared as values: `1e6` and `1000000.0` are one learning rate.
     """
+    if key in SWITCH_KEYS:  # `off`, `false` and `False` are one setting
+        raw = run.overrides.get(key, run.params.get(key))
+        return None if raw is None else switch_word(raw)
     if key in GROUPS and key in run.params:
         return canonical(run.params[key])
     if key in run.unused:

@@ -31,6 +31,24 @@ NON_RESULT_KEYS = (
 LATER_KEYS = {"trainer.split_bias_grad": "auto"}
 
 
+# on/off settings, each spelled several ways: `off` on a command line stays the word, while
+# YAML (the defaults) and Hydra (`=false`) read a boolean, which the str field keeps as `False`.
+SWITCH_KEYS = (
+    "trainer.cuda_graphs",
+    "trainer.channels_last",
+    "trainer.cudnn_benchmark",
+    "trainer.split_bias_grad",
+)
+# One spelling each in the hash: the booleans' (the defaults'), so earlier runs keep theirs.
+_HASHED_SWITCH = {"off": "False", "false": "False", "on": "True", "true": "True"}
+
+
+def switch_word(value: Any) -> str:
+    """An on/off setting as the word the docs use: `False` and `false` are `off`."""
+    word = str(value).strip().lower()
+    return {"false": "off", "true": "on"}.get(word, word)
+
+
 def _get(tree: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(tree, dict) or part not in tree:
@@ -55,6 +73,11 @@ def result_config(cfg: DictConfig | dict[str, Any], *, without_seed: bool = Fals
     tree = json.loads(json.dumps(tree))  # a deep copy of plain data
     for key in NON_RESULT_KEYS:
         _drop(tree, key)
+    for key in SWITCH_KEYS:
+        head, _, leaf = key.rpartition(".")
+        node = _get(tree, head)
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = _HASHED_SWITCH.get(str(node[leaf]).strip().lower(), node[leaf])
     for key, default in LATER_KEYS.items():
         if str(_get(tree, key)).lower() == default:
             _drop(tree, key)
