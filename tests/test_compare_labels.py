@@ -226,3 +226,25 @@ def test_an_on_off_setting_is_one_value_however_spelled():
     assert swept_keys([default, run("c", {"trainer.cudnn_benchmark": "on"}, "on")]) == [
         "trainer.cudnn_benchmark"
     ]
+
+
+def test_the_train_test_gaps_are_compared_seed_by_seed():
+    """The augmentation report calls a smaller gap "less overfitting" only where the per-seed
+    gap differences are clear, as every other claim; one seed never is."""
+    from cvsweep.compare import RunSummary
+    from cvsweep.results.runs import Measured
+    from cvsweep.results.sections.augmentation import _gap
+    from cvsweep.results.stats import is_clear, paired_difference
+
+    def run(seed: int, train: float, test: float) -> Measured:
+        summary = RunSummary(
+            str(seed), str(seed), "FINISHED", {}, {"seed": str(seed)}, "g", test, test, 0.1, 1.0
+        )
+        return Measured(summary, {}, {"train_acc": train}, 0, 1)
+
+    aug = [run(s, 0.90, 0.89) for s in (0, 1, 2)]
+    plain = [run(0, 0.95, 0.90), run(1, 0.96, 0.90), run(2, 0.94, 0.90)]
+    gaps = paired_difference(aug, plain, _gap)
+    assert gaps.n == 3 and gaps.mean < 0 and is_clear(gaps)
+    one = paired_difference(aug[:1], plain[:1], _gap)
+    assert one.n == 1 and is_clear(one) is None

@@ -59,16 +59,20 @@ def final_train_loss(r: Measured) -> float | None:
     return r.summary.final_train_loss
 
 
-def paired_difference(a: list[Measured], b: list[Measured]) -> Stat:
-    """Per-seed differences a - b of final test accuracy (same seed = same init and data order);
-    unpaired difference of means when the seeds do not match."""
-    acc_a = {r.seed: final_acc(r) for r in a}
-    acc_b = {r.seed: final_acc(r) for r in b}
+def paired_difference(
+    a: list[Measured],
+    b: list[Measured],
+    get: Callable[[Measured], float | None] = final_acc,
+) -> Stat:
+    """Per-seed differences a - b of a measure, final test accuracy by default (same seed =
+    same init and data order); unpaired difference of means when the seeds do not match."""
+    acc_a = {r.seed: get(r) for r in a}
+    acc_b = {r.seed: get(r) for r in b}
     common = sorted(set(acc_a) & set(acc_b))
     diffs = [acc_a[s] - acc_b[s] for s in common if acc_a[s] is not None and acc_b[s] is not None]
     if diffs:
         return Stat(diffs)
-    return Stat([stat(a, final_acc).mean - stat(b, final_acc).mean])
+    return Stat([stat(a, get).mean - stat(b, get).mean])
 
 
 def is_clear(diff: Stat) -> bool | None:

@@ -142,7 +142,9 @@ def _augmentation_discussion(
                 "at this budget."
             )
         else:
-            smaller_gap = gap_aug.mean < gap_plain.mean
+            # Said only where the gaps differ clearly, by the test every other claim gets.
+            gaps = paired_difference(aug, plain, _gap)
+            smaller_gap = gaps.mean < 0 and bool(is_clear(gaps))
             text.append(
                 "The claim that augmentation generalizes better with more training does not "
                 "hold at this budget: the augmented model's test accuracy is not clearly higher"
