@@ -83,6 +83,12 @@ LIST_OF_OPTIONS = (
             id="values-without-m",
         ),
         pytest.param(
+            "tracking.experiment=my exp, v2",
+            "gives several values: to run one job for each, sweep (python train.py -m "
+            "'tracking.experiment=my exp, v2');",
+            id="values-with-spaces-without-m",  # the command it named could not be pasted
+        ),
+        pytest.param(
             "experiment=shapes,optimizers",
             "experiment=shapes,optimizers names several presets: a command runs one preset (its "
             "own sweep), so run each as its own command: `python train.py experiment=shapes`; "

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import os
 import re
+import shlex
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -178,7 +179,7 @@ def _several_values(override: str) -> str:
         )
     said = (
         f"{override} gives several values: to run one job for each, sweep "
-        f"(python train.py -m {override})"
+        f"(python train.py -m {shlex.quote(override)})"
     )
     if key in GROUPS:
         return f"{said}; a run trains one {key}."
