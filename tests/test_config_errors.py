@@ -187,6 +187,12 @@ def test_a_run_that_cannot_be_made_stops_with_one_paragraph(tmp_path, data_dir, 
             id="shared-job-folder",  # job #1 overwrote job #0's model; "1 jobs ended"
         ),
         pytest.param(
+            ['+hydra.sweeper.params.optimizer.lr="0.01,-1"'],
+            "error: hydra.sweeper.params cannot be set on the command line: Hydra's sweeper "
+            "reads it from a config file",
+            id="sweeper-params-on-the-command-line",  # an AssertionError traceback from OmegaConf
+        ),
+        pytest.param(
             ["seed=0,1", "hydra.output_subdir=null"],
             "error: hydra.output_subdir=null (no config folder at all): cvsweep keeps each job's "
             "config in Hydra's default folder",

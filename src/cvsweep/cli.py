@@ -273,6 +273,17 @@ def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
                 print(f"error: {hydra_errors.explain(exc)}", file=sys.stderr, flush=True)
             elif isinstance(exc, ValueError):  # Hydra's own checks of its flags (-m with --cfg)
                 print(f"error: {one_paragraph(exc)}", file=sys.stderr, flush=True)
+            elif any("hydra.sweeper.params" in a for a in sys.argv[1:]):
+                # Hydra's basic sweeper has no params node until a config file makes one:
+                # set from the command line, OmegaConf fails inside on its None.
+                print(
+                    "error: hydra.sweeper.params cannot be set on the command line: Hydra's "
+                    "sweeper reads it from a config file (as the presets in conf/experiment/ "
+                    "set it). Give the values to sweep as overrides instead: python train.py "
+                    "-m optimizer.lr=0.01,0.1.",
+                    file=sys.stderr,
+                    flush=True,
+                )
             else:
                 traceback.print_exc()
             raise SystemExit(2) from None
