@@ -109,7 +109,13 @@ def _augmentation_discussion(
     c_aug = preset.claim("rot_flip", "batches_to_90")
     if c_plain is not None and c_aug is not None:
         b90 = _reach(plain, 0.90)[0]
-        if b90 is None:
+        trained = max((step for r in plain for step, _ in r.summary.test_acc), default=0)
+        if b90 is None and trained < float(c_plain):
+            verdict90 = (
+                f"these runs trained {trained} mini-batch{'' if trained == 1 else 'es'}, too few "
+                "to test it (0.90 is not reached within them)."
+            )
+        elif b90 is None:
             verdict90 = (
                 "that does not hold here: without augmentation 0.90 is not reached within this "
                 "budget."
