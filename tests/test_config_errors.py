@@ -322,3 +322,18 @@ def test_an_unexpected_error_in_a_sweep_hook_stops_the_command():
     assert {"on_run_start", "on_multirun_start", "on_multirun_end"} <= set(hooks), hooks
     for name in hooks:
         assert getattr(MlflowSweepCallback, name).__code__ is hook.__code__, name
+
+
+def test_experimental_rerun_of_a_file_that_is_no_config_pickle(tmp_path, data_dir):
+    """Hydra unpickles what --experimental-rerun names: a text file or the config.yaml beside
+    config.pickle ended in an UnpicklingError traceback."""
+    for name, text in (("notes.txt", "garbage\n"), ("config.yaml", "seed: 0\n")):
+        (tmp_path / name).write_text(text)
+        proc = run_train(["--experimental-rerun", str(tmp_path / name)], tmp_path, data_dir)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        err = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert err[0].startswith(
+            "error: --experimental-rerun could not read its file as a job's config ("
+        ), err
+        assert "`cvsweep rerun <run id>` reruns any logged run without it." in err[0]

@@ -271,6 +271,16 @@ def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
             # Hydra rejected the command line: said in one paragraph, the user's to fix.
             if isinstance(exc, HydraException | OmegaConfBaseException):
                 print(f"error: {hydra_errors.explain(exc)}", file=sys.stderr, flush=True)
+            elif "--experimental-rerun" in sys.argv:
+                # Hydra unpickles the file it is given as is: another file fails inside.
+                print(
+                    "error: --experimental-rerun could not read its file as a job's config "
+                    f"({type(exc).__name__}: {one_paragraph(exc)}): it takes the config.pickle "
+                    "that Hydra's PickleJobInfoCallback writes in a job's .hydra folder. "
+                    "`cvsweep rerun <run id>` reruns any logged run without it.",
+                    file=sys.stderr,
+                    flush=True,
+                )
             elif isinstance(exc, ValueError):  # Hydra's own checks of its flags (-m with --cfg)
                 print(f"error: {one_paragraph(exc)}", file=sys.stderr, flush=True)
             elif any("hydra.sweeper.params" in a for a in sys.argv[1:]):
