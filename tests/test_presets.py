@@ -328,3 +328,20 @@ def test_report_keeps_a_document_with_results_its_store_lacks(tmp_path: Path) ->
     assert forced.returncode == 0, forced.stderr
     text = out.read_text()
     assert "| `shapes` | 2 |" in text and "| `optimizers` | not run yet |" in text
+
+
+def test_the_summary_has_a_row_for_each_budget_a_preset_ran_at(tmp_path: Path) -> None:
+    """A preset run at two budgets has two sections' worth of runs: the summary named one."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for budget in ([], ["dataset.test_limit=100"]):
+        args = ["experiment=shapes", *budget, f"tracking.uri={uri}"]
+        where = f"hydra.sweep.dir={tmp_path / str(len(budget))}"
+        proc = _run([sys.executable, "train.py", *args, where])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "results.md"
+    proc = _report(uri, out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = out.read_text().split("## Summary of the runs", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in summary.splitlines() if line.startswith("| `shapes`")]
+    assert [row.split(" | ")[0] for row in rows] == ["| `shapes` (1 of 2)", "| `shapes` (2 of 2)"]
+    assert any("dataset.test_limit=100" in row for row in rows), rows

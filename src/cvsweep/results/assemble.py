@@ -134,17 +134,18 @@ def build(ctx: Context, img_dir: Path, uri: str, out_name: str = "docs/results.m
         if not variants:
             rows.append([f"`{name}`", "not run yet", "", "", "", ""])
             continue
-        v = variants[0]
-        rows.append(
-            [
-                f"`{name}`",
-                str(len(v.runs)),
-                device_text(v),
-                variant_extra(ctx.presets[name], v) or "–",
-                "no training" if name == "shapes" else fmt_seconds(v.train_time_s),
-                fmt_seconds(v.elapsed_s),
-            ]
-        )
+        for i, v in enumerate(variants, start=1):  # each budget the store has runs of
+            of = f" ({i} of {len(variants)})" if len(variants) > 1 else ""
+            rows.append(
+                [
+                    f"`{name}`{of}",
+                    str(len(v.runs)),
+                    device_text(v),
+                    variant_extra(ctx.presets[name], v) or "–",
+                    "no training" if name == "shapes" else fmt_seconds(v.train_time_s),
+                    fmt_seconds(v.elapsed_s),
+                ]
+            )
     doc.add("## Summary of the runs", "")
     doc.table(
         [
