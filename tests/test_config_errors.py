@@ -337,3 +337,14 @@ def test_experimental_rerun_of_a_file_that_is_no_config_pickle(tmp_path, data_di
             "error: --experimental-rerun could not read its file as a job's config ("
         ), err
         assert "`cvsweep rerun <run id>` reruns any logged run without it." in err[0]
+
+
+def test_a_key_set_under_a_node_removed_on_the_same_line_is_named_so(tmp_path, data_dir):
+    """`~trainer trainer.shapes_only=true`: the error said the top level has no `trainer`,
+    listed `trainer` among its valid keys, and asked "Did you mean trainer?"."""
+    proc = run_train(["~trainer", "trainer.shapes_only=true"], tmp_path, data_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr == (
+        "error: Cannot set trainer.shapes_only: trainer was removed (~trainer) on the same "
+        "command line, so nothing is left to set under it; drop ~trainer.\n"
+    )

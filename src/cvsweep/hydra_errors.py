@@ -224,6 +224,12 @@ def _unknown_key(cause: ConfigKeyError | ConfigAttributeError, full_key: str) ->
             + f"; add a new one with +{full_key}=VALUE."
         )
     valid = [f.name for f in dataclasses.fields(schema)]
+    if key in valid:  # a schema key that is gone: `~trainer` earlier on the command line
+        whole = f"{parent}.{key}" if parent else key
+        return (
+            f"Cannot set {full_key}: {whole} was removed (~{whole}) on the same command line, "
+            f"so nothing is left to set under it; drop ~{whole}."
+        )
     names = {cls: name for name, cls in OPTIMIZER_SCHEMAS.items()}
     if schema in names:
         where = f"the {names[schema]} optimizer has no setting {key!r}"
