@@ -53,6 +53,12 @@ LIST_OF_OPTIONS = (
             id="removed-schema-key",
         ),
         pytest.param(
+            "~trainer.fault_at_step",
+            "Cannot remove trainer.fault_at_step (~trainer.fault_at_step): no run has such a "
+            "setting, or it is null (unset) already",
+            id="remove-a-null-key",  # "'trainer.fault_at_step' does not exist", yet it does
+        ),
+        pytest.param(
             "+experiment=speedrun",
             "Cannot add +experiment=speedrun: experiment already has its default option; "
             "choose another with experiment=speedrun, without the +.",

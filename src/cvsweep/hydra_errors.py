@@ -138,6 +138,13 @@ def explain(exc: BaseException) -> str:
         )
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         return _unknown_option(exc)
+    gone = re.match(r"Could not delete from config\. '([^']+)' does not exist", str(exc))
+    if gone:  # Hydra says so too of a key whose value is null
+        key = gone.group(1)
+        return (
+            f"Cannot remove {key} (~{key}): no run has such a setting, or it is null (unset) "
+            f"already, which is what removing it would do; leave ~{key} out."
+        )
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
         override = re.match(r"Could not override '([^']+)'", str(exc))
         return _unknown_key(cause, override.group(1) if override else str(cause.full_key))
