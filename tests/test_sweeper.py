@@ -73,16 +73,24 @@ def test_an_untracked_sweep_says_there_is_no_report(tmp_path, data_dir):
     assert not (tmp_path / "sweep" / "comparison.md").exists()
 
 
+def _tracked_sweep(tmp_path, data_dir, args: list[str]):
+    """`python train.py -m ARGS` from the checkout, tracked in tmp_path/mlflow.db."""
+    return run_python(
+        ["train.py", "-m", *args, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"],
+        REPO,
+        data_dir,
+    )
+
+
 def test_jobs_in_nested_folders_are_found_and_a_failed_one_fails_the_sweep(tmp_path, data_dir):
     """A hydra.sweep.subdir with a `/` puts each job two folders down: its result (and so a
     failure's exit code 1) was missed, and the sweep exited 0 with "0 jobs ended"."""
     sweep = tmp_path / "sweep"
-    proc = run_python(
-        ["train.py", "-m", "optimizer=sgd", "optimizer.lr=1e6,0.01", *QUICK]
-        + ["hydra.sweep.subdir=lr${optimizer.lr}/s${seed}", f"hydra.sweep.dir={sweep}"]
-        + [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"],
-        REPO,
+    proc = _tracked_sweep(
+        tmp_path,
         data_dir,
+        ["optimizer=sgd", "optimizer.lr=1e6,0.01", *QUICK, f"hydra.sweep.dir={sweep}"]
+        + ["hydra.sweep.subdir=lr${optimizer.lr}/s${seed}"],
     )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "sweep: 2 jobs ended" in proc.stdout, proc.stdout[-2000:]
@@ -96,12 +104,11 @@ def test_override_dirname_names_job_folders_by_the_users_overrides_only(tmp_path
     """The parent run id and store URI a sweep adds to each job are not in the folder name
     (the URI's slashes nested it six folders deep)."""
     sweep = tmp_path / "sweep"
-    proc = run_python(
-        ["train.py", "-m", "optimizer=sgd,adam", "trainer.shapes_only=true"]
-        + ["hydra.sweep.subdir=${hydra.job.override_dirname}", f"hydra.sweep.dir={sweep}"]
-        + [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"],
-        REPO,
+    proc = _tracked_sweep(
+        tmp_path,
         data_dir,
+        ["optimizer=sgd,adam", "trainer.shapes_only=true", f"hydra.sweep.dir={sweep}"]
+        + ["hydra.sweep.subdir=${hydra.job.override_dirname}"],
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = sorted(p.parent.relative_to(sweep).as_posix() for p in sweep.rglob("job_result.json"))
@@ -112,12 +119,11 @@ def test_override_dirname_names_job_folders_by_the_users_overrides_only(tmp_path
 
 
 def test_a_sweep_dir_that_differs_per_job_is_refused(tmp_path, data_dir):
-    proc = run_python(
-        ["train.py", "-m", "optimizer=sgd", "optimizer.lr=0.1,0.01", *QUICK]
-        + [f"hydra.sweep.dir={tmp_path}/ms/lr${{optimizer.lr}}"]
-        + [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"],
-        REPO,
+    proc = _tracked_sweep(
+        tmp_path,
         data_dir,
+        ["optimizer=sgd", "optimizer.lr=0.1,0.01", *QUICK]
+        + [f"hydra.sweep.dir={tmp_path}/ms/lr${{optimizer.lr}}"],
     )
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stderr.startswith(

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from cvsweep.config import ModelConfig
 from cvsweep.model import build_model
 
-from .conftest import QUICK, REPO, cli_env, db_uri, run_python, run_train
+from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_python, run_train
 
 LOG_LINE = re.compile(
     r"epoch +\d+/\d+ +batch +\d+/\d+ +step +\d+ \| train loss [\d.]+ acc +[\d.]+% "
@@ -141,14 +141,7 @@ def test_the_same_command_again_into_a_fixed_folder_keeps_its_model_the_runs(tmp
     assert result["status"] == "SKIPPED" and result["trained_here"] is True
     assert result["device"] == "cpu" and result["num_threads"]
     (tmp_path / "mlflow.db").rename(tmp_path / "elsewhere.db")
-    proc = subprocess.run(
-        [sys.executable, "-m", "cvsweep.cli", "evaluate", str(folder)],
-        cwd=tmp_path,
-        env=cli_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cvsweep(["evaluate", str(folder)], tmp_path, cli_env(data_dir))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "on these images: the same" in proc.stdout, proc.stdout
 
