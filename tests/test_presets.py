@@ -269,6 +269,9 @@ def test_report_states_the_budget_used(store: dict[str, object]) -> None:
     assert "schedule.phases.0.epochs=1 schedule.phases.1.epochs=1" in section
     assert "2 epoch(s)" in section
     assert "after the SGD phase (epoch 1)" in section
+    # Its 1 + 1 epochs on 256 images cannot test claims made for 10 + 20 on every image.
+    assert "at a smaller budget than the claim's, so not a test of it" in section, section
+    assert "does not hold" not in section
     # One mini-batch of 256 cannot test a claim about 40: said so, not "does not hold".
     augmentation = _section(str(store["text"]), "augmentation")
     assert "these runs trained 1 mini-batch, too few to test it" in augmentation, augmentation

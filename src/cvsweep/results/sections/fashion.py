@@ -56,20 +56,35 @@ def section_fashion_two_phase(
         ],
     )
     _plot(doc, v.runs, "experiment", preset.name, suffix, "test accuracy, SGD then Adam")
+    # The claims are for the preset's 10 + 20 epochs on every image: fewer say nothing of them.
+    smaller = any(k in v.extra for k in ("schedule.phases.", "dataset.train_limit="))
     text = [
         f"After {n1} SGD epoch(s) the test accuracy is {p1.fmt()} %"
-        + (f" (claimed {100 * float(c1):.0f} %: {_holds(p1.mean, float(c1))})" if c1 else "")
+        + (
+            f" (claimed {100 * float(c1):.0f} %: {_holds(p1.mean, float(c1), smaller)})"
+            if c1
+            else ""
+        )
         + f"; after the {n2} Adam epoch(s) it is {final.fmt()} %"
-        + (f" (claimed {100 * float(c2):.0f} %: {_holds(final.mean, float(c2))})." if c2 else ".")
+        + (
+            f" (claimed {100 * float(c2):.0f} %: {_holds(final.mean, float(c2), smaller)})."
+            if c2
+            else "."
+        )
     ]
     if final.n and p1.n:
         text.append(f"The Adam phase adds {_signed(final.mean - p1.mean)} points.")
     doc.add("**Discussion.** " + " ".join(text), "")
 
 
-def _holds(measured: float, claimed: float, tol: float = 0.005) -> str:
+def _holds(measured: float, claimed: float, smaller: bool = False, tol: float = 0.005) -> str:
     if measured >= claimed - tol:
         return "holds"
+    if smaller:
+        return (
+            f"{100 * (claimed - measured):.1f} points short, at a smaller budget than the "
+            "claim's, so not a test of it"
+        )
     return f"does not hold, {100 * (claimed - measured):.1f} points short"
 
 
