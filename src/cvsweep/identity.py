@@ -40,12 +40,12 @@ SWITCH_KEYS = (
     "trainer.split_bias_grad",
 )
 # One spelling each in the hash: the booleans' (the defaults'), so earlier runs keep theirs.
-_HASHED_SWITCH = {"off": "False", "false": "False", "on": "True", "true": "True"}
+_HASHED_SWITCH = {"off": "False", "on": "True"}
 
 
 def switch_word(value: Any) -> str:
-    """An on/off setting as the word the docs use: `False` and `false` are `off`."""
-    word = str(value).strip().lower()
+    """An on/off/auto setting as the word the docs use: `False` and `false` are `off`."""
+    word = str(value).lower()
     return {"false": "off", "true": "on"}.get(word, word)
 
 
@@ -77,7 +77,7 @@ def result_config(cfg: DictConfig | dict[str, Any], *, without_seed: bool = Fals
         head, _, leaf = key.rpartition(".")
         node = _get(tree, head)
         if isinstance(node, dict) and leaf in node:
-            node[leaf] = _HASHED_SWITCH.get(str(node[leaf]).strip().lower(), node[leaf])
+            node[leaf] = _HASHED_SWITCH.get(switch_word(node[leaf]), node[leaf])
     for key, default in LATER_KEYS.items():
         if str(_get(tree, key)).lower() == default:
             _drop(tree, key)

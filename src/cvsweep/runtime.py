@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .config import ConfigError
+from .identity import switch_word
 
 
 def seed_everything(seed: int) -> None:
@@ -120,12 +121,6 @@ def set_deterministic(enabled: bool) -> None:
     torch.use_deterministic_algorithms(enabled)
 
 
-def _switch(value: Any) -> str:
-    """An on/off/auto setting as a word: YAML may have read `on`/`off` as booleans."""
-    text = str(value).lower()
-    return {"true": "on", "false": "off"}.get(text, text)
-
-
 def configure_cudnn(trainer: Any, device: torch.device) -> bool:
     """cuDNN benchmark mode for this run (off by default); returns whether it is on.
 
@@ -136,7 +131,7 @@ def configure_cudnn(trainer: Any, device: torch.device) -> bool:
     on = (
         device.type == "cuda"
         and not trainer.deterministic
-        and _switch(trainer.cudnn_benchmark) == "on"
+        and switch_word(trainer.cudnn_benchmark) == "on"
     )
     torch.backends.cudnn.benchmark = on
     return on
@@ -159,7 +154,7 @@ def speed_settings(trainer: Any, device: torch.device) -> SpeedSettings:
     fp32, so the GPU keeps fp32 and the default layout unless asked otherwise.
     """
     cpu = device.type == "cpu"
-    layout = _switch(trainer.channels_last)
+    layout = switch_word(trainer.channels_last)
     channels_last = layout == "on" or (layout == "auto" and cpu)
     if trainer.precision == "auto":
         bf16 = cpu and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -167,7 +162,7 @@ def speed_settings(trainer: Any, device: torch.device) -> SpeedSettings:
         bf16 = trainer.precision == "bf16"
     # Conv bias gradients summed in two small steps: the largest item of a captured step on
     # a GPU, and slower that way on CPU, where oneDNN computes them inside its convolution.
-    split = _switch(trainer.split_bias_grad)
+    split = switch_word(trainer.split_bias_grad)
     split_bias_grad = split == "on" or (split == "auto" and not cpu)
     # Fused optimizers on both devices: faster, and on CUDA the eager step then updates the
     # weights with the same kernels as the graphed one.

@@ -150,12 +150,7 @@ def check_sqlite_store(db: Path, missing_hint: str = "", *, served: bool = False
         where = (
             f"the store in it is {inside}: pass --tracking-uri {shlex.quote(str(inside))}"
             if inside.is_file()
-            else "point --tracking-uri at the store file your runs were logged to "
-            + (
-                "(sqlite:///path/to/mlflow.db)"
-                if served
-                else "(sqlite:///path/to/mlflow.db, or http://HOST:PORT for a tracking server)"
-            )
+            else f"point --tracking-uri at the store file your runs were logged to ({_stores(served)})"
         )
         raise StoreError(
             f"The tracking store {db} is a folder, not an MLflow database file; {where}."

@@ -75,10 +75,15 @@ def section_augmentation(doc: Doc, ctx: Context, preset: Preset, v: Variant, suf
     doc.add("**Discussion.** " + " ".join(text), "")
 
 
+def _last_step(runs: list[Measured]) -> int:
+    """How many mini-batches the longest of the runs trained (its last log point)."""
+    return max((r.summary.test_acc[-1][0] for r in runs if r.summary.test_acc), default=0)
+
+
 def _reach(runs: list[Measured], threshold: float) -> tuple[float | None, str]:
     """(mean mini-batches to threshold over the runs that got there, words for it)."""
     reached = [b for b in (batches_to(r, threshold) for r in runs) if b is not None]
-    last = max((r.summary.test_acc[-1][0] for r in runs if r.summary.test_acc), default=0)
+    last = _last_step(runs)
     if not reached:
         return None, f"not reached within {last} mini-batches"
     mean = statistics.fmean(reached)
@@ -109,7 +114,7 @@ def _augmentation_discussion(
     c_aug = preset.claim("rot_flip", "batches_to_90")
     if c_plain is not None and c_aug is not None:
         b90 = _reach(plain, 0.90)[0]
-        trained = max((step for r in plain for step, _ in r.summary.test_acc), default=0)
+        trained = _last_step(plain)
         if b90 is None and trained < float(c_plain):
             verdict90 = (
                 f"these runs trained {trained} mini-batch{'' if trained == 1 else 'es'}, too few "
