@@ -272,9 +272,12 @@ def test_a_model_that_does_not_fit_its_data_or_names_is_a_config_error(override,
 
 
 def test_a_layer_named_like_a_module_attribute_is_a_config_error():
+    """Refused with the config, before any store is opened, and by build_model for a model
+    whose config comes from elsewhere (a saved run's)."""
     cfg = _composed("model.layers.5.name=forward")
-    validate(cfg)  # a fine name as far as the config can tell
     said = "Invalid config value model.layers.5.name='forward': torch's modules already use"
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        validate(cfg)
     with pytest.raises(ConfigError, match=re.escape(said)):
         build_model(cfg.model)
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from .conftest import QUICK, db_uri, read_until, run_train, start_train
+from .conftest import QUICK, REPO, db_uri, read_until, run_train, start_train
 
 LIST_OF_OPTIONS = (
     "is a list of options: Hydra would merge them into one {group} config (the last one's "
@@ -154,6 +154,33 @@ LIST_OF_OPTIONS = (
             id="group-renamed",  # trained Fashion-MNIST with MNIST's mean/std, logged as mnist
         ),
         pytest.param(
+            "dataset.name=cifar",
+            "dataset.name=cifar names no dataset option (dataset.name only renames the chosen "
+            "one, dataset=mnist): the dataset options are fashion_mnist, mnist. To train with "
+            "another dataset, choose it: python train.py dataset=OPTION.",
+            id="group-renamed-to-no-option",  # advised `dataset=cifar`, itself refused
+        ),
+        pytest.param(
+            "model.layers.conv1.out=32",
+            "Invalid config key model.layers.conv1.out: model.layers is a list, so each layer in "
+            "it is addressed by its index, not its name; conv1 is model.layers.0 in model=cnn: "
+            "write model.layers.0.out=32.",
+            id="list-item-by-name",  # a TypeError traceback from OmegaConf
+        ),
+        pytest.param(
+            "~schedule.phases.0",
+            "Cannot remove schedule.phases.0 (~schedule.phases.0): Hydra removes keys, not "
+            "single items of a list; give schedule.phases as a whole list without that phase "
+            "(schedule.phases=[...]).",
+            id="remove-a-list-item",  # a TypeError traceback from Hydra
+        ),
+        pytest.param(
+            "model.layers.0.name=train",
+            "Invalid config value model.layers.0.name='train': torch's modules already use that "
+            "name (a method or attribute of nn.Module); rename the layer.",
+            id="layer-name-of-a-module-method",  # said after the store was made
+        ),
+        pytest.param(
             "dataset.root=~/x",
             "(Hydra's override syntax); a ~ is not expanded here: write the full path "
             "(dataset.root=$HOME/...).",
@@ -218,6 +245,33 @@ def test_a_run_that_cannot_be_made_stops_with_one_paragraph(tmp_path, data_dir, 
             "as optimizer=adam. To train with another optimizer, choose it: python train.py -m "
             "optimizer=sgd,adam.\n",
             id="group-renamed",  # job sgd failed on Adam's betas; job adam ran
+        ),
+        pytest.param(
+            ["optimizer=sgd,rmsprop", "optimizer.momentum=0.5"],
+            "error: Unknown config key optimizer.momentum: a sweep over optimizer=sgd,rmsprop is "
+            "composed once with the default optimizer (adam) before its jobs, and the adam "
+            "optimizer has no setting 'momentum'. To set it in each job whose optimizer has it, "
+            "write ++optimizer.momentum=0.5; a job whose optimizer has no such setting is then "
+            "named.\n",
+            id="setting-of-swept-optimizers",  # named adam, which the sweep did not train
+        ),
+        pytest.param(
+            ["model.layers.conv1.out=16,32"],
+            "error: job #0 (model.layers.conv1.out=16 ",
+            id="swept-list-item-by-name",  # a TypeError traceback, exit 1
+        ),
+        pytest.param(
+            ["model.layers.0.name=conv1,training"],
+            "error: job #1 (model.layers.0.name=training ",
+            id="swept-layer-name-of-a-module-method",  # job #0 trained, then #1 failed
+        ),
+        pytest.param(
+            ["trainer.device=cpu,cuda"],
+            "error: job #1 (trainer.device=cuda ",
+            id="swept-device-that-is-not-here",  # job #0 trained, then #1 failed
+            marks=pytest.mark.skipif(
+                bool(shutil.which("nvidia-smi")), reason="a CUDA device may be here"
+            ),
         ),
         pytest.param(
             ["augment=[flip],[rotate,none]"],
@@ -354,3 +408,20 @@ def test_a_key_set_under_a_node_removed_on_the_same_line_is_named_so(tmp_path, d
         "error: Cannot set trainer.shapes_only: trainer was removed (~trainer) on the same "
         "command line, so nothing is left to set under it; drop ~trainer.\n"
     )
+
+
+def test_the_shipped_layer_names_are_free_in_torch_modules():
+    """config.validate passes these names without importing torch to look: the check it skips
+    must hold for them, and every shipped model may use only them."""
+    from omegaconf import OmegaConf
+    from torch import nn
+
+    from cvsweep.config import _SHIPPED_LAYER_NAMES
+
+    used = {
+        str(layer.name)
+        for path in (REPO / "conf" / "model").glob("*.yaml")
+        for layer in OmegaConf.load(path).layers
+    }
+    assert used <= _SHIPPED_LAYER_NAMES
+    assert not [n for n in _SHIPPED_LAYER_NAMES if hasattr(nn.Sequential(), n)]

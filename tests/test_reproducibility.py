@@ -55,12 +55,16 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     rid, uri = original.info.run_id, db_uri(tmp_path)
     chosen = tmp_path / "seed1"
     changed = _cvsweep(
-        ["rerun", rid, "--check", "--tracking-uri", uri, "--out", str(chosen), "seed=1"],
+        # a list item by its index, as train.py takes it (the rerun's overrides once failed
+        # with "Cannot merge DictConfig with ListConfig")
+        ["rerun", rid, "--check", "--tracking-uri", uri, "--out", str(chosen), "seed=1"]
+        + ["model.layers.0.out=8"],
         tmp_path,
         data_dir,
     )
     assert changed.returncode == 1, changed.stdout[-2000:] + changed.stderr[-2000:]
     assert "check failed" in changed.stderr
+    assert "| conv1 | Conv2d+ReLU | (16, 1, 28, 28) | (16, 8, 24, 24) |" in changed.stdout
     assert (chosen / "model.pth").is_file() and (chosen / ".hydra" / "config.yaml").is_file()
     # Where ./outputs cannot be made, the rerun says so before training, and --out is the way.
     blocked = tmp_path / "blocked"
@@ -74,8 +78,20 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     unknown = _cvsweep(
         ["rerun", rid, "--tracking-uri", uri, "+optimizer.lrr=1"], tmp_path, data_dir
     )
-    assert unknown.returncode == 2 and "Key 'lrr' not in" in unknown.stderr, unknown.stderr
+    assert unknown.returncode == 2, unknown.stderr
+    assert unknown.stderr.startswith(
+        "error: Unknown config key optimizer.lrr: the adam optimizer has no setting 'lrr'; "
+    ), unknown.stderr
+    assert "Did you mean optimizer.lr?" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1, unknown.stderr  # one paragraph
+    by_name = _cvsweep(
+        ["rerun", rid, "--tracking-uri", uri, "model.layers.conv1.out=8"], tmp_path, data_dir
+    )
+    assert by_name.returncode == 2 and by_name.stderr == (
+        "error: Invalid config key model.layers.conv1.out: model.layers is a list, so each layer "
+        "in it is addressed by its index, not its name; conv1 is model.layers.0 in model=cnn: "
+        "write model.layers.0.out=8.\n"
+    ), by_name.stderr
     # The exact rerun is the same measurement, not a second seed: compare counts it once.
     cmp = _cvsweep(["compare", "cvsweep", "--tracking-uri", db_uri(tmp_path)], tmp_path, data_dir)
     assert cmp.returncode == 0, cmp.stderr[-2000:]

@@ -229,6 +229,21 @@ def maxpool_stride(layer: Any) -> int:
     return int(layer.stride) if layer.stride > 1 else int(layer.kernel)
 
 
+# The shipped models' layer names, none of them an attribute of nn.Module (a test checks):
+# validating them needs no torch import, which a refusal or a sweep's launcher would wait for.
+_SHIPPED_LAYER_NAMES = frozenset({"conv1", "pool1", "conv2", "pool2", "conv3", "fc1", "fc2"})
+
+
+def layer_name_taken(name: str) -> bool:
+    """Is name a method or attribute of torch's modules ("forward", "training", "cuda")? A
+    layer of that name could not be a submodule of the model."""
+    if name in _SHIPPED_LAYER_NAMES:
+        return False
+    from torch import nn
+
+    return hasattr(nn.Sequential(), name)
+
+
 def _require(ok: bool, key: str, value: Any, rule: str) -> None:
     if not ok:
         raise ConfigError(f"Invalid config value {key}={value!r}: {rule}.")
@@ -520,6 +535,13 @@ def _check_values(cfg: DictConfig) -> None:
             f"model.layers.{seen.get(layer.name)} has that name already; each layer needs its own",
         )
         seen[layer.name] = i
+        _require(
+            not layer_name_taken(str(layer.name)),
+            f"{key}.name",
+            layer.name,
+            "torch's modules already use that name (a method or attribute of nn.Module); "
+            "rename the layer",
+        )
         if layer.kind == "maxpool":
             _require(
                 2 * layer.padding <= layer.kernel,

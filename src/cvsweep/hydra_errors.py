@@ -111,6 +111,15 @@ def renamed_group(overrides: Iterable[str], choices: Any, advice: str = TRAIN_SW
         chosen = str(choices.get(group)) if choices is not None else None
         if value == chosen:
             continue
+        options = group_options(group)
+        unknown = [v for v in value.split(",") if options and v.strip() not in options]
+        if unknown:  # the switch the advice would name is no option either
+            hint = _did_you_mean(unknown[0].strip(), options, f"{group}=")
+            return (
+                f"{item} names no {group} option ({group}.name only renames the chosen one, "
+                f"{group}={chosen}): the {group} options are {', '.join(options)}.{hint} "
+                + advice.format(group=group, switch=f"{group}=OPTION")
+            )
         switch = ("-m " if "," in value else "") + f"{group}={value}"
         return (
             f"{item} renames the {group} option without switching to it: the other settings of "
@@ -118,6 +127,74 @@ def renamed_group(overrides: Iterable[str], choices: Any, advice: str = TRAIN_SW
             + advice.format(group=group, switch=switch)
         )
     return None
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group, as conf/<group>/*.yaml names them ([] if unknown)."""
+    from .cli import conf_dir
+
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+# The lists in a run's config, and what one item of each is.
+LIST_KEYS = {"model.layers": "layer", "schedule.phases": "phase", "optimizer.betas": "value"}
+
+
+def list_item(overrides: Iterable[str]) -> str | None:
+    """`model.layers.conv1.out=32` or `~model.layers.6`: a list item addressed by its name, or
+    removed on its own. OmegaConf fails on both with a TypeError that names neither the
+    override nor the way to write it."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        bare = key.lstrip("+~")
+        for listed, noun in LIST_KEYS.items():
+            if not bare.startswith(listed + "."):
+                continue
+            index, _, rest = bare[len(listed) + 1 :].partition(".")
+            if key.startswith("~"):
+                return (
+                    f"Cannot remove {bare} (~{bare}): Hydra removes keys, not single items of "
+                    f"a list; give {listed} as a whole list without that {noun} "
+                    f"({listed}=[...])."
+                )
+            if index.lstrip("-").isdigit():
+                continue
+            found = _layer_index(index, overrides) if listed == "model.layers" else None
+            tail = f".{rest}" if rest else ""
+            if found is None:
+                return (
+                    f"Invalid config key {bare}: {listed} is a list, so each {noun} in it is "
+                    f"addressed by its index ({listed}.0{tail}, {listed}.1{tail}, ...), not by "
+                    f"{index!r}."
+                )
+            model, at = found
+            value = item.partition("=")[2]
+            return (
+                f"Invalid config key {bare}: {listed} is a list, so each {noun} in it is "
+                f"addressed by its index, not its name; {index} is {listed}.{at} in "
+                f"model={model}: write {listed}.{at}{tail}={value}."
+            )
+    return None
+
+
+def _layer_index(name: str, overrides: Iterable[str]) -> tuple[str, int] | None:
+    """(model option, index) of the layer called name in the model the command chose."""
+    from omegaconf import OmegaConf
+
+    from .cli import conf_dir
+
+    chosen = "cnn"  # conf/train.yaml's default
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.lstrip("+") == "model" and "," not in value:
+            chosen = value.strip()
+    path = conf_dir() / "model" / f"{chosen}.yaml"
+    try:
+        layers = OmegaConf.load(path).get("layers") or []
+    except Exception:  # an unknown option is Hydra's to name
+        return None
+    names = [str(layer.get("name")) for layer in layers if isinstance(layer, DictConfig)]
+    return (chosen, names.index(name)) if name in names else None
 
 
 def explain(exc: BaseException) -> str:
@@ -147,7 +224,7 @@ def explain(exc: BaseException) -> str:
         )
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
         override = re.match(r"Could not override '([^']+)'", str(exc))
-        return _unknown_key(cause, override.group(1) if override else str(cause.full_key))
+        return unknown_key(cause, override.group(1) if override else str(cause.full_key))
     if isinstance(exc, OverrideParseException):
         first = str(exc).splitlines()[0]
         tilde = ""
@@ -218,7 +295,8 @@ def _unknown_option(exc: MissingConfigException) -> str:
     return f"Unknown option {group}={option}: {known}.{hint}"
 
 
-def _unknown_key(cause: ConfigKeyError | ConfigAttributeError, full_key: str) -> str:
+def unknown_key(cause: ConfigKeyError | ConfigAttributeError, full_key: str) -> str:
+    """An unknown key, with the keys there are and the nearest one."""
     parent, _, key = re.sub(r"\[(\d+)\]", r".\1", str(cause.full_key)).rpartition(".")
     schema = cause.object_type
     if schema is None or not dataclasses.is_dataclass(schema):
@@ -244,6 +322,22 @@ def _unknown_key(cause: ConfigKeyError | ConfigAttributeError, full_key: str) ->
     else:
         where = f"{parent or 'the top level'} has no setting {key!r}"
         listed = "valid keys there"
+    # `-m optimizer=sgd,rmsprop optimizer.momentum=0.5`: a key of the swept optimizers that the
+    # default one lacks fails before any job is composed, on the default.
+    known = {f.name for cls in OPTIMIZER_SCHEMAS.values() for f in dataclasses.fields(cls)}
+    swept = _swept_group(parent, sys.argv[1:]) if schema in names and key in known else None
+    if swept:
+        default = names[schema]
+        given = next(
+            (a.partition("=")[2] for a in sys.argv[1:] if a.lstrip("+").startswith(f"{full_key}=")),
+            "VALUE",
+        )
+        return (
+            f"Unknown config key {full_key}: a sweep over {swept} is composed once with the "
+            f"default {parent} ({default}) before its jobs, and {where}. To set it in each job "
+            f"whose {parent} has it, write ++{full_key}={given}; a job whose {parent} has no "
+            "such setting is then named."
+        )
     hint = _did_you_mean(key, valid, f"{parent}." if parent else "")
     if parent == "hydra.launcher":
         hint += (
@@ -252,6 +346,22 @@ def _unknown_key(cause: ConfigKeyError | ConfigAttributeError, full_key: str) ->
             "hydra/launcher=joblib takes n_jobs, hydra/launcher=submitit_local array_parallelism."
         )
     return f"Unknown config key {full_key}: {where}; {listed}: {', '.join(valid)}.{hint}"
+
+
+def _swept_group(group: str, args: list[str]) -> str | None:
+    """The override sweeping a config group on this command line (`optimizer=sgd,rmsprop`)."""
+    if group not in GROUPS or not {"-m", "--multirun"} & set(args):
+        return None
+    for item in args:
+        if item.partition("=")[0] != group:
+            continue
+        try:
+            parsed = OverridesParser.create().parse_overrides([item])[0]
+        except HydraException:
+            return None
+        if parsed.is_sweep_override():
+            return item
+    return None
 
 
 def _did_you_mean(word: str, choices: list[str], prefix: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import ConfigError, feature_map_size, maxpool_stride
+from .config import ConfigError, feature_map_size, layer_name_taken, maxpool_stride
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -68,12 +68,11 @@ def build_model(model_cfg: Any) -> nn.Sequential:
 def _check_names(layers: Any) -> None:
     """A layer named like an attribute of nn.Module ("forward", "training", "cuda") cannot be
     a submodule of that name; said with its key, like any other config value."""
-    taken = nn.Sequential()
     for i, layer in enumerate(layers):
-        if hasattr(taken, str(layer.name)):
+        if layer_name_taken(str(layer.name)):
             raise ModelConfigError(
                 f"Invalid config value model.layers.{i}.name={layer.name!r}: torch's modules "
-                "already use that name (a method or attribute of nn.Module); rename the layer"
+                "already use that name (a method or attribute of nn.Module); rename the layer."
             )
 
 

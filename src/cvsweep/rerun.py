@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig, one_paragraph
-from .hydra_errors import renamed_group
+from .hydra_errors import list_item, renamed_group, unknown_key
 from .identity import GROUPS, config_hash, read_job_result
 from .job_folder import (
     data_root_for,
@@ -82,6 +83,8 @@ def typed_config(raw: dict[str, Any]) -> DictConfig:
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The logged config with the rerun's overrides, read as `train.py` reads them (Hydra's
+    override grammar, list items by index: `model.layers.0.out=8`)."""
     for item in overrides:
         key, sep, _ = item.partition("=")
         if not sep or key.lstrip("+~") in GROUP_NAMES:
@@ -90,18 +93,46 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
                 "(e.g. trainer.epochs=5 or optimizer.lr=0.01). To switch a config group, run "
                 "`python train.py` with the run's `command` tag and your change."
             )
-    # Hydra's `+key=value` adds a key; the logged config's schema says which keys exist, so
-    # the `+` only changes how an unknown key is named in the error.
-    dotlist = [item.lstrip("+") for item in overrides]
-    try:
-        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
-    except Exception as exc:
-        raise RerunError(
-            f"Overrides {overrides} do not fit the logged config: {one_paragraph(exc)}."
-        ) from None
+    listed = list_item(overrides)
+    if listed:
+        raise RerunError(listed)
+    merged = OmegaConf.merge(cfg)  # a copy, under the same schemas
+    for item, override in zip(overrides, _parsed(overrides), strict=True):
+        if override.is_sweep_override():
+            raise RerunError(
+                f"Override {item!r} gives several values, and a rerun trains one run: give one "
+                "value, or sweep with `python train.py -m` and the run's `command` tag."
+            )
+        if override.is_delete():
+            raise RerunError(
+                f"Override {item!r}: a rerun changes values of the logged config and removes "
+                "none; every run has this setting, so give it a value instead (key=value)."
+            )
+        # `+key=value` adds a key in Hydra; the schemas say which keys exist, so the `+` only
+        # changes how an unknown key is named.
+        try:
+            OmegaConf.update(merged, override.key_or_group, override.value(), merge=True)
+        except (ConfigKeyError, ConfigAttributeError) as exc:
+            raise RerunError(unknown_key(exc, override.key_or_group)) from None
+        except Exception as exc:
+            raise RerunError(
+                f"Override {item!r} does not fit the logged config: {one_paragraph(exc)}."
+            ) from None
     _refuse_renamed_groups(cfg, overrides)
     _refuse_untracked(merged, overrides)
     return merged
+
+
+def _parsed(overrides: list[str]) -> list[Any]:
+    """Each override as Hydra's parser reads it on a `train.py` command line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except HydraException as exc:
+        first = str(exc).splitlines()[0]
+        raise RerunError(f"Cannot read the overrides {overrides}: {first}.") from None
 
 
 # Set by the rerun itself: it is logged in the store it reads the original from, as a run of

@@ -143,9 +143,14 @@ def checked_job(config: DictConfig, overrides: Sequence[str]) -> bool:
 
 
 def check_job(job: DictConfig, data_here: bool = True) -> None:
-    """A job's values, and where it runs here its data root, checked before any work; raises
-    ConfigError or DataError. `job` is the task's config, without the `hydra` node."""
+    """A job's values, and where it runs on this machine its data root and CUDA device, checked
+    before any work; raises ConfigError or DataError. `job` is the task's config, without the
+    `hydra` node."""
     validate(job)
+    if data_here and str(job.trainer.device) == "cuda":
+        from .runtime import resolve_device  # imports torch: only for a job that asks for CUDA
+
+        resolve_device("cuda")
     if data_here and not job.trainer.shapes_only:
         refuse_unusable_root(job.dataset.root, job.dataset.name)
 
@@ -201,9 +206,13 @@ def validate_jobs(config: DictConfig) -> int:
             with read_write(job), open_dict(job):
                 del job["hydra"]  # as Hydra's run_job does: the task sees the rest
             check_job(job, data_here=here)
-        except (ConfigError, DataError, HydraException, OmegaConfBaseException) as exc:
+        except (ConfigError, DataError, HydraException, OmegaConfBaseException, TypeError) as exc:
             said = isinstance(exc, ConfigError | DataError)
-            why = str(exc) if said else hydra_errors.explain(exc)
+            task = raw_overrides(config.hydra.overrides.task)  # as typed: `=16,32`, not `=16`
+            listed = None if said else hydra_errors.list_item([*task, *overrides])
+            if isinstance(exc, TypeError) and not listed:
+                raise
+            why = str(exc) if said else listed or hydra_errors.explain(exc)
             print(f"error: job #{i} ({' '.join(overrides)}): {why}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
     if nested:
