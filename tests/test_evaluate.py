@@ -366,6 +366,15 @@ def test_evaluate_needs_only_the_test_files_and_fetch_advice_names_the_root(
     empty.mkdir()
     said = _error(_evaluate([str(folder), "--data-root", str(empty)], tmp_path, data_dir))
     assert f"Run `cvsweep data fetch mnist --root {empty}` or place the files" in said
+    # A root one level too deep, or an unexpanded ~, is named with the option it came from
+    # (they advised dataset.root=..., and a fetch command that refuses the ~).
+    deep = data_dir / "MNIST"
+    said = _error(_evaluate([str(folder), "--data-root", str(deep)], tmp_path, data_dir))
+    assert said.startswith(f"error: --data-root {deep} is not a data root: "), said
+    assert f"use --data-root={data_dir}." in said
+    said = _error(_evaluate([str(folder), "--data-root", "~/nope"], tmp_path, data_dir))
+    assert said.startswith("error: No folder --data-root ~/nope: A ~ is not expanded"), said
+    assert "data fetch" not in said
     # Where the root is the one `cvsweep data fetch` fills anyway, no --root (the root the
     # run read is gone too, or evaluate would read the data there).
     job = tmp_path / "job"

@@ -235,11 +235,14 @@ def test_shape_report_is_printed_again_when_the_run_is_skipped(tmp_path, data_di
 
 
 def test_an_on_off_setting_spelled_another_way_is_the_same_config(tmp_path, data_dir):
-    """YAML reads the default `cudnn_benchmark: off` as a boolean (`False`); `=off` on the
-    command line is the word. One setting: the run is skipped, not trained again."""
+    """YAML and Hydra read `off` and `false` as a boolean (`False`, as the default was logged
+    before it was quoted); `=off` on the command line is the word. One setting: the run is
+    skipped, not trained again. The default is the word the docs use."""
     args = ["trainer.shapes_only=true", f"tracking.uri={db_uri(tmp_path)}"]
     first = run_train(args, tmp_path / "a", data_dir)
     assert first.returncode == 0, first.stderr[-2000:]
+    saved = (tmp_path / "a" / "run" / ".hydra" / "config.yaml").read_text()
+    assert "cudnn_benchmark: 'off'" in saved  # was 'False', which --help showed too
     for spelled in ("trainer.cudnn_benchmark=off", "trainer.cudnn_benchmark=false"):
         again = run_train([*args, spelled], tmp_path / spelled.rpartition("=")[2], data_dir)
         assert again.returncode == 0, again.stderr[-2000:]

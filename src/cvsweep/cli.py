@@ -527,7 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="comparison report for a sweep, runs or an experiment")
     store_args(p)
-    p.add_argument("target", help="parent run id, run ids (comma-separated) or experiment name")
+    p.add_argument(
+        "target",
+        help="a sweep's folder, its parent run id, run ids (comma-separated) or an experiment name",
+    )
     p.add_argument("--by", default=None, help="keys to compare, e.g. optimizer,augment")
     p.add_argument("--out", default=None, help="output folder (default: comparison-<target>)")
     p.set_defaults(func=_cmd_compare)
@@ -544,7 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         metavar="DIR",
-        help="the rerun's job folder (default: outputs/rerun/<run id>-<time> here)",
+        help="the rerun's job folder (default: outputs/rerun/<first 8 of the run id>-<YYYYMMDD-HHMMSS> "
+        "here)",
     )
     p.add_argument("--check", action="store_true", help="exit 1 when metrics differ")
     p.add_argument(
