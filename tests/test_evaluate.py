@@ -373,7 +373,9 @@ def test_evaluate_needs_only_the_test_files_and_fetch_advice_names_the_root(
     assert said.startswith(f"error: --data-root {deep} is not a data root: "), said
     assert f"use --data-root={data_dir}." in said
     said = _error(_evaluate([str(folder), "--data-root", "~/nope"], tmp_path, data_dir))
-    assert said.startswith("error: No folder --data-root ~/nope: A ~ is not expanded"), said
+    assert said.startswith("error: No folder --data-root ~/nope, and none is made: A ~ is not"), (
+        said
+    )
     assert "data fetch" not in said
     # Where the root is the one `cvsweep data fetch` fills anyway, no --root (the root the
     # run read is gone too, or evaluate would read the data there).

@@ -183,6 +183,19 @@ def _holds_data_files(folder: Path) -> bool:
     return any((folder / name).is_file() for stem in stems for name in (stem, stem + ".gz"))
 
 
+def misread_root(root: str | os.PathLike, dataset: str, option: str, shown: str = "") -> str | None:
+    """Why a data root given as `option` (`--root`) cannot be read as one: a dataset's own
+    folder or its raw/ (a level too deep), or a ~ that nothing expanded; None where it may be
+    one. `shown` goes before the root in the message (`--data-root `)."""
+    hint = misplaced_root_hint(root, dataset, option)
+    if hint:
+        return f"{shown}{root} is not a data root: {hint}."
+    tilde = tilde_note(root)
+    if tilde:
+        return f"No folder {shown}{root}, and none is made: {tilde.rstrip()}"
+    return None
+
+
 def misplaced_root_hint(root: str | os.PathLike, dataset: str, key: str = "dataset.root") -> str:
     """Why `root` is not a data root, when it is one level too deep; "" when it looks right.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .config import ConfigError
-from .data import DATASETS, DataError, load_raw, misplaced_root_hint, tilde_note, to_device
+from .data import DATASETS, DataError, load_raw, misread_root, to_device
 from .engine import evaluate, ready_for
 from .job_folder import data_root_for, launch_dir
 from .optim import optimizers_text, plan_phases
@@ -45,13 +45,9 @@ def _data_root(saved: SavedModel, given: str | None) -> tuple[str, str | None]:
     the folder the job was launched in, as training took it), else the root the run read;
     with a note where it is the last."""
     if given:
-        dataset = str(saved.cfg.dataset.name)
-        deeper = misplaced_root_hint(given, dataset, "--data-root")
-        if deeper:
-            raise DataError(f"--data-root {given} is not a data root: {deeper}.")
-        tilde = tilde_note(given)
-        if tilde:
-            raise DataError(f"No folder --data-root {given}: {tilde.rstrip()}")
+        problem = misread_root(given, str(saved.cfg.dataset.name), "--data-root", "--data-root ")
+        if problem:
+            raise DataError(problem)
         return given, None
     root = Path(str(saved.cfg.dataset.root))
     launched = None if root.is_absolute() else launch_dir(Path(saved.source))

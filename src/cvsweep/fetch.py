@@ -34,10 +34,9 @@ from cvsweep.data import (
     DataError,
     fetch_command,
     locate,
-    misplaced_root_hint,
+    misread_root,
     raw_dir,
     read_verified,
-    tilde_note,
 )
 
 __all__ = [
@@ -128,12 +127,9 @@ def fetch(
         log(f"{dataset}: all four files present and verified in {dest}")
         return dest
 
-    hint = misplaced_root_hint(root, dataset, "--root")
-    if hint:
-        raise RootError(f"{root} is not a data root: {hint}.")
-    tilde = tilde_note(root)
-    if tilde:
-        raise RootError(f"No folder {root}, and none is made: {tilde.rstrip()}")
+    problem = misread_root(root, dataset, "--root")
+    if problem:
+        raise RootError(problem)
     _ensure_writable(dest, root, needed)
     _remove_stale_parts(dest, spec.sha256)
     log(f"{dataset}: fetching {len(needed)} file(s) into {dest}: {', '.join(needed)}")
