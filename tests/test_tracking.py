@@ -167,6 +167,7 @@ def test_non_finite_loss_fails_with_reason_and_keeps_no_nan_weights(tmp_path, da
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"] == "non_finite_loss"
     assert int(run.data.tags["failure_step"]) >= 1
+    assert f"mlflow run: {run.info.run_id} (FAILED)\n" in proc.stdout  # was not said
     assert not (tmp_path / "run" / "model.pth").exists()
     assert "No weights were saved (none were good yet)" in proc.stdout
     assert "were kept" not in proc.stdout

@@ -376,6 +376,8 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
         saved = error != "interrupted" and not ctx.multirun  # a sweep says how it goes on
         how = "; the same command resumes it from the state saved" if saved else ""
         _console(f"mlflow run: {run_id} (KILLED{how})")
+    elif status == "FAILED" and run_id:  # the run the error above belongs to, for the UI
+        _console(f"mlflow run: {run_id} (FAILED)")
     t_end = time.perf_counter()
     if result is not None:
         earlier_s = float(resume_state["elapsed_s"]) if resume_state is not None else 0.0
