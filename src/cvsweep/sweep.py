@@ -534,7 +534,19 @@ def stop_requested(job_dir: Path) -> bool:
 def job_result_files(sweep_dir: Path) -> list[Path]:
     """The job result files under a sweep folder, at whatever depth hydra.sweep.subdir put
     its jobs' folders: `*/` alone missed them, and with them a failed job's exit code."""
-    return sorted(sweep_dir.rglob(RESULT_FILE))
+    return files_named(sweep_dir, RESULT_FILE)
+
+
+def files_named(folder: Path, name: str) -> list[Path]:
+    """Every file called name under folder, sorted. os.walk, not Path.rglob: a job's tracking
+    process removes each uploaded checkpoint's snapshot folder while the sweep may be walking
+    its folder, and rglob (Python 3.11) raises FileNotFoundError for a folder gone mid-walk."""
+    found = []
+    for here, dirs, files in os.walk(folder):  # a folder gone mid-walk is passed over
+        dirs[:] = [d for d in dirs if not d.startswith((".hydra", ".checkpoint-epoch"))]
+        if name in files:
+            found.append(Path(here) / name)
+    return sorted(found)
 
 
 def _children(pid: int) -> list[int]:
@@ -753,7 +765,7 @@ class MlflowSweepCallback(Callback):
         if self.parent_id is not None:
             self._report(results)
         else:
-            trained = self.sweep_dir is not None and any(self.sweep_dir.rglob("model.pth"))
+            trained = self.sweep_dir is not None and bool(files_named(self.sweep_dir, "model.pth"))
             holds = "its model and checkpoint" if trained else "its shape report and log"
             print(
                 "note: no comparison report: it is built from the tracking store's runs, and "
