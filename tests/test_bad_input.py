@@ -261,6 +261,15 @@ def _composed(*overrides: str):
             "model.layers.1.padding=2",
             "model.layers.1.padding=2: a maxpool's padding can be at most half its kernel (2)",
         ),
+        (
+            "model.layers.0.padding=5",
+            "model.layers.0.padding=5: a conv's padding can be at most its kernel - 1 (4)",
+        ),
+        (
+            "schedule=sgd_then_adam schedule.phases=[]",
+            "schedule.phases=[]: schedule=sgd_then_adam is its phases, and without them the run "
+            "would train adam at a constant rate",
+        ),
         # Settings the layer's kind has no use for, which were ignored without a word:
         ("model.layers.1.out=5", "model.layers.1.out=5: the maxpool layer pool1 keeps its"),
         ("model.layers.5.kernel=3", "model.layers.5.kernel=3: the linear layer fc1 has no kernel"),

@@ -92,6 +92,14 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
         "in it is addressed by its index, not its name; conv1 is model.layers.0 in model=cnn: "
         "write model.layers.0.out=8.\n"
     ), by_name.stderr
+    past_end = _cvsweep(
+        ["rerun", rid, "--tracking-uri", uri, "model.layers.9.out=3"], tmp_path, data_dir
+    )
+    assert past_end.returncode == 2 and past_end.stderr == (
+        "error: Override 'model.layers.9.out=3': model.layers has 7 item(s), model.layers.0 to "
+        "model.layers.6, so there is no model.layers.9; to add one, give the whole list "
+        "(model.layers=[...]).\n"
+    ), past_end.stderr
     # The exact rerun is the same measurement, not a second seed: compare counts it once.
     cmp = _cvsweep(["compare", "cvsweep", "--tracking-uri", db_uri(tmp_path)], tmp_path, data_dir)
     assert cmp.returncode == 0, cmp.stderr[-2000:]

@@ -244,6 +244,10 @@ def layer_name_taken(name: str) -> bool:
     return hasattr(nn.Sequential(), name)
 
 
+# Shipped schedules that are nothing but their phases: emptied, they would label a run wrongly.
+PHASED_SCHEDULES = ("sgd_then_adam",)
+
+
 def _require(ok: bool, key: str, value: Any, rule: str) -> None:
     if not ok:
         raise ConfigError(f"Invalid config value {key}={value!r}: {rule}.")
@@ -549,6 +553,14 @@ def _check_values(cfg: DictConfig) -> None:
                 layer.padding,
                 f"a maxpool's padding can be at most half its kernel ({layer.kernel})",
             )
+        if layer.kind == "conv":
+            _require(
+                layer.padding < max(int(layer.kernel), 1),
+                f"{key}.padding",
+                layer.padding,
+                f"a conv's padding can be at most its kernel - 1 ({layer.kernel - 1}): wider, "
+                "the border outputs would see nothing but zeros",
+            )
         _require(
             layer.kind in LAYER_KINDS, f"{key}.kind", layer.kind, "allowed: conv, maxpool, linear"
         )
@@ -607,6 +619,14 @@ def _check_values(cfg: DictConfig) -> None:
             f"cosine annealing goes down to it, so it must be below optimizer.lr "
             f"({cfg.optimizer.lr})",
         )
+    _require(
+        bool(s.phases) or s.name not in PHASED_SCHEDULES,
+        "schedule.phases",
+        [],
+        f"schedule={s.name} is its phases, and without them the run would train "
+        f"{cfg.optimizer.name} at a constant rate under the name {s.name}; choose "
+        "schedule=constant (or another schedule) for that, or give the phases",
+    )
     for i, phase in enumerate(s.phases):
         _require(phase.epochs >= 1, f"schedule.phases.{i}.epochs", phase.epochs, "must be >= 1")
         settings = optimizer_config(cfg.optimizer, phase.optimizer)

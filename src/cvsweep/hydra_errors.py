@@ -20,7 +20,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from .config import OPTIMIZER_SCHEMAS, one_paragraph
@@ -179,8 +179,6 @@ def list_item(overrides: Iterable[str]) -> str | None:
 
 def _layer_index(name: str, overrides: Iterable[str]) -> tuple[str, int] | None:
     """(model option, index) of the layer called name in the model the command chose."""
-    from omegaconf import OmegaConf
-
     from .cli import conf_dir
 
     chosen = "cnn"  # conf/train.yaml's default
@@ -237,7 +235,7 @@ def explain(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if text.startswith("Error merging override ") and isinstance(cause, OmegaConfBaseException):
         override = text.removeprefix("Error merging override ")
-        missing = _past_the_end(cause)
+        missing = past_the_end(cause)
         if missing:
             return f"Invalid config key in {override}: {missing}."
         if override.startswith("~") and "does not support deletion" in str(cause):
@@ -270,7 +268,7 @@ def _several_values(override: str) -> str:
     return f"{said}; for one list value write {key}=[...], for one string quote it: {key}='...'."
 
 
-def _past_the_end(cause: OmegaConfBaseException) -> str | None:
+def past_the_end(cause: OmegaConfBaseException) -> str | None:
     """`model.layers.9.x=...` on a 7-item list: OmegaConf's complaint is about types."""
     items = getattr(cause, "parent_node", None)
     index = getattr(cause, "key", None)

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig, one_paragraph
-from .hydra_errors import list_item, renamed_group, unknown_key
+from .hydra_errors import list_item, past_the_end, renamed_group, unknown_key
 from .identity import GROUPS, config_hash, read_job_result
 from .job_folder import (
     data_root_for,
@@ -115,6 +117,9 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         except (ConfigKeyError, ConfigAttributeError) as exc:
             raise RerunError(unknown_key(exc, override.key_or_group)) from None
         except Exception as exc:
+            missing = past_the_end(exc) if isinstance(exc, OmegaConfBaseException) else None
+            if missing:
+                raise RerunError(f"Override {item!r}: {missing}.") from None
             raise RerunError(
                 f"Override {item!r} does not fit the logged config: {one_paragraph(exc)}."
             ) from None
@@ -125,9 +130,6 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 def _parsed(overrides: list[str]) -> list[Any]:
     """Each override as Hydra's parser reads it on a `train.py` command line."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     try:
         return OverridesParser.create().parse_overrides(overrides)
     except HydraException as exc:
