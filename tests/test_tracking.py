@@ -68,6 +68,8 @@ def sweep(tmp_path_factory, data_dir):
         tmp,
         data_dir,
         timeout=600,
+        # MLflow's own variable for the experiment is not cvsweep's setting: said, not obeyed
+        env=cli_env(data_dir, MLFLOW_EXPERIMENT_NAME="elsewhere"),
     )
     return tmp, proc
 
@@ -78,6 +80,14 @@ def test_sweep_logs_parent_and_four_children(sweep):
     client = MlflowClient(db_uri(tmp))
     exp = client.get_experiment_by_name("cvsweep")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert client.get_experiment_by_name("elsewhere") is None
+    assert (
+        proc.stdout.count(
+            "note: MLFLOW_EXPERIMENT_NAME=elsewhere is not read: this run is logged in experiment "
+            "'cvsweep'; choose the experiment with tracking.experiment=elsewhere\n"
+        )
+        == 4
+    )
     runs = _runs(client)
     parents = [r for r in runs if r.data.tags.get("cvsweep.sweep") == "true"]
     assert len(parents) == 1

@@ -289,6 +289,15 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
             + (", ".join(f"schedule.{k}" for k in reads) if reads else "no schedule setting")
             + " (choose another with schedule=...)"
         )
+    named = os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    if store is not None and named and named != str(cfg.tracking.experiment):
+        # MLflow's own variable; cvsweep's setting is tracking.experiment (as with the store,
+        # whose MLFLOW_TRACKING_URI is read, the run should not land where the user did not look).
+        _console(
+            f"note: MLFLOW_EXPERIMENT_NAME={shlex.quote(named)} is not read: this run is logged in "
+            f"experiment {str(cfg.tracking.experiment)!r}; choose the experiment with "
+            f"{shlex.quote('tracking.experiment=' + named)}"
+        )
     if store is not None and found is not None:
         if run_id is None:
             tags = {"config_hash": chash, **owner_tags(os.getpid())}
