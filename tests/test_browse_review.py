@@ -203,6 +203,17 @@ def test_a_presets_sweep_is_named_by_what_it_sweeps(tmp_path, data_dir):
     again = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path / "b", data_dir)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "(sweep: experiment=shapes model=cnn trainer.report_batch_size=8,16)" in again.stdout
+    # A table at another batch size is a result of its own (it was skipped as "identical" to
+    # the batch-16 run, whose table the report then showed); at 16 the first sweep's is reused.
+    assert again.stdout.count("skipped: identical to finished run") == 1
+    client = _client(tmp_path)
+    (at_8,) = [
+        r
+        for r in client.search_runs([parent.info.experiment_id])
+        if r.data.params.get("trainer.report_batch_size") == "8"
+    ]
+    table = client.download_artifacts(at_8.info.run_id, "shape_report.md", str(tmp_path))
+    assert Path(table).read_text().startswith("Shape report: model=cnn, batch size 8")
 
 
 @pytest.mark.slow

@@ -136,6 +136,29 @@ def test_rerun_check_of_a_stopped_run_compares_what_it_logged(tmp_path, data_dir
     assert negative.returncode == 2 and "finite number >= 0" in negative.stderr
 
 
+def test_rerun_check_of_a_run_stopped_before_it_logged_a_number_is_refused(tmp_path, data_dir):
+    """--check of such a run trained it in full, compared nothing, and said "check passed"."""
+    args = ["trainer.epochs=50", "trainer.log_every=1000", "dataset.test_limit=500"]
+    proc = start_train(
+        [*args, "trainer.progress=off", f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir
+    )
+    read_until(proc, "training cnn on mnist")  # the run exists; its first log point is far off
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    client = MlflowClient(db_uri(tmp_path))
+    (stopped,) = _runs(client)
+    assert stopped.info.status == "KILLED" and "test_acc" not in stopped.data.metrics
+    run_id = stopped.info.run_id
+    refused = _rerun_check(tmp_path, data_dir, run_id)
+    assert refused.returncode == 2 and refused.stderr == (
+        f"error: Run {run_id} was stopped (KILLED) before its first log point: it logged no test "
+        "accuracy and no final numbers, so --check would train it and have nothing to compare. "
+        "Rerun it without --check to train it as a new run.\n"
+    ), refused.stderr
+    assert "training cnn" not in refused.stdout and len(_runs(client)) == 1
+
+
 def _three_epochs_of_8_steps(tmp, data) -> tuple[MlflowClient, str]:
     """A finished run to rerun: 3 epochs of 8 steps, a test point every 4 steps."""
     args = ["trainer.epochs=3", "dataset.train_limit=512", "dataset.test_limit=500"]
@@ -439,4 +462,15 @@ def test_a_failure_that_reproduces_passes_the_check(tmp_path, data_dir):
         f"note: the rerun ended FAILED as the original did (non_finite_loss at mini-batch {step})"
         in rerun.stdout
     ), rerun.stdout[-2000:]
-    assert "check passed: largest difference 0.000e+00" in rerun.stdout
+    assert "test_acc history: 0 common log points" in rerun.stdout  # it failed at step 3 of 4
+    assert (
+        "check passed: the rerun failed as the original did, at the same mini-batch; neither "
+        "logged a number before it\n"
+    ) in rerun.stdout
+    # A rerun that does not fail has not reproduced the run, whatever it logged before.
+    tamed = _rerun_check(tmp_path, data_dir, run.info.run_id, "optimizer.lr=0.01")
+    assert tamed.returncode == 1, tamed.stdout[-2000:] + tamed.stderr[-2000:]
+    assert (
+        f"check failed: the original ended FAILED (non_finite_loss) at step {step} and the "
+        "rerun FINISHED: the failure did not reproduce"
+    ) in tamed.stderr

@@ -87,6 +87,11 @@ def test_a_later_setting_at_its_default_keeps_earlier_runs_hashes():
     assert config_hash(cfg) == config_hash(before)
     on = compose_config(["tracking.enabled=false", "trainer.split_bias_grad=on"])
     assert config_hash(on) != config_hash(cfg)
+    # The shape report's batch size was once left out of the hash: at its default it still is.
+    del before["trainer"]["report_batch_size"]
+    assert config_hash(cfg) == config_hash(before)
+    at_64 = compose_config(["tracking.enabled=false", "trainer.report_batch_size=64"])
+    assert config_hash(at_64) != config_hash(cfg)
 
 
 def test_rotation_takes_any_flip_mask_and_unbatched_images_convolve():

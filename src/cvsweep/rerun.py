@@ -206,29 +206,30 @@ def _write_config_dir(folder: Path, cfg: DictConfig, overrides: list[str], sourc
         (folder / "hydra.yaml").write_text((source / "hydra.yaml").read_text())
 
 
-def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], float, str]:
+def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], float, str, int]:
     """A side-by-side table, the largest absolute difference over the numbers both runs
-    logged, and why the runs cannot match whatever the tolerance ('' when they can).
+    logged, why the runs cannot match whatever the tolerance ('' when they can), and how many
+    numbers were compared.
 
     A run that was stopped (KILLED) or failed logged only part of its curve and no final
     numbers: what it did log is compared, and the table says where it ended.
     """
     rerun = client.get_run(rerun_id)
     lines = [f"{'metric':<22}{'original':>14}{'rerun':>14}{'difference':>14}"]
-    largest = 0.0
+    largest, compared = 0.0, 0
     for key in COMPARED:
         a, b = original.data.metrics.get(key), rerun.data.metrics.get(key)
         if a is None or b is None:
             shown = [f"{v:>14.6f}" if v is not None else f"{'-':>14}" for v in (a, b)]
             lines.append(f"{key:<22}{shown[0]}{shown[1]}{'n/a':>14}")
             continue
-        largest = max(largest, abs(a - b))
+        largest, compared = max(largest, abs(a - b)), compared + 1
         lines.append(f"{key:<22}{a:>14.6f}{b:>14.6f}{b - a:>14.2e}")
     hist_a = {m.step: m.value for m in client.get_metric_history(original.info.run_id, "test_acc")}
     hist_b = {m.step: m.value for m in client.get_metric_history(rerun_id, "test_acc")}
     common = sorted(set(hist_a) & set(hist_b))
     diff = max((abs(hist_a[s] - hist_b[s]) for s in common), default=0.0)
-    largest = max(largest, diff)
+    largest, compared = max(largest, diff), compared + len(common)
     lines.append(
         f"test_acc history: {len(common)} common log points, largest difference {diff:.2e}"
     )
@@ -242,7 +243,13 @@ def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], 
             "there is compared; its final numbers were never logged"
         )
         missing = sorted(hist_a.keys() - hist_b.keys())
-        if missing:
+        if status == "FAILED" and rerun.info.status == "FINISHED":
+            reason = original.data.tags.get("failure_reason", "an error")
+            mismatch = (
+                f"the original ended FAILED ({reason}) at step {last} and the rerun FINISHED: "
+                "the failure did not reproduce"
+            )
+        elif missing:
             mismatch = (
                 f"the rerun did not log test_acc at {len(missing)} of the {len(hist_a)} steps "
                 f"the original did (first: step {missing[0]}), as when an override changes "
@@ -255,7 +262,11 @@ def compare_runs(client: Any, original: Any, rerun_id: str) -> tuple[list[str], 
             f"{max(hist_b, default=0)}), as when an override changes epochs, batch size or "
             "log_every: a rerun with such overrides is a new run, not a reproduction"
         )
-    return lines, largest, mismatch
+    if not compared and not mismatch and rerun.info.status != "FAILED":
+        mismatch = (
+            "nothing could be compared: the original logged no test_acc point and no final numbers"
+        )
+    return lines, largest, mismatch, compared
 
 
 def _failed_alike(client: Any, original: Any, status: str, rerun_id: str | None) -> str:
@@ -335,6 +346,12 @@ def _check_rerunnable(original: Any, run_id: str, uri: str, check: bool) -> None
             "not a trained model, so there is no config to rerun. Rerun one of its runs by "
             f"id (`cvsweep compare {run_id}{store_flag(uri)}` lists them)"
             + (f", or run the whole sweep again with `{command}`." if command else ".")
+        )
+    if check and original.info.status == "KILLED" and "test_acc" not in original.data.metrics:
+        raise RerunError(
+            f"Run {run_id} was stopped (KILLED) before its first log point: it logged no test "
+            "accuracy and no final numbers, so --check would train it and have nothing to "
+            "compare. Rerun it without --check to train it as a new run."
         )
     if check and str(original.data.params.get("trainer.shapes_only")).lower() == "true":
         raise RerunError(
@@ -555,7 +572,7 @@ def rerun_main(args: argparse.Namespace) -> int:
             "only reported the model's shapes; there are no numbers to compare"
         )
         return 0
-    lines, largest, mismatch = compare_runs(client, original, outcome.run_id)
+    lines, largest, mismatch, compared = compare_runs(client, original, outcome.run_id)
     print(f"\nrerun of {run_id} -> {outcome.run_id}")
     print("\n".join(lines))
     if mismatch and not args.check:
@@ -570,5 +587,11 @@ def rerun_main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+        if not compared:  # only a failure that reproduces gets here: it is what matched
+            print(
+                "check passed: the rerun failed as the original did, at the same mini-batch; "
+                "neither logged a number before it"
+            )
+            return 0
         print(f"check passed: largest difference {largest:.3e} <= tolerance {args.tolerance}")
     return 0
