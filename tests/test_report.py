@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -127,6 +128,18 @@ def test_relaunched_sweep_compares_the_runs_it_reused(relaunched, data_dir):
     assert new not in table
     recorded = json.loads((tmp / "multirun" / "sweep_runs.json").read_text())
     assert set(recorded["run_ids"]) == reused
+    # Its folder, from a folder without a store: read from the store the jobs logged to.
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir()
+    by_folder = run_cvsweep(
+        ["compare", str(tmp / "multirun"), "--out", str(tmp / "cmp-folder")],
+        elsewhere,
+        cli_env(data_dir),
+        timeout=120,
+    )
+    assert by_folder.returncode == 0, by_folder.stderr
+    assert "4 runs; accuracies in %." in by_folder.stdout
+    assert sorted(os.listdir(elsewhere)) == []  # no store made where it was typed
     assert "sweep_runs.json" in {f.path for f in client.list_artifacts(new)}
 
 

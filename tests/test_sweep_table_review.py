@@ -197,3 +197,23 @@ def test_compare_keeps_a_sweep_report_the_store_cannot_rebuild(sweeps, data_dir)
         "failed before it made a run"
     ) in proc.stderr
     assert (folder / "comparison.md").read_bytes() == before
+
+
+def test_compare_of_a_sweep_names_a_reused_run_as_its_own_report_does(tmp_path, data_dir):
+    """A run made outside any sweep (`optimizer=adam` left at its default) stands in for the
+    sweep's adam job: `compare <parent>` wrote the CSV row under the run's own name, without
+    `optimizer=adam`, and so replaced the sweep's CSV when rebuilding it in its folder."""
+    uri = f"tracking.uri={db_uri(tmp_path)}"
+    single = run_train([*QUICK, uri], tmp_path / "single", data_dir)
+    assert single.returncode == 0, single.stderr[-3000:]
+    sweep = run_train(["-m", "optimizer=sgd,adam", *QUICK, uri], tmp_path / "sweep", data_dir)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    assert sweep.stdout.count("skipped: identical to finished run") == 1
+    folder = tmp_path / "sweep" / "multirun"
+    proc = _compare(tmp_path, data_dir, sweep_parent_id(sweep), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 0, proc.stderr
+    for name in ("comparison.md", "comparison.csv"):
+        assert (tmp_path / "cmp" / name).read_text() == (folder / name).read_text(), name
+    with (folder / "comparison.csv").open(newline="") as fh:
+        names = sorted(row["run"] for row in csv.DictReader(fh))
+    assert names == [f"optimizer={o} " + " ".join(QUICK) for o in ("adam", "sgd")]

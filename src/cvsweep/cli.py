@@ -529,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     store_args(p)
     p.add_argument(
         "target",
-        help="a sweep's folder, its parent run id, run ids (comma-separated) or an experiment name",
+        help="a sweep's folder (read from the store its jobs logged to, unless --tracking-uri "
+        "names one), its parent run id, run ids (comma-separated) or an experiment name",
     )
     p.add_argument("--by", default=None, help="keys to compare, e.g. optimizer,augment")
     p.add_argument("--out", default=None, help="output folder (default: comparison-<target>)")

@@ -704,14 +704,19 @@ def with_origins(runs: list[RunSummary], origins: dict[str, Origin]) -> list[Run
     return [dataclasses.replace(r, reused=origins.get(r.run_id)) for r in runs]
 
 
-def record_sweep_runs(client: Any, parent: str, sweep_dir: Path, run_ids: list[str]) -> None:
-    """Log the sweep's run ids on its parent as sweep_runs.json.
+def record_sweep_runs(
+    client: Any, parent: str, sweep_dir: Path, run_ids: list[str], cells: dict[str, list[str]]
+) -> None:
+    """Log the sweep's run ids on its parent as sweep_runs.json, with the sweep cell each
+    reused run stands in for.
 
     Reused and resumed runs keep their first parent's tag, so this list is how
-    `cvsweep compare <parent>` finds every run of a relaunched sweep.
+    `cvsweep compare <parent>` finds every run of a relaunched sweep, and labels the reused
+    ones as the sweep's own report did.
     """
     path = sweep_dir / SWEEP_RUNS
-    path.write_text(json.dumps({"parent_run_id": parent, "run_ids": run_ids}, indent=1) + "\n")
+    recorded = {"parent_run_id": parent, "run_ids": run_ids, "cells": cells}
+    path.write_text(json.dumps(recorded, indent=1) + "\n")
     with_retry(lambda: client.log_artifact(parent, str(path)))
 
 
@@ -732,7 +737,7 @@ def sweep_report(client: Any, parent: str, sweep_dir: Path, results: list[dict[s
             members[rid] = with_retry(lambda rid=rid: client.get_run(rid))
         if rid and rid not in children and r.get("cell") is not None:
             cells.setdefault(rid, r["cell"])
-    record_sweep_runs(client, parent, sweep_dir, list(members))
+    record_sweep_runs(client, parent, sweep_dir, list(members), cells)
     no_run = [r for r in results if not r.get("run_id")]
     origins = reused_origins(client, parent_run, list(members.values()))
     summaries = [as_cell(summarize(client, r), cells.get(r.info.run_id)) for r in members.values()]

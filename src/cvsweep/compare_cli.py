@@ -21,6 +21,7 @@ from .compare import (
     SWEEP_RUNS,
     Origin,
     UnknownKeyError,
+    as_cell,
     natural_key,
     pooled_keys,
     reused_origins,
@@ -29,6 +30,7 @@ from .compare import (
     with_origins,
     write_report,
 )
+from .job_folder import tracked_in
 from .model_source import RUN_ID
 from .outputs import OutputPathError, check_folder
 from .rerun import deleted_note
@@ -45,17 +47,35 @@ def is_sweep(run: Any) -> bool:
     return run.data.tags.get("cvsweep.sweep") == "true"
 
 
-def recorded_run_ids(client: Any, parent_id: str) -> list[str]:
-    """The run ids a sweep's report logged on its parent ([] for a sweep that made none)."""
+def _recorded(client: Any, parent_id: str) -> Any:
+    """The sweep_runs.json a sweep's report logged on its parent (None where it made none), or
+    the exception that reading it raised."""
     names = {f.path for f in with_retry(lambda: client.list_artifacts(parent_id))}
     if SWEEP_RUNS not in names:
-        return []
+        return None
     with tempfile.TemporaryDirectory() as tmp:
         local = with_retry(lambda: client.download_artifacts(parent_id, SWEEP_RUNS, tmp))
         try:
-            data = json.loads(Path(local).read_text())
+            return json.loads(Path(local).read_text())
         except (ValueError, OSError) as exc:
-            data = exc
+            return exc
+
+
+def recorded_cells(client: Any, parent_id: str) -> dict[str, list[str]]:
+    """The sweep cell each reused run stood in for, as the sweep's report labelled it ({} for
+    a sweep that recorded none: reports made before cells were recorded)."""
+    data = _recorded(client, parent_id)
+    cells = data.get("cells") if isinstance(data, dict) else None
+    if not isinstance(cells, dict):
+        return {}
+    return {rid: [str(o) for o in cell] for rid, cell in cells.items() if isinstance(cell, list)}
+
+
+def recorded_run_ids(client: Any, parent_id: str) -> list[str]:
+    """The run ids a sweep's report logged on its parent ([] for a sweep that made none)."""
+    data = _recorded(client, parent_id)
+    if data is None:
+        return []
     ids = data.get("run_ids") if isinstance(data, dict) else data
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         # The child runs' tags still name the sweep's runs; only reused ones go missing.
@@ -336,6 +356,20 @@ def sweep_folder_parent(target: str) -> str:
     )
 
 
+def sweep_folder_store(target: str) -> str | None:
+    """The store a sweep folder's jobs logged to, which each job's config names (a sweep gives
+    its jobs the store's absolute URI): the folder is compared from anywhere, as `evaluate`
+    takes a job folder. None for any other target, or a folder whose jobs name none."""
+    folder = Path(target).expanduser()
+    if not any((folder / name).is_file() for name in (SWEEP_RUNS, "multirun.yaml")):
+        return None
+    for job in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
+        uri = tracked_in(job) if (job / ".hydra").is_dir() else None
+        if uri:
+            return uri
+    return None
+
+
 def out_folder(args: argparse.Namespace) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.target)[:40]
     out = check_folder(Path(args.out or f"comparison-{safe}"))
@@ -450,7 +484,12 @@ def sweep_origins(client: Any, target: str, runs: list[Any]) -> dict[str, Origin
 def build_report(client: Any, target: str, out: Path, by: list[str] | None) -> Path:
     """Write the report folder; returns comparison.md."""
     runs, title = find_runs(client, target)
-    summaries = sorted((summarize(client, r) for r in runs), key=lambda s: natural_key(s.name))
+    run_id = single_id(target)
+    cells = recorded_cells(client, run_id) if run_id and is_sweep(_get_run(client, run_id)) else {}
+    summaries = sorted(
+        (as_cell(summarize(client, r), cells.get(r.info.run_id)) for r in runs),
+        key=lambda s: natural_key(s.name),
+    )
     summaries = with_origins(summaries, sweep_origins(client, target, runs))
     md = write_report(summaries, out, by=by or None, title=title)[0]
     if by and "dataset" in pooled_keys(summaries, by):
@@ -467,6 +506,8 @@ def compare_main(args: argparse.Namespace) -> int:
     """Exit 0 with the report printed, 2 for a store, target or key the user must fix."""
 
     try:  # what can be checked without the store, before it is read
+        if args.tracking_uri is None:
+            args.tracking_uri = sweep_folder_store(args.target)
         args.target = sweep_folder_parent(args.target)
         out, by = out_folder(args), by_keys(args)
     except (CompareError, OutputPathError) as exc:
