@@ -283,3 +283,13 @@ def test_a_path_in_mlflow_tracking_uri_is_named_as_that_variable(tmp_path: Path)
     assert train.returncode == 2, train.stderr[-2000:]
     assert f"error: {said}" in train.stderr and "training cnn" not in train.stdout
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_long_store_error_is_cut_at_a_word_not_inside_one():
+    """MLflow's message about file:// stores was cut mid-URL ("See htt)"), reading as a typo."""
+    from cvsweep.store_errors import store_failure
+
+    exc = RuntimeError("The backend is old. " * 20 + "See https://mlflow.org/docs/latest/x")
+    said = str(store_failure("file:///somewhere/mlruns", exc))
+    assert said.startswith("Cannot read the tracking store file:///somewhere/mlruns (RuntimeError")
+    assert "The backend is old ...). Check that it is the store" in said, said

@@ -56,6 +56,7 @@ def test_evaluate_measures_the_logged_accuracy_again(trained, data_dir):
         [str(folder)],
         [str(folder / "model.pth")],
         [run_id, "--tracking-uri", db_uri(tmp)],
+        [run_id.upper(), "--tracking-uri", db_uri(tmp)],  # an id copied in capitals: the same
     ):
         proc = _evaluate(source, tmp, data_dir)
         assert proc.returncode == 0, proc.stderr

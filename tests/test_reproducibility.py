@@ -84,8 +84,10 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     ), unknown.stderr
     assert "Did you mean optimizer.lr?" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1, unknown.stderr  # one paragraph
-    by_name = _cvsweep(
-        ["rerun", rid, "--tracking-uri", uri, "model.layers.conv1.out=8"], tmp_path, data_dir
+    by_name = _cvsweep(  # (an id in capitals names the same run)
+        ["rerun", rid.upper(), "--tracking-uri", uri, "model.layers.conv1.out=8"],
+        tmp_path,
+        data_dir,
     )
     assert by_name.returncode == 2 and by_name.stderr == (
         "error: Invalid config key model.layers.conv1.out: model.layers is a list, so each layer "

@@ -78,6 +78,14 @@ def _damage(path: Path) -> None:
         (["tracking.enabled=false"], "a rerun is logged so that it can be compared"),
         (["tracking.uri=sqlite:///elsewhere.db"], "a rerun sets tracking.uri itself"),
         (["trainer.shapes_only=true", "--check"], "so --check has nothing to compare"),
+        # said as about a config group, which neither is
+        (["optimizer.lr"], "Override 'optimizer.lr' gives no value: rerun takes key=value"),
+        (["~seed"], "Override '~seed': a rerun changes values of the logged config and removes"),
+        (
+            ["seed=abc"],  # OmegaConf's full_key/object_type lines followed
+            "Override 'seed=abc' does not fit the logged config: Value 'abc' of type 'str' "
+            "could not be converted to Integer.\n",
+        ),
     ],
 )
 def test_rerun_refuses_overrides_that_would_mislabel_or_lose_the_rerun(

@@ -4,6 +4,7 @@ replaces a sweep's own report with another one."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from pathlib import Path
@@ -217,3 +218,15 @@ def test_compare_of_a_sweep_names_a_reused_run_as_its_own_report_does(tmp_path, 
     with (folder / "comparison.csv").open(newline="") as fh:
         names = sorted(row["run"] for row in csv.DictReader(fh))
     assert names == [f"optimizer={o} " + " ".join(QUICK) for o in ("adam", "sgd")]
+    # One job's folder, or the folder that holds the sweep's: said what they are.
+    job = folder / "0"
+    rid = json.loads((job / "job_result.json").read_text())["run_id"]
+    said = _compare(tmp_path, data_dir, str(job))
+    assert said.returncode == 2 and said.stderr.startswith(
+        f"error: {job} is one job's folder, of run {rid}: compare takes a sweep's folder"
+    ), said.stderr
+    said = _compare(tmp_path, data_dir, str(tmp_path / "sweep"))
+    assert said.returncode == 2 and said.stderr.startswith(
+        f"error: {tmp_path / 'sweep'} holds 1 sweep folder(s), not one sweep: compare one of "
+        f"them, e.g. `cvsweep compare {folder}` (the latest)."
+    ), said.stderr

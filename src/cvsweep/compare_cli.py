@@ -30,6 +30,7 @@ from .compare import (
     with_origins,
     write_report,
 )
+from .identity import read_job_result
 from .job_folder import tracked_in
 from .model_source import RUN_ID
 from .outputs import OutputPathError, check_folder
@@ -301,9 +302,34 @@ def _not_found(target: str, ids: list[str]) -> str:
             "experiment name in this store: copy the full id, e.g. from the run's page in the "
             "MLflow UI or the `mlflow run:` line a run prints."
         )
+    folder = Path(target).expanduser()
+    if folder.is_dir():
+        return _folder_not_a_sweep(target, folder)
     return (
         f"{target!r} is neither a run id (32 hex digits), a comma-separated list of run ids, "
         "a sweep's folder, nor an experiment name in this store."
+    )
+
+
+def _folder_not_a_sweep(target: str, folder: Path) -> str:
+    """A folder that is not a sweep's: one job's folder names its run; a folder of sweeps (a
+    sweep's date folder) names them."""
+    rid = str((read_job_result(folder) or {}).get("run_id") or "")
+    if RUN_ID.match(rid):
+        return (
+            f"{target} is one job's folder, of run {rid}: compare takes a sweep's folder, run "
+            f"ids or an experiment. `cvsweep compare {rid}` shows that run; `cvsweep evaluate "
+            f"{target}` measures its model again."
+        )
+    sweeps = sorted(p for p in folder.iterdir() if (p / SWEEP_RUNS).is_file())
+    if sweeps:
+        return (
+            f"{target} holds {len(sweeps)} sweep folder(s), not one sweep: compare one of them, "
+            f"e.g. `cvsweep compare {sweeps[-1]}` (the latest)."
+        )
+    return (
+        f"{target} is a folder, but neither a sweep's folder (it has no {SWEEP_RUNS}) nor one "
+        "job's: compare takes a sweep's folder, run ids or an experiment name."
     )
 
 

@@ -36,8 +36,8 @@ def resolve_source(source: str | Path) -> Path | str:
     path = Path(source)
     if path.exists():
         return path
-    if RUN_ID.match(str(source)):
-        return str(source)
+    if RUN_ID.match(str(source).lower()):  # MLflow's ids are lowercase; a copy may not be
+        return str(source).lower()
     if isinstance(source, Path) or _looks_like_a_path(str(source)):
         where = "" if path.is_absolute() else f" (looked for in {Path.cwd()})"
         raise SourceError(

@@ -26,7 +26,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig, one_paragraph
+from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig
 from .hydra_errors import list_item, past_the_end, renamed_group, unknown_key
 from .identity import GROUPS, config_hash, read_job_result
 from .job_folder import (
@@ -64,12 +64,12 @@ class RerunError(ValueError):
 
 def check_run_id(run_id: str) -> str:
     """Only plain hex ids: nothing that could name a path outside the store."""
-    if not RUN_ID.match(run_id):
+    if not RUN_ID.match(run_id.lower()):
         raise RerunError(
-            f"{run_id!r} is not an MLflow run id: expected 32 (or 40) lowercase hex digits, as "
+            f"{run_id!r} is not an MLflow run id: expected 32 (or 40) hex digits, as "
             "shown in the MLflow UI or printed as `mlflow run:` at the end of a job."
         )
-    return run_id
+    return run_id.lower()  # MLflow's ids are lowercase; a copy from elsewhere may not be
 
 
 def typed_config(raw: dict[str, Any]) -> DictConfig:
@@ -89,11 +89,16 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     override grammar, list items by index: `model.layers.0.out=8`)."""
     for item in overrides:
         key, sep, _ = item.partition("=")
-        if not sep or key.lstrip("+~") in GROUP_NAMES:
+        if key.lstrip("+~") in GROUP_NAMES:
             raise RerunError(
                 f"Override {item!r}: rerun takes key=value overrides of the logged config "
                 "(e.g. trainer.epochs=5 or optimizer.lr=0.01). To switch a config group, run "
                 "`python train.py` with the run's `command` tag and your change."
+            )
+        if not sep and not item.startswith("~"):
+            raise RerunError(
+                f"Override {item!r} gives no value: rerun takes key=value overrides of the "
+                f"logged config (e.g. {item}=VALUE)."
             )
     listed = list_item(overrides)
     if listed:
@@ -120,9 +125,8 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             missing = past_the_end(exc) if isinstance(exc, OmegaConfBaseException) else None
             if missing:
                 raise RerunError(f"Override {item!r}: {missing}.") from None
-            raise RerunError(
-                f"Override {item!r} does not fit the logged config: {one_paragraph(exc)}."
-            ) from None
+            said = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
+            raise RerunError(f"Override {item!r} does not fit the logged config: {said}.") from None
     _refuse_renamed_groups(cfg, overrides)
     _refuse_untracked(merged, overrides)
     return merged

@@ -215,10 +215,17 @@ def from_store(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) or module.startswith(("mlflow", "sqlalchemy"))
 
 
+def _clipped(text: str, limit: int = 300) -> str:
+    """text cut at a word before limit, with "...": a cut mid-word (or mid-URL) reads as a typo."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(".,;:") + " ..."
+
+
 def store_failure(uri: str, exc: BaseException) -> StoreError:
     """A failure met while reading the store, as the one paragraph the user sees."""
     db = sqlite_path(uri)
-    reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    reason = _clipped(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
     if db is not None and broken_store(exc):
         return _not_a_store(db, f"is damaged and cannot be read ({reason})")
     return StoreError(
