@@ -339,7 +339,7 @@ def test_a_reused_sweep_folder_reports_only_this_sweeps_jobs(tmp_path, data_dir)
             client.download_artifacts(latest.info.run_id, "sweep_runs.json", str(tmp_path))
         ).read_text()
     )
-    assert len(listed) == 2, listed
+    assert len(listed["run_ids"]) == 2, listed
 
 
 def test_sigterm_without_tracking_says_nothing_will_resume_it(tmp_path, data_dir):

@@ -16,8 +16,12 @@ ERRORS_FOR_USER = (ConfigError, DataError, TrackingError)
 
 def print_user_error(exc: BaseException, prefix: str = "") -> None:
     """One paragraph for the user, no traceback: these errors are the user's to fix. A job of
-    a parallel sweep starts it with its number, as its other console lines."""
-    print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)
+    a parallel sweep starts it with its number, as its other console lines.
+
+    Written in one call, newline included: print() writes the newline separately, and another
+    job's error, unbuffered, could land between the two (two errors on one line)."""
+    sys.stderr.write(f"{prefix}error: {exc}\n")
+    sys.stderr.flush()
 
 
 def one_line(text: str, limit: int = 600) -> str:
