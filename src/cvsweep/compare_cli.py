@@ -19,7 +19,6 @@ from typing import Any
 from .compare import (
     STILL_RUNNING,
     SWEEP_RUNS,
-    Origin,
     UnknownKeyError,
     as_cell,
     natural_key,
@@ -62,19 +61,19 @@ def _recorded(client: Any, parent_id: str) -> Any:
             return exc
 
 
-def recorded_cells(client: Any, parent_id: str) -> dict[str, list[str]]:
-    """The sweep cell each reused run stood in for, as the sweep's report labelled it ({} for
-    a sweep that recorded none: reports made before cells were recorded)."""
-    data = _recorded(client, parent_id)
+def recorded_cells(data: Any) -> dict[str, list[str]]:
+    """The sweep cell each reused run stood in for, as the sweep's report labelled it, from
+    what `_recorded` read ({} for a sweep that recorded none: reports made before cells were
+    recorded)."""
     cells = data.get("cells") if isinstance(data, dict) else None
     if not isinstance(cells, dict):
         return {}
     return {rid: [str(o) for o in cell] for rid, cell in cells.items() if isinstance(cell, list)}
 
 
-def recorded_run_ids(client: Any, parent_id: str) -> list[str]:
-    """The run ids a sweep's report logged on its parent ([] for a sweep that made none)."""
-    data = _recorded(client, parent_id)
+def recorded_run_ids(data: Any, parent_id: str) -> list[str]:
+    """The run ids a sweep's report logged on its parent, from what `_recorded` read ([] for a
+    sweep that made none)."""
     if data is None:
         return []
     ids = data.get("run_ids") if isinstance(data, dict) else data
@@ -90,13 +89,14 @@ def recorded_run_ids(client: Any, parent_id: str) -> list[str]:
     return ids
 
 
-def run_members(client: Any, run: Any) -> list[Any]:
-    """A parent's runs: the ones its sweep recorded, then its tagged children; never itself."""
+def run_members(client: Any, run: Any, recorded: Any) -> list[Any]:
+    """A parent's runs: the ones its sweep recorded (`recorded`: its sweep_runs.json as
+    `_recorded` read it), then its tagged children; never itself."""
     from mlflow.exceptions import MlflowException
 
     parent_id = run.info.run_id
     members = {r.info.run_id: r for r in sweep_children(client, run)}
-    for rid in recorded_run_ids(client, parent_id) if is_sweep(run) else []:
+    for rid in recorded_run_ids(recorded, parent_id) if is_sweep(run) else []:
         if rid in members or rid == parent_id:
             continue
         try:
@@ -123,21 +123,37 @@ def _get_run(client: Any, run_id: str) -> Any:
         raise CompareError(f"Run {run_id} does not exist in this store.") from None
 
 
-def runs_by_id(client: Any, ids: list[str]) -> tuple[list[Any], str]:
+@dataclass(frozen=True)
+class Found:
+    """What a target names: its runs and the report's title; for one sweep named alone, also
+    its parent run and its sweep_runs.json (read once, for the members, the cells and the
+    reused runs alike)."""
+
+    runs: list[Any]
+    title: str
+    sweep: Any = None
+    recorded: Any = None
+
+
+def runs_by_id(client: Any, ids: list[str]) -> Found:
     """The runs named, each parent (a sweep, or a run with children) stood in for by its runs."""
     found: dict[str, Any] = {}
     title = ""
+    sweep = recorded = None
     ids = list(dict.fromkeys(ids))  # a run named twice is one run
     for run_id in ids:
         run = _get_run(client, run_id)
         deleted = deleted_note(run)
         if deleted:  # named by id: compared, but not as if it were not in the trash
             print(f"note: {deleted}", file=sys.stderr)
-        members = run_members(client, run)
+        recorded = _recorded(client, run.info.run_id) if is_sweep(run) else None
+        members = run_members(client, run, recorded)
         if is_sweep(run) and not members:
             raise CompareError(_no_sweep_runs(client, run))
         for member in members or [run]:
             found.setdefault(member.info.run_id, member)
+        if len(ids) == 1 and is_sweep(run):
+            sweep = run
         if len(ids) == 1 and members:
             title = run.info.run_name or run_id
             if is_sweep(run) and run.info.status in STILL_RUNNING:
@@ -150,9 +166,8 @@ def runs_by_id(client: Any, ids: list[str]) -> tuple[list[Any], str]:
                 print(f"note: {_stopped_sweep(run, members)}", file=sys.stderr)
         elif len(ids) == 1:
             _say_sweep_of(client, run)
-    return list(
-        found.values()
-    ), title or f"Comparison of {len(found)} run{'' if len(found) == 1 else 's'}"
+    title = title or f"Comparison of {len(found)} run{'' if len(found) == 1 else 's'}"
+    return Found(list(found.values()), title, sweep, recorded if sweep else None)
 
 
 def _stopped_sweep(parent: Any, members: list[Any]) -> str:
@@ -237,8 +252,8 @@ def named_ids(target: str) -> list[str]:
     return ids if ids and all(RUN_ID.match(i) for i in ids) else []
 
 
-def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
-    """(runs, title) for a parent run id, comma-separated run ids, or an experiment name."""
+def find_runs(client: Any, target: str) -> Found:
+    """The runs and title for a parent run id, comma-separated run ids, or an experiment."""
     named = named_ids(target)
     if named:
         return runs_by_id(client, named)
@@ -285,7 +300,7 @@ def find_runs(client: Any, target: str) -> tuple[list[Any], str]:
             "see them",
             file=sys.stderr,
         )
-    return kept, f"Experiment {target}"
+    return Found(kept, f"Experiment {target}")
 
 
 def _not_found(target: str, ids: list[str]) -> str:
@@ -359,12 +374,18 @@ def _counts(run: Any, latest: dict[str, str]) -> bool:
     return run.info.status not in ("FAILED", "KILLED")  # one still running is shown as such
 
 
+def is_sweep_folder(folder: Path) -> bool:
+    """A sweep's folder holds the run list its report wrote, or Hydra's multirun.yaml (a sweep
+    with tracking off, or one stopped before its report)."""
+    return any((folder / name).is_file() for name in (SWEEP_RUNS, "multirun.yaml"))
+
+
 def sweep_folder_parent(target: str) -> str:
     """A sweep's folder (`multirun/<date>/<time>`) stands for its parent run, which its
     sweep_runs.json names: the folder is what a user has at hand after a sweep, as for
     `evaluate`. Any other target is returned as it is."""
     folder = Path(target).expanduser()
-    if not any((folder / name).is_file() for name in (SWEEP_RUNS, "multirun.yaml")):
+    if not is_sweep_folder(folder):
         return target  # not a sweep's folder: a run id or an experiment (which a folder may share)
     try:
         recorded = json.loads((folder / SWEEP_RUNS).read_text())
@@ -387,7 +408,7 @@ def sweep_folder_store(target: str) -> str | None:
     its jobs the store's absolute URI): the folder is compared from anywhere, as `evaluate`
     takes a job folder. None for any other target, or a folder whose jobs name none."""
     folder = Path(target).expanduser()
-    if not any((folder / name).is_file() for name in (SWEEP_RUNS, "multirun.yaml")):
+    if not is_sweep_folder(folder):
         return None
     for job in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
         uri = tracked_in(job) if (job / ".hydra").is_dir() else None
@@ -420,7 +441,7 @@ def sweep_report_in(folder: Path) -> SweepReport | None:
     """The sweep report a sweep wrote in its folder (beside its run list or Hydra's
     multirun.yaml); None where folder holds none, e.g. an earlier `compare`'s own report."""
     md = folder / REPORT_MD
-    if not md.is_file() or not any((folder / f).is_file() for f in (SWEEP_RUNS, "multirun.yaml")):
+    if not md.is_file() or not is_sweep_folder(folder):
         return None
     try:
         recorded = json.loads((folder / SWEEP_RUNS).read_text())
@@ -497,27 +518,19 @@ def by_keys(args: argparse.Namespace) -> list[str] | None:
     return by
 
 
-def sweep_origins(client: Any, target: str, runs: list[Any]) -> dict[str, Origin]:
-    """For one sweep compared alone, the runs it reused: marked as its own report marks them.
-    Among runs of several targets, none is this report's sweep's to reuse."""
-    run_id = single_id(target)
-    if run_id is None:
-        return {}
-    parent = _get_run(client, run_id)
-    return reused_origins(client, parent, runs) if is_sweep(parent) else {}
-
-
 def build_report(client: Any, target: str, out: Path, by: list[str] | None) -> Path:
     """Write the report folder; returns comparison.md."""
-    runs, title = find_runs(client, target)
-    run_id = single_id(target)
-    cells = recorded_cells(client, run_id) if run_id and is_sweep(_get_run(client, run_id)) else {}
+    found = find_runs(client, target)
+    # One sweep compared alone: its reused runs are labelled and marked as its own report did.
+    # Among runs of several targets, none is this report's sweep's to reuse.
+    cells = recorded_cells(found.recorded)
     summaries = sorted(
-        (as_cell(summarize(client, r), cells.get(r.info.run_id)) for r in runs),
+        (as_cell(summarize(client, r), cells.get(r.info.run_id)) for r in found.runs),
         key=lambda s: natural_key(s.name),
     )
-    summaries = with_origins(summaries, sweep_origins(client, target, runs))
-    md = write_report(summaries, out, by=by or None, title=title)[0]
+    if found.sweep is not None:
+        summaries = with_origins(summaries, reused_origins(client, found.sweep, found.runs))
+    md = write_report(summaries, out, by=by or None, title=found.title)[0]
     if by and "dataset" in pooled_keys(summaries, by):
         # Accuracies on MNIST and on Fashion-MNIST are not repeats of one measurement.
         print(
