@@ -121,3 +121,18 @@ def test_a_named_augmentation_whose_setting_is_off_is_noted(tmp_path, data_dir, 
     proc = run_train([*args, *overrides, "tracking.enabled=false"], tmp_path, data_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert said in proc.stdout, proc.stdout
+
+
+def test_a_job_that_keeps_torchs_deterministic_setting_does_not_load_its_compiler(data_dir):
+    """torch.use_deterministic_algorithms imports torch._inductor and torch._dynamo (1.6 s of
+    CPU): a job that trains nothing, such as a shape report, must not pay for setting what is
+    already set."""
+    code = (
+        "import sys; from cvsweep.runtime import set_deterministic; set_deterministic(False); "
+        "print(sorted(m for m in ('torch._inductor', 'torch._dynamo') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(data_dir)
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]", proc.stdout

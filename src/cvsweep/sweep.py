@@ -686,11 +686,13 @@ class MlflowSweepCallback(Callback):
             )
             if self.runs_here:
                 # The jobs will run in this process: do the first job's one-time work while the
-                # store opens, and let each job's last uploads overlap the next job.
+                # store opens (not for shape reports, which train nothing), and let each job's
+                # last uploads overlap the next job.
                 proxy.defer_finish = True
-                from .runtime import preload_for_training
+                if not config.trainer.shapes_only:
+                    from .runtime import preload_for_training
 
-                preload_for_training(str(config.trainer.device))
+                    preload_for_training(str(config.trainer.device))
             for orphan in (opened.result() or {}).get("orphans") or []:
                 print(orphan_note(orphan), flush=True)
             return str(parent.result())
