@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -158,7 +163,43 @@ def run_cvsweep(
 
 
 def db_uri(tmp: Path) -> str:
+    """The URI of tmp/mlflow.db, as it is: a command given it makes the store if it is missing."""
     return f"sqlite:///{tmp / 'mlflow.db'}"
+
+
+_TEMPLATE: list[Path] = []  # this test process's empty store, made on first use
+
+
+def store_uri(tmp: Path) -> str:
+    """The URI of tmp/mlflow.db, an empty store copied in first if there is none.
+
+    Making a store runs MLflow's table creation and its migrations: 1.5 s of CPU in each new
+    folder, which a test that is not about making a store need not pay. The copy comes from one
+    store made the same way (cvsweep's own open) once per test process. Tests of a store's
+    creation, or of a refusal that must leave no store behind, use db_uri.
+    """
+    db = tmp / "mlflow.db"
+    if not db.exists():
+        tmp.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_empty_store(), db)
+        with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+            # MLflow's Default experiment keeps the absolute folder its store was made in.
+            conn.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                (str(tmp / "mlruns" / "0"),),
+            )
+    return db_uri(tmp)
+
+
+def _empty_store() -> Path:
+    if not _TEMPLATE:
+        from cvsweep.tracking import client_for
+
+        folder = Path(tempfile.mkdtemp(prefix="cvsweep-empty-store-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        client_for(db_uri(folder))
+        _TEMPLATE.append(folder / "mlflow.db")
+    return _TEMPLATE[0]
 
 
 QUICK = [
@@ -191,7 +232,7 @@ def tracking_processes(session: int) -> list[tuple[int, int]]:
 def tracked_quick_run(tmp: Path, data: Path) -> tuple[Path, Path, str, str]:
     """One quick run tracked in tmp/mlflow.db, launched from tmp with CVSWEEP_DATA=data:
     (launch folder, job folder, run id, printed final test accuracy)."""
-    proc = run_train([*QUICK, f"tracking.uri={db_uri(tmp)}"], tmp, data)
+    proc = run_train([*QUICK, f"tracking.uri={store_uri(tmp)}"], tmp, data)
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = Path(re.search(r"job folder: (\S+)", proc.stdout).group(1))
     run_id = re.search(r"mlflow run: (\w+)", proc.stdout).group(1)

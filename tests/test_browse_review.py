@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import QUICK, cli_env, db_uri, run_cvsweep, run_train, sweep_parent_id
+from .conftest import QUICK, cli_env, run_cvsweep, run_train, store_uri, sweep_parent_id
 
 # The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
 pytestmark = pytest.mark.xdist_group("browse_review")
@@ -20,7 +20,7 @@ def store(tmp_path_factory, data_dir) -> dict[str, object]:
     """One store with: a finished sweep over the dataset, a sweep whose jobs all failed after
     logging test accuracy, and a sweep whose one job failed before it had a run."""
     tmp = tmp_path_factory.mktemp("browse")
-    uri = f"tracking.uri={db_uri(tmp)}"
+    uri = f"tracking.uri={store_uri(tmp)}"
     datasets = run_train(["-m", *QUICK, "dataset=mnist,fashion_mnist", uri], tmp / "a", data_dir)
     assert datasets.returncode == 0, datasets.stderr[-2000:]
     faulty = ["-m", *QUICK, "optimizer=sgd,adam", "trainer.fault_at_step=6", uri]
@@ -45,7 +45,7 @@ def store(tmp_path_factory, data_dir) -> dict[str, object]:
 
 def _compare(tmp: Path, data_dir: Path, *args: str):
     return run_cvsweep(
-        ["compare", *args, "--tracking-uri", db_uri(tmp), "--out", str(tmp / "cmp")],
+        ["compare", *args, "--tracking-uri", store_uri(tmp), "--out", str(tmp / "cmp")],
         tmp,
         cli_env(data_dir),
         timeout=120,
@@ -55,7 +55,7 @@ def _compare(tmp: Path, data_dir: Path, *args: str):
 def _client(tmp: Path):
     from mlflow import MlflowClient
 
-    return MlflowClient(db_uri(tmp))
+    return MlflowClient(store_uri(tmp))
 
 
 def _children(client, parent: str) -> list:
@@ -192,7 +192,9 @@ def test_by_a_key_that_pools_two_datasets_says_so(store, data_dir):
 def test_a_presets_sweep_is_named_by_what_it_sweeps(tmp_path, data_dir):
     """`experiment=shapes` sweeps model=cnn,cnn_c6 through its own sweeper params: the parent
     run, which the MLflow UI shows first, says so."""
-    proc = run_train(["experiment=shapes", f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    proc = run_train(
+        ["experiment=shapes", f"tracking.uri={store_uri(tmp_path)}"], tmp_path, data_dir
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "(sweep: experiment=shapes model=cnn,cnn_c6)" in proc.stdout
     parent = _client(tmp_path).get_run(sweep_parent_id(proc))
@@ -200,7 +202,7 @@ def test_a_presets_sweep_is_named_by_what_it_sweeps(tmp_path, data_dir):
     assert "# sweep: experiment=shapes model=cnn,cnn_c6\n" in proc.stdout
     # A value the command line sweeps instead is named once, as the command line gave it.
     args = ["experiment=shapes", "model=cnn", "trainer.report_batch_size=8,16"]
-    again = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path / "b", data_dir)
+    again = run_train([*args, f"tracking.uri={store_uri(tmp_path)}"], tmp_path / "b", data_dir)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "(sweep: experiment=shapes model=cnn trainer.report_batch_size=8,16)" in again.stdout
     # A table at another batch size is a result of its own (it was skipped as "identical" to

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import QUICK, cli_env, db_uri, run_cvsweep, run_train
+from .conftest import QUICK, cli_env, run_cvsweep, run_train, store_uri
 
 # The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
 pytestmark = pytest.mark.xdist_group("compare_labels")
@@ -26,7 +26,7 @@ PHASED = [
 def store(tmp_path_factory, data_dir):
     """A plain SGD run, a phased run, and lr=1e6 spelled by a sweep and by a single run."""
     tmp = tmp_path_factory.mktemp("labels")
-    uri = f"tracking.uri={db_uri(tmp)}"
+    uri = f"tracking.uri={store_uri(tmp)}"
     plain = run_train([*QUICK, "optimizer=sgd", uri], tmp / "plain", data_dir)
     assert plain.returncode == 0, plain.stderr[-2000:]
     phased = run_train(["-m", *QUICK, *PHASED, uri], tmp / "phased", data_dir)
@@ -40,7 +40,7 @@ def store(tmp_path_factory, data_dir):
 
 def _compare(tmp: Path, data_dir: Path, *args: str):
     return run_cvsweep(
-        ["compare", *args, "--tracking-uri", db_uri(tmp)], tmp, cli_env(data_dir), timeout=120
+        ["compare", *args, "--tracking-uri", store_uri(tmp)], tmp, cli_env(data_dir), timeout=120
     )
 
 
@@ -59,7 +59,7 @@ def _runs(tmp: Path, token: str, *, lr: bool = True) -> list:
     optimizer.lr."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(db_uri(tmp))
+    client = MlflowClient(store_uri(tmp))
     exp = client.get_experiment_by_name("cvsweep")
     found = []
     for r in client.search_runs([exp.experiment_id], max_results=100):
@@ -127,7 +127,7 @@ def test_a_killed_run_of_a_config_that_finished_later_is_not_unfinished(store, d
     tags = {
         k: v for k, v in done.data.tags.items() if k in ("config_hash", "group_key", "overrides")
     }
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     killed = client.create_run(done.info.experiment_id, run_name="optimizer=sgd", tags=tags)
     for key, value in done.data.params.items():
         client.log_param(killed.info.run_id, key, value)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import cli_env, db_uri, run_cvsweep, tracked_quick_run
+from .conftest import cli_env, run_cvsweep, store_uri, tracked_quick_run
 
 # The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
 pytestmark = pytest.mark.xdist_group("data_root")
@@ -41,7 +41,7 @@ def test_evaluate_and_rerun_read_the_data_the_run_read(trained, tmp_path, data_d
         r"note: dataset\.root resolves to (\S*/)?data here, which does not hold mnist; "
         f"reading it from {re.escape(str(data_dir.resolve()))}, where the run read it"
     )
-    store = ["--tracking-uri", db_uri(launch)]
+    store = ["--tracking-uri", store_uri(launch)]
     for source in ([str(folder)], [run_id, *store]):
         proc = run_cvsweep(["evaluate", *source], tmp_path, env, timeout=120)
         assert proc.returncode == 0, proc.stderr

@@ -24,10 +24,10 @@ from .conftest import (
     QUICK,
     REPO,
     cli_env,
-    db_uri,
     run_cvsweep,
     run_python,
     run_train,
+    store_uri,
     tracked_quick_run,
 )
 
@@ -55,8 +55,8 @@ def test_evaluate_measures_the_logged_accuracy_again(trained, data_dir):
     for source in (
         [str(folder)],
         [str(folder / "model.pth")],
-        [run_id, "--tracking-uri", db_uri(tmp)],
-        [run_id.upper(), "--tracking-uri", db_uri(tmp)],  # an id copied in capitals: the same
+        [run_id, "--tracking-uri", store_uri(tmp)],
+        [run_id.upper(), "--tracking-uri", store_uri(tmp)],  # an id copied in capitals: the same
     ):
         proc = _evaluate(source, tmp, data_dir)
         assert proc.returncode == 0, proc.stderr
@@ -164,7 +164,7 @@ def test_evaluate_names_what_is_wrong_with_a_source(trained, tmp_path, data_dir)
 
     assert "'nope' is neither a job folder" in error_of("nope")
     unknown = "0123456789abcdef0123456789abcdef"
-    said = error_of(unknown, "--tracking-uri", db_uri(tmp))
+    said = error_of(unknown, "--tracking-uri", store_uri(tmp))
     assert f"Run {unknown} does not exist in the store" in said
 
 
@@ -221,7 +221,7 @@ def test_a_skipped_job_folder_evaluates_the_finished_run_it_matched(trained, tmp
     """The same command again is skipped as identical to the finished run: its folder holds
     no model.pth, and evaluating it evaluates that run's model, saying so."""
     tmp, folder, run_id, acc = trained
-    again = run_train([*QUICK, f"tracking.uri={db_uri(tmp)}"], tmp_path, data_dir)
+    again = run_train([*QUICK, f"tracking.uri={store_uri(tmp)}"], tmp_path, data_dir)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"skipped: identical to finished run {run_id}" in again.stdout
     skipped = tmp_path / "run"
@@ -238,13 +238,13 @@ def test_a_skipped_job_folder_evaluates_the_finished_run_it_matched(trained, tmp
     shutil.copytree(skipped, lost)
     config = lost / ".hydra" / "config.yaml"
     gone = tmp_path / "gone.db"
-    config.write_text(config.read_text().replace(db_uri(tmp), f"sqlite:///{gone}"))
+    config.write_text(config.read_text().replace(store_uri(tmp), f"sqlite:///{gone}"))
     said = _error(_evaluate([str(lost)], tmp_path, data_dir))
     assert f"{lost} holds no model.pth: its job was skipped as identical to finished run " in said
     assert f"(`cvsweep evaluate {run_id} --tracking-uri STORE`" in said
     assert f"There is no MLflow store at {gone}" in said and not gone.exists()
     assert "does not look like a job folder" not in said
-    found = _evaluate([str(lost), "--tracking-uri", db_uri(tmp)], tmp_path, data_dir)
+    found = _evaluate([str(lost), "--tracking-uri", store_uri(tmp)], tmp_path, data_dir)
     assert found.returncode == 0, found.stderr
     assert f"the run logged {acc}% on these images: the same" in found.stdout
 
@@ -322,14 +322,14 @@ def test_a_run_whose_model_artifact_is_damaged_or_missing(tmp_path, data_dir):
     without one, no advice meant for stopped runs."""
     from mlflow import MlflowClient
 
-    proc = run_train([*QUICK, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    proc = run_train([*QUICK, f"tracking.uri={store_uri(tmp_path)}"], tmp_path, data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_id = re.search(r"mlflow run: (\w+)", proc.stdout).group(1)
     folder = Path(re.search(r"job folder: (\S+)", proc.stdout).group(1))
-    artifacts = MlflowClient(db_uri(tmp_path)).get_run(run_id).info.artifact_uri
+    artifacts = MlflowClient(store_uri(tmp_path)).get_run(run_id).info.artifact_uri
     artifact = Path(urlparse(artifacts).path) / "model.pth"
     assert artifact.is_file(), artifacts
-    args = [run_id, "--tracking-uri", db_uri(tmp_path)]
+    args = [run_id, "--tracking-uri", store_uri(tmp_path)]
 
     artifact.write_bytes(b"\x00" * 100 + b"nothing to see")
     said = _error(_evaluate(args, tmp_path, data_dir))

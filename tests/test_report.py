@@ -14,7 +14,7 @@ from cvsweep.config import ModelConfig
 from cvsweep.model import build_model
 from cvsweep.report import shape_report
 
-from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_train, sweep_parent_id
+from .conftest import QUICK, REPO, cli_env, run_cvsweep, run_train, store_uri, sweep_parent_id
 
 # The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
 pytestmark = pytest.mark.xdist_group("report")
@@ -84,7 +84,7 @@ def relaunched(tmp_path_factory, data_dir):
         "optimizer=sgd,adam",
         "augment=none,rot_flip",
         *QUICK,
-        f"tracking.uri={db_uri(tmp)}",
+        f"tracking.uri={store_uri(tmp)}",
     ]
     first = run_train(args, tmp, data_dir, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -95,7 +95,7 @@ def relaunched(tmp_path_factory, data_dir):
 
 def _compare(tmp: Path, data_dir: Path, *args: str):
     return run_cvsweep(
-        ["compare", *args, "--tracking-uri", db_uri(tmp)], tmp, cli_env(data_dir), timeout=120
+        ["compare", *args, "--tracking-uri", store_uri(tmp)], tmp, cli_env(data_dir), timeout=120
     )
 
 
@@ -110,7 +110,7 @@ def test_relaunched_sweep_compares_the_runs_it_reused(relaunched, data_dir):
 
     tmp, first, second = relaunched
     assert second.stdout.count("skipped: identical to finished run") == 4
-    client = MlflowClient(db_uri(tmp))
+    client = MlflowClient(store_uri(tmp))
     old, new = sweep_parent_id(first), sweep_parent_id(second)
     reused = {
         r.info.run_id
@@ -150,7 +150,7 @@ def test_a_damaged_sweep_runs_list_is_said_and_the_tagged_runs_still_compare(rel
     from mlflow import MlflowClient
 
     tmp, first, second = relaunched
-    client = MlflowClient(db_uri(tmp))
+    client = MlflowClient(store_uri(tmp))
     lists = {
         parent: Path(urlparse(client.get_run(parent).info.artifact_uri).path) / "sweep_runs.json"
         for parent in (sweep_parent_id(first), sweep_parent_id(second))
@@ -238,14 +238,14 @@ def test_rerun_prints_no_download_progress_bars(relaunched, data_dir):
     from mlflow import MlflowClient
 
     tmp, first, _ = relaunched
-    client = MlflowClient(db_uri(tmp))
+    client = MlflowClient(store_uri(tmp))
     parent = client.get_run(sweep_parent_id(first))
     (child, *_) = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
     )
     proc = run_cvsweep(
-        ["rerun", child.info.run_id, "--tracking-uri", db_uri(tmp)],
+        ["rerun", child.info.run_id, "--tracking-uri", store_uri(tmp)],
         tmp,
         cli_env(data_dir),
         timeout=300,
@@ -303,9 +303,9 @@ def test_keys_that_change_only_the_display_are_not_compared():
 
 
 def test_compare_leaves_out_runs_that_trained_nothing_and_counts_a_run_once(tmp_path, data_dir):
-    trained = run_train([*QUICK, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    trained = run_train([*QUICK, f"tracking.uri={store_uri(tmp_path)}"], tmp_path, data_dir)
     assert trained.returncode == 0, trained.stderr[-2000:]
-    shapes = [*QUICK, "trainer.shapes_only=true", f"tracking.uri={db_uri(tmp_path)}"]
+    shapes = [*QUICK, "trainer.shapes_only=true", f"tracking.uri={store_uri(tmp_path)}"]
     assert run_train(shapes, tmp_path / "shapes", data_dir).returncode == 0
     out = tmp_path / "cmp"
     proc = _compare(tmp_path, data_dir, "cvsweep", "--out", str(out))
@@ -324,7 +324,7 @@ def test_evaluate_of_a_sweep_parent_points_to_its_runs(relaunched, data_dir):
     tmp, first, _ = relaunched
     parent = sweep_parent_id(first)
     proc = run_cvsweep(
-        ["evaluate", parent, "--tracking-uri", db_uri(tmp)], tmp, cli_env(data_dir), timeout=120
+        ["evaluate", parent, "--tracking-uri", store_uri(tmp)], tmp, cli_env(data_dir), timeout=120
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"Run {parent} is the parent run of a sweep" in proc.stderr
@@ -332,10 +332,10 @@ def test_evaluate_of_a_sweep_parent_points_to_its_runs(relaunched, data_dir):
     # From another folder, the store is not the default one: the command names it.
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir(exist_ok=True)
-    args = ["evaluate", parent, "--tracking-uri", db_uri(tmp)]
+    args = ["evaluate", parent, "--tracking-uri", store_uri(tmp)]
     proc = run_cvsweep(args, elsewhere, cli_env(data_dir), timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    said = f"`cvsweep compare {parent} --tracking-uri {db_uri(tmp)}` lists the runs"
+    said = f"`cvsweep compare {parent} --tracking-uri {store_uri(tmp)}` lists the runs"
     assert said in proc.stderr, proc.stderr
 
 
@@ -370,7 +370,7 @@ def test_values_a_preset_set_are_compared_too():
 
 
 def test_compare_of_an_experiment_tells_apart_runs_of_two_datasets(tmp_path, data_dir):
-    store = f"tracking.uri={db_uri(tmp_path)}"
+    store = f"tracking.uri={store_uri(tmp_path)}"
     plain = run_train([*QUICK, store], tmp_path / "mnist", data_dir)
     assert plain.returncode == 0, plain.stderr[-2000:]
     preset = [*QUICK, "experiment=augmentation", "seed=0", "augment=none", store]

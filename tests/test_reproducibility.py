@@ -12,12 +12,12 @@ from mlflow import MlflowClient
 from .conftest import (
     QUICK,
     cli_env,
-    db_uri,
     read_until,
     run_cvsweep,
     run_train,
     start_cvsweep,
     start_train,
+    store_uri,
     wait_group_gone,
 )
 
@@ -33,16 +33,16 @@ def _runs(client):
 
 def _rerun_check(tmp, data, run_id: str, *overrides: str):
     """`cvsweep rerun RUN_ID [overrides] --check` against the test's store."""
-    args = ["rerun", run_id, *overrides, "--check", "--tracking-uri", db_uri(tmp)]
+    args = ["rerun", run_id, *overrides, "--check", "--tracking-uri", store_uri(tmp)]
     return _cvsweep(args, tmp, data)
 
 
 def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     first = run_train(
-        [*QUICK, "augment=rot_flip", f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir
+        [*QUICK, "augment=rot_flip", f"tracking.uri={store_uri(tmp_path)}"], tmp_path, data_dir
     )
     assert first.returncode == 0, first.stderr[-2000:]
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (original,) = _runs(client)
     proc = _rerun_check(tmp_path, data_dir, original.info.run_id)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -52,7 +52,7 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
     assert len(reruns) == 1 and reruns[0].info.status == "FINISHED"
     assert reruns[0].data.params["augment"] == "rot_flip"
     # An override changes the numbers, and --check says so (overrides may follow the options).
-    rid, uri = original.info.run_id, db_uri(tmp_path)
+    rid, uri = original.info.run_id, store_uri(tmp_path)
     chosen = tmp_path / "seed1"
     changed = _cvsweep(
         # a list item by its index, as train.py takes it (the rerun's overrides once failed
@@ -103,7 +103,9 @@ def test_rerun_check_reproduces_a_logged_run(tmp_path, data_dir):
         "(model.layers=[...]).\n"
     ), past_end.stderr
     # The exact rerun is the same measurement, not a second seed: compare counts it once.
-    cmp = _cvsweep(["compare", "cvsweep", "--tracking-uri", db_uri(tmp_path)], tmp_path, data_dir)
+    cmp = _cvsweep(
+        ["compare", "cvsweep", "--tracking-uri", store_uri(tmp_path)], tmp_path, data_dir
+    )
     assert cmp.returncode == 0, cmp.stderr[-2000:]
     assert "2 runs" in cmp.stdout and "note: 1 finished run(s) repeat a config" in cmp.stderr
     assert reruns[0].info.run_id in cmp.stdout and original.info.run_id not in cmp.stdout
@@ -115,12 +117,12 @@ def test_rerun_check_of_a_stopped_run_compares_what_it_logged(tmp_path, data_dir
     points is named as the reason, not shown as an infinite difference."""
     args = ["trainer.epochs=50", "dataset.train_limit=512", "dataset.test_limit=500"]
     args += ["trainer.log_every=4", "trainer.progress=off", "schedule=constant"]
-    proc = start_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    proc = start_train([*args, f"tracking.uri={store_uri(tmp_path)}"], tmp_path, data_dir)
     read_until(proc, "step     16 |")
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode == 143
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (stopped,) = _runs(client)
     assert stopped.info.status == "KILLED"
     run_id = stopped.info.run_id
@@ -142,13 +144,13 @@ def test_rerun_check_of_a_run_stopped_before_it_logged_a_number_is_refused(tmp_p
     """--check of such a run trained it in full, compared nothing, and said "check passed"."""
     args = ["trainer.epochs=50", "trainer.log_every=1000", "dataset.test_limit=500"]
     proc = start_train(
-        [*args, "trainer.progress=off", f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir
+        [*args, "trainer.progress=off", f"tracking.uri={store_uri(tmp_path)}"], tmp_path, data_dir
     )
     read_until(proc, "training cnn on mnist")  # the run exists; its first log point is far off
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode == 143
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (stopped,) = _runs(client)
     assert stopped.info.status == "KILLED" and "test_acc" not in stopped.data.metrics
     run_id = stopped.info.run_id
@@ -165,9 +167,9 @@ def _three_epochs_of_8_steps(tmp, data) -> tuple[MlflowClient, str]:
     """A finished run to rerun: 3 epochs of 8 steps, a test point every 4 steps."""
     args = ["trainer.epochs=3", "dataset.train_limit=512", "dataset.test_limit=500"]
     args += ["trainer.log_every=4", "trainer.progress=off", "schedule=constant"]
-    first = run_train([*args, f"tracking.uri={db_uri(tmp)}"], tmp, data)
+    first = run_train([*args, f"tracking.uri={store_uri(tmp)}"], tmp, data)
     assert first.returncode == 0, first.stderr[-2000:]
-    client = MlflowClient(db_uri(tmp))
+    client = MlflowClient(store_uri(tmp))
     (original,) = _runs(client)
     return client, original.info.run_id
 
@@ -178,7 +180,7 @@ def test_a_stopped_rerun_resumes_and_still_reproduces(tmp_path, data_dir):
     import os
 
     client, run_id = _three_epochs_of_8_steps(tmp_path, data_dir)
-    command = ["rerun", run_id, "--check", "--tracking-uri", db_uri(tmp_path)]
+    command = ["rerun", run_id, "--check", "--tracking-uri", store_uri(tmp_path)]
     proc = start_cvsweep(command, tmp_path, data_dir)
     seen = read_until(proc, "step     12 |")  # epoch 2 of 3
     os.killpg(proc.pid, signal.SIGINT)
@@ -205,7 +207,9 @@ def test_sigterm_as_a_rerun_finishes_keeps_it_and_says_how_to_compare(tmp_path, 
     """SIGTERM at the rerun's last step: the rerun run is complete and FINISHED, the command
     stops (exit 143) before comparing, and the compare command it names shows both runs."""
     client, run_id = _three_epochs_of_8_steps(tmp_path, data_dir)
-    proc = start_cvsweep(["rerun", run_id, "--tracking-uri", db_uri(tmp_path)], tmp_path, data_dir)
+    proc = start_cvsweep(
+        ["rerun", run_id, "--tracking-uri", store_uri(tmp_path)], tmp_path, data_dir
+    )
     seen = read_until(proc, "step     24 |")  # the last of 3 epochs of 8 steps
     proc.send_signal(signal.SIGTERM)
     output = "".join(seen) + proc.communicate(timeout=120)[0]
@@ -215,8 +219,8 @@ def test_sigterm_as_a_rerun_finishes_keeps_it_and_says_how_to_compare(tmp_path, 
     assert rerun.info.status == "FINISHED"
     pair = f"{run_id},{rerun.info.run_id}"
     assert f"Interrupted by SIGTERM as the rerun finished: run {rerun.info.run_id}" in output
-    assert f"`cvsweep compare {pair} --tracking-uri {db_uri(tmp_path)}`" in output
-    cmp = _cvsweep(["compare", pair, "--tracking-uri", db_uri(tmp_path)], tmp_path, data_dir)
+    assert f"`cvsweep compare {pair} --tracking-uri {store_uri(tmp_path)}`" in output
+    cmp = _cvsweep(["compare", pair, "--tracking-uri", store_uri(tmp_path)], tmp_path, data_dir)
     assert cmp.returncode == 0, cmp.stderr[-2000:]
     assert run_id in cmp.stdout and rerun.info.run_id in cmp.stdout
 
@@ -226,9 +230,9 @@ def test_rerun_uses_the_thread_count_the_original_was_given(tmp_path, data_dir):
     # the job's config still says trainer.num_threads=0 (auto). The rerun, launched without
     # it, must train with the same count, or the float sums (and so the numbers) differ.
     env = {**cli_env(data_dir), "CVSWEEP_NUM_THREADS": "1"}
-    first = run_train([*QUICK, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir, env=env)
+    first = run_train([*QUICK, f"tracking.uri={store_uri(tmp_path)}"], tmp_path, data_dir, env=env)
     assert first.returncode == 0, first.stderr[-2000:]
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (original,) = _runs(client)
     assert original.data.tags["num_threads"] == "1"
     assert original.data.params["trainer.num_threads"] == "0"
@@ -270,9 +274,9 @@ def test_bad_run_ids_are_rejected_before_anything_is_written(tmp_path, data_dir,
 
 
 def test_relaunched_sweep_skips_finished_runs_and_still_reports_them(tmp_path, data_dir):
-    args = ["-m", "optimizer=sgd,adam", *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    args = ["-m", "optimizer=sgd,adam", *QUICK, f"tracking.uri={store_uri(tmp_path)}"]
     # The sgd cell's config, run before on its own and spelt with a default written out.
-    single = ["augment=none", "optimizer=sgd", *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    single = ["augment=none", "optimizer=sgd", *QUICK, f"tracking.uri={store_uri(tmp_path)}"]
     outside = run_train(single, tmp_path / "single", data_dir)
     assert outside.returncode == 0, outside.stderr[-2000:]
     first = run_train(args, tmp_path / "a", data_dir)
@@ -291,7 +295,7 @@ def test_relaunched_sweep_skips_finished_runs_and_still_reports_them(tmp_path, d
     assert second.stdout.count("skipped: identical to finished run ") == 2
     assert "training cnn" not in second.stdout
     report = (tmp_path / "b" / "multirun" / "comparison.csv").read_text()
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     finished = [r for r in _runs(client) if r.data.tags.get("config_hash")]
     assert len(finished) == 2  # nothing trained twice
     for run in finished:
@@ -334,7 +338,7 @@ def test_run_killed_after_first_epoch_resumes_to_identical_result(tmp_path, data
     reference = run_train(args + ["tracking.enabled=false"], tmp_path / "ref", data_dir)
     assert reference.returncode == 0, reference.stderr[-2000:]
 
-    uri = f"tracking.uri={db_uri(tmp_path)}"
+    uri = f"tracking.uri={store_uri(tmp_path)}"
     proc = start_train([*args, uri, f"hydra.run.dir={tmp_path}/k"], tmp_path, data_dir)
     # 16 batches an epoch, a log point every 4. Step 24 is in epoch 2: epoch 1's checkpoint
     # (step 16) has been written and logged, and so have the points of step 20; epoch 2's
@@ -343,7 +347,7 @@ def test_run_killed_after_first_epoch_resumes_to_identical_result(tmp_path, data
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert wait_group_gone(proc.pid)  # the tracking process has written what it was sent
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (killed,) = _runs(client)
     assert killed.info.status == "RUNNING"  # SIGKILL leaves no chance to close it
     before_resume = {
@@ -448,14 +452,14 @@ def test_rerun_from_elsewhere_and_what_rerun_refuses(tmp_path, data_dir):
 def test_a_failure_that_reproduces_passes_the_check(tmp_path, data_dir):
     """A run that diverged (lr=1e6, a non-finite loss) and its rerun diverging at the same
     mini-batch: the failure reproduces, so --check compares what both logged, and passes."""
-    args = [*QUICK, "optimizer=sgd", "optimizer.lr=1e6", f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*QUICK, "optimizer=sgd", "optimizer.lr=1e6", f"tracking.uri={store_uri(tmp_path)}"]
     first = run_train(args, tmp_path, data_dir)
     assert first.returncode == 1, first.stderr[-2000:]
-    (run,) = _runs(MlflowClient(db_uri(tmp_path)))
+    (run,) = _runs(MlflowClient(store_uri(tmp_path)))
     assert run.info.status == "FAILED" and run.data.tags["failure_reason"] == "non_finite_loss"
     step = run.data.tags["failure_step"]
     rerun = _cvsweep(
-        ["rerun", run.info.run_id, "--check", "--tracking-uri", db_uri(tmp_path)],
+        ["rerun", run.info.run_id, "--check", "--tracking-uri", store_uri(tmp_path)],
         tmp_path,
         data_dir,
     )

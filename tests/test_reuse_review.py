@@ -19,11 +19,11 @@ from cvsweep.saved_model import SavedModelError, load_model
 
 from .conftest import (
     cli_env,
-    db_uri,
     read_until,
     run_cvsweep,
     run_train,
     start_train,
+    store_uri,
     tracked_quick_run,
     wait_group_gone,
 )
@@ -95,7 +95,7 @@ def test_rerun_refuses_overrides_that_would_mislabel_or_lose_the_rerun(
     dataset=mnist; an untracked or elsewhere-tracked rerun trained in full and then could not
     be compared. Each is refused before training, with nothing logged or left behind."""
     tmp, _, run_id, _ = trained
-    uri = db_uri(tmp)
+    uri = store_uri(tmp)
     before = {r.info.run_id for r in _runs(uri)}
     folders = sorted(tmp.glob("outputs/*/*"))
     proc = _cvsweep(["rerun", run_id, *overrides, "--tracking-uri", uri], tmp, data_dir)
@@ -110,7 +110,9 @@ def test_rerun_refuses_overrides_that_would_mislabel_or_lose_the_rerun(
 def test_a_shapes_only_rerun_says_there_is_nothing_to_compare(trained, data_dir):
     tmp, _, run_id, _ = trained
     proc = _cvsweep(
-        ["rerun", run_id, "trainer.shapes_only=true", "--tracking-uri", db_uri(tmp)], tmp, data_dir
+        ["rerun", run_id, "trainer.shapes_only=true", "--tracking-uri", store_uri(tmp)],
+        tmp,
+        data_dir,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "there are no numbers to compare" in proc.stdout
@@ -124,14 +126,16 @@ def test_a_run_of_another_store_is_named_where_a_default_store_exists(tmp_path, 
     here = tmp_path / "here"
     here.mkdir()
     shutil.copytree(folder, here / "outputs" / "2026-01-01" / "00-00-00")
-    MlflowClient(db_uri(here)).search_experiments()  # an empty default store
+    MlflowClient(store_uri(here)).search_experiments()  # an empty default store
     for command in (["evaluate", run_id], ["rerun", run_id]):
         proc = _cvsweep(command, here, data_dir)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert f"Run {run_id} does not exist in the store sqlite:///{here}/mlflow.db" in proc.stderr
-        assert f"was tracked in {db_uri(tmp)}: pass --tracking-uri {db_uri(tmp)}" in proc.stderr
+        assert (
+            f"was tracked in {store_uri(tmp)}: pass --tracking-uri {store_uri(tmp)}" in proc.stderr
+        )
     # Given the store, the hint is not repeated for an id it lacks.
-    other = _cvsweep(["evaluate", "0" * 32, "--tracking-uri", db_uri(tmp)], here, data_dir)
+    other = _cvsweep(["evaluate", "0" * 32, "--tracking-uri", store_uri(tmp)], here, data_dir)
     assert other.returncode == 2 and "pass --tracking-uri" not in other.stderr
 
 
@@ -229,7 +233,7 @@ def test_a_damaged_checkpoint_is_not_resumed_from(tmp_path, data_dir):
     ]
     reference = run_train([*args, "tracking.enabled=false"], tmp_path / "ref", data_dir)
     assert reference.returncode == 0, reference.stderr[-2000:]
-    uri = f"tracking.uri={db_uri(tmp_path)}"
+    uri = f"tracking.uri={store_uri(tmp_path)}"
     proc = start_train([*args, uri, f"hydra.run.dir={tmp_path}/k"], tmp_path, data_dir)
     read_until(proc, "step     24 |", timeout=240)  # epoch 2 of 16 steps each
     proc.send_signal(signal.SIGTERM)
@@ -264,7 +268,7 @@ def test_a_refused_rerun_leaves_an_out_folder_as_it_was(trained, tmp_path, data_
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("kept\n")
-    store = ["--tracking-uri", db_uri(tmp), "--out", str(mine)]
+    store = ["--tracking-uri", store_uri(tmp), "--out", str(mine)]
     refused = _cvsweep(["rerun", run_id, "optimizer.lr=-1", *store], tmp, data_dir)
     assert refused.returncode == 2 and "the learning rate must be > 0" in refused.stderr
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import QUICK, cli_env, db_uri, run_cvsweep, run_train, sweep_parent_id
+from .conftest import QUICK, cli_env, run_cvsweep, run_train, store_uri, sweep_parent_id
 
 # The tests share a module-scoped fixture: pytest-xdist runs them all on one worker.
 pytestmark = pytest.mark.xdist_group("sweep_table_review")
@@ -23,7 +23,7 @@ REPORT_FILES = ("comparison.md", "comparison.csv", "comparison_optimizer.png")
 def sweeps(tmp_path_factory, data_dir):
     """A 2-job sweep, then a 3-job sweep into the same store that shares its adam job."""
     tmp = tmp_path_factory.mktemp("reuse")
-    uri = f"tracking.uri={db_uri(tmp)}"
+    uri = f"tracking.uri={store_uri(tmp)}"
     first = run_train(["-m", "optimizer=sgd,adam", *QUICK, uri], tmp / "first", data_dir)
     assert first.returncode == 0, first.stderr[-3000:]
     second = run_train(
@@ -35,7 +35,7 @@ def sweeps(tmp_path_factory, data_dir):
 
 def _compare(tmp: Path, data_dir: Path, *args: str):
     return run_cvsweep(
-        ["compare", *args, "--tracking-uri", db_uri(tmp)], tmp, cli_env(data_dir), timeout=120
+        ["compare", *args, "--tracking-uri", store_uri(tmp)], tmp, cli_env(data_dir), timeout=120
     )
 
 
@@ -55,7 +55,7 @@ def _adam_run(proc) -> str:
 def _sweep_name(tmp: Path, parent: str) -> str:
     from mlflow import MlflowClient
 
-    return MlflowClient(db_uri(tmp)).get_run(parent).info.run_name
+    return MlflowClient(store_uri(tmp)).get_run(parent).info.run_name
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -89,7 +89,7 @@ def test_a_sweep_marks_the_row_it_reused_from_an_earlier_sweep(sweeps):
     folder = tmp / "second" / "multirun"
     md = (folder / "comparison.md").read_text()
     assert md in second.stdout
-    client = MlflowClient(db_uri(tmp))
+    client = MlflowClient(store_uri(tmp))
     logged = Path(client.download_artifacts(new, "comparison.md", str(tmp / "logged")))
     assert logged.read_text() == md
     with (folder / "comparison.csv").open(newline="") as fh:
@@ -187,7 +187,9 @@ def test_compare_keeps_a_sweep_report_the_store_cannot_rebuild(sweeps, data_dir)
     labels = broken / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
     labels.write_bytes(labels.read_bytes()[: labels.stat().st_size // 2])
     roots = f"dataset.root={data_dir},{broken}"
-    third = run_train(["-m", *QUICK, roots, f"tracking.uri={db_uri(tmp)}"], tmp / "third", data_dir)
+    third = run_train(
+        ["-m", *QUICK, roots, f"tracking.uri={store_uri(tmp)}"], tmp / "third", data_dir
+    )
     assert third.returncode == 1, third.stderr[-3000:]
     folder = tmp / "third" / "multirun"
     before = (folder / "comparison.md").read_bytes()
@@ -204,7 +206,7 @@ def test_compare_of_a_sweep_names_a_reused_run_as_its_own_report_does(tmp_path, 
     """A run made outside any sweep (`optimizer=adam` left at its default) stands in for the
     sweep's adam job: `compare <parent>` wrote the CSV row under the run's own name, without
     `optimizer=adam`, and so replaced the sweep's CSV when rebuilding it in its folder."""
-    uri = f"tracking.uri={db_uri(tmp_path)}"
+    uri = f"tracking.uri={store_uri(tmp_path)}"
     single = run_train([*QUICK, uri], tmp_path / "single", data_dir)
     assert single.returncode == 0, single.stderr[-3000:]
     sweep = run_train(["-m", "optimizer=sgd,adam", *QUICK, uri], tmp_path / "sweep", data_dir)

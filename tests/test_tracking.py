@@ -16,11 +16,11 @@ from mlflow import MlflowClient
 from .conftest import (
     QUICK,
     cli_env,
-    db_uri,
     read_until,
     run_cvsweep,
     run_train,
     start_train,
+    store_uri,
     wait_group_gone,
 )
 
@@ -63,7 +63,7 @@ def sweep(tmp_path_factory, data_dir):
             "optimizer=sgd,adam",
             "augment=none,rot_flip",
             *QUICK,
-            f"tracking.uri={db_uri(tmp)}",
+            f"tracking.uri={store_uri(tmp)}",
         ],
         tmp,
         data_dir,
@@ -77,7 +77,7 @@ def sweep(tmp_path_factory, data_dir):
 def test_sweep_logs_parent_and_four_children(sweep):
     tmp, proc = sweep
     assert proc.returncode == 0, proc.stderr[-3000:]
-    client = MlflowClient(db_uri(tmp))
+    client = MlflowClient(store_uri(tmp))
     exp = client.get_experiment_by_name("cvsweep")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     assert client.get_experiment_by_name("elsewhere") is None
@@ -147,11 +147,13 @@ def test_sweep_folder_holds_jobs_and_report(sweep):
 
 def test_injected_failure_marks_run_failed_with_traceback(tmp_path, data_dir):
     proc = run_train(
-        [*QUICK, "trainer.fault_at_step=3", f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir
+        [*QUICK, "trainer.fault_at_step=3", f"tracking.uri={store_uri(tmp_path)}"],
+        tmp_path,
+        data_dir,
     )
     assert proc.returncode == 1
     assert "injected fault at mini-batch 3" in proc.stdout + proc.stderr
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (run,) = _runs(client)
     assert run.info.status == "FAILED"
     assert "injected fault" in run.data.tags["failure_reason"]
@@ -165,14 +167,14 @@ def test_non_finite_loss_fails_with_reason_and_keeps_no_nan_weights(tmp_path, da
             "optimizer=sgd",
             "optimizer.lr=1e6",
             "schedule=constant",
-            f"tracking.uri={db_uri(tmp_path)}",
+            f"tracking.uri={store_uri(tmp_path)}",
         ],
         tmp_path,
         data_dir,
     )
     assert proc.returncode == 1
     assert "Non-finite loss at mini-batch" in proc.stdout
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (run,) = _runs(client)
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"] == "non_finite_loss"
@@ -190,7 +192,7 @@ def test_one_failing_child_does_not_stop_the_sweep(tmp_path, data_dir):
             "optimizer=sgd,adam",
             "trainer.fault_at_step=null,3",
             *QUICK,
-            f"tracking.uri={db_uri(tmp_path)}",
+            f"tracking.uri={store_uri(tmp_path)}",
         ],
         tmp_path,
         data_dir,
@@ -198,7 +200,7 @@ def test_one_failing_child_does_not_stop_the_sweep(tmp_path, data_dir):
     )
     assert proc.returncode == 1
     assert "2 of 4 jobs did not finish" in proc.stderr
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     children = [r for r in _runs(client) if r.data.tags.get("mlflow.parentRunId")]
     status = {r.data.params["trainer.fault_at_step"]: set() for r in children}
     for r in children:
@@ -227,13 +229,13 @@ def test_sigterm_marks_run_killed_and_saves_state(tmp_path, data_dir):
         "dataset.test_limit=500",
         "trainer.log_every=8",
         "trainer.progress=off",
-        f"tracking.uri={db_uri(tmp_path)}",
+        f"tracking.uri={store_uri(tmp_path)}",
         f"hydra.run.dir={tmp_path}/run",
     ]
     output = _sigterm_at_step_16(args, tmp_path, data_dir)
     assert "Interrupted by SIGTERM" in output
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (run,) = _runs(client)
     assert run.info.status == "KILLED"
     assert run.data.tags["failure_reason"] == "interrupted"
@@ -246,16 +248,16 @@ def test_a_stopped_run_whose_saved_state_is_gone_is_trained_anew_saying_why(tmp_
     """Its checkpoint artifact and its job folder deleted: the store itself is fine, so the
     warning names the missing artifact, and does not advise moving the store aside."""
     args = ["trainer.epochs=2", "dataset.train_limit=2048", "dataset.test_limit=500"]
-    args += ["trainer.log_every=8", "trainer.progress=off", f"tracking.uri={db_uri(tmp_path)}"]
+    args += ["trainer.log_every=8", "trainer.progress=off", f"tracking.uri={store_uri(tmp_path)}"]
     _sigterm_at_step_16([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, data_dir)
-    (stopped,) = _runs(MlflowClient(db_uri(tmp_path)))
+    (stopped,) = _runs(MlflowClient(store_uri(tmp_path)))
     shutil.rmtree(tmp_path / "mlartifacts")
     shutil.rmtree(tmp_path / "run")
     again = run_train(args, tmp_path, data_dir)
     assert again.returncode == 0, again.stderr[-2000:]
     warning = (
         f"warning: cannot resume run {stopped.info.run_id}: its checkpoint/checkpoint.pt artifact "
-        f"cannot be downloaded from {db_uri(tmp_path)} ("
+        f"cannot be downloaded from {store_uri(tmp_path)} ("
     )
     assert warning in again.stdout, again.stdout[-2000:]
     assert "; starting a new run" in again.stdout and "mv " not in again.stdout
@@ -265,7 +267,7 @@ def test_a_stopped_run_whose_saved_state_is_gone_is_trained_anew_saying_why(tmp_
 def test_sigterm_while_a_job_sets_up_is_said_and_fails_no_run(tmp_path, data_dir):
     """SIGTERM as the shape report is printed, most often before the engine holds it: that
     ended the command silently, and a run made by then was left FAILED with no reason."""
-    args = [*QUICK, "dataset.train_limit=4096", f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*QUICK, "dataset.train_limit=4096", f"tracking.uri={store_uri(tmp_path)}"]
     proc = start_train([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, data_dir)
     seen = read_until(proc, "Shape report")
     proc.send_signal(signal.SIGTERM)
@@ -275,7 +277,7 @@ def test_sigterm_while_a_job_sets_up_is_said_and_fails_no_run(tmp_path, data_dir
     assert "Traceback" not in output
     # Said wherever it lands: outside the job, in its set-up, or (a moment later) in training.
     assert "Interrupted by SIGTERM" in output, output[-2000:]
-    for run in _runs(MlflowClient(db_uri(tmp_path))):
+    for run in _runs(MlflowClient(store_uri(tmp_path))):
         assert run.info.status != "FAILED", run.data.tags
 
 
@@ -283,7 +285,7 @@ def test_sigterm_while_a_job_sets_up_is_said_and_fails_no_run(tmp_path, data_dir
 def test_ctrl_c_while_starting_ends_cleanly(tmp_path, data_dir, delay):
     """A terminal's Ctrl-C (the whole group) at any moment of start-up: exit 130 with one line,
     never an import traceback or an abort from inside torch's import; nothing left running."""
-    args = [*QUICK, "trainer.epochs=20", f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*QUICK, "trainer.epochs=20", f"tracking.uri={store_uri(tmp_path)}"]
     proc = start_train([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, data_dir)
     time.sleep(delay)
     os.killpg(proc.pid, signal.SIGINT)
@@ -297,7 +299,7 @@ def test_ctrl_c_while_starting_ends_cleanly(tmp_path, data_dir, delay):
 def test_ctrl_c_after_a_jobs_last_step_keeps_it_finished_and_stops_the_sweep(tmp_path, data_dir):
     """Ctrl-C as a job finishes: the job is complete and recorded so (run, result file, summary),
     the press is not lost either: no further job starts, and the exit code says Ctrl-C."""
-    args = ["-m", "optimizer=sgd,adam", *QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    args = ["-m", "optimizer=sgd,adam", *QUICK, f"tracking.uri={store_uri(tmp_path)}"]
     proc = start_train([*args, f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path, data_dir)
     seen = read_until(proc, "batch     8/8")  # job #0's last step (8 steps, one epoch)
     os.killpg(proc.pid, signal.SIGINT)
@@ -310,7 +312,7 @@ def test_ctrl_c_after_a_jobs_last_step_keeps_it_finished_and_stops_the_sweep(tmp
     assert json.loads((tmp_path / "sweep" / "0" / "job_result.json").read_text())["status"] == (
         "FINISHED"
     )
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (job,) = [r for r in _runs(client) if r.data.tags.get("config_hash")]
     assert job.info.status == "FINISHED" and "final_test_acc" in job.data.metrics
 
@@ -319,7 +321,7 @@ def test_a_reused_sweep_folder_reports_only_this_sweeps_jobs(tmp_path, data_dir)
     """A fixed hydra.sweep.dir used again: the earlier sweep's job folders and its stop are not
     this sweep's; its report, run list and exit code cover the jobs it launched."""
     sweep_dir = tmp_path / "multirun"  # run_train's fixed hydra.sweep.dir
-    common = [*QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    common = [*QUICK, f"tracking.uri={store_uri(tmp_path)}"]
     first = run_train(
         ["-m", "seed=0,1,2", "trainer.fault_at_step=null,5", *common], tmp_path, data_dir
     )
@@ -331,7 +333,7 @@ def test_a_reused_sweep_folder_reports_only_this_sweeps_jobs(tmp_path, data_dir)
     assert again.returncode == 0, output[-3000:]
     assert output.count("skipped: identical to finished run") == 2
     assert "sweep: 2 jobs ended" in output and "did not finish" not in output
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     parents = [r for r in _runs(client) if r.data.tags.get("cvsweep.sweep") == "true"]
     latest = max(parents, key=lambda r: r.info.start_time)
     listed = json.loads(
@@ -361,11 +363,11 @@ def test_a_stopped_sweep_without_tracking_does_not_promise_to_resume(tmp_path, d
 
 def test_rerun_of_a_sweep_parent_says_what_to_rerun(sweep, data_dir):
     tmp, _ = sweep
-    client = MlflowClient(db_uri(tmp))
+    client = MlflowClient(store_uri(tmp))
     (parent,) = [r for r in _runs(client) if r.data.tags.get("cvsweep.sweep") == "true"]
     pid = parent.info.run_id
     proc = run_cvsweep(
-        ["rerun", pid, "--tracking-uri", db_uri(tmp)], tmp, cli_env(data_dir), timeout=120
+        ["rerun", pid, "--tracking-uri", store_uri(tmp)], tmp, cli_env(data_dir), timeout=120
     )
     assert proc.returncode == 2, proc.stderr
     assert f"Run {pid} is the parent run of a sweep" in proc.stderr
@@ -375,12 +377,15 @@ def test_rerun_of_a_sweep_parent_says_what_to_rerun(sweep, data_dir):
 
 def test_compare_rebuilds_the_report_from_the_store(sweep, data_dir):
     tmp, proc = sweep
-    client = MlflowClient(db_uri(tmp))
+    client = MlflowClient(store_uri(tmp))
     (parent,) = [r for r in _runs(client) if r.data.tags.get("cvsweep.sweep") == "true"]
 
     def compare(*args):
         return run_cvsweep(
-            ["compare", *args, "--tracking-uri", db_uri(tmp)], tmp, cli_env(data_dir), timeout=120
+            ["compare", *args, "--tracking-uri", store_uri(tmp)],
+            tmp,
+            cli_env(data_dir),
+            timeout=120,
         )
 
     by_parent = compare(parent.info.run_id, "--by", "augment", "--out", str(tmp / "cmp1"))
@@ -405,7 +410,7 @@ def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes_it_exactly(tmp_path
         "dataset.test_limit=500",
         "trainer.log_every=8",
         "trainer.progress=off",
-        f"tracking.uri={db_uri(tmp_path)}",
+        f"tracking.uri={store_uri(tmp_path)}",
     ]
     proc = start_train([*args, f"hydra.sweep.dir={tmp_path}/first"], tmp_path, data_dir)
     seen = read_until(proc, "step     40 |")  # job #0, epoch 2 of 2 (32 steps per epoch)
@@ -416,7 +421,7 @@ def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes_it_exactly(tmp_path
     assert "Interrupted by SIGINT" in output and "Traceback" not in output
     assert "the sweep was stopped (Ctrl-C) with 0 of 2 jobs done, 1 interrupted" in output
     assert "#1 :" not in output  # the second job never started
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (parent,) = [r for r in _runs(client) if r.data.tags.get("cvsweep.sweep") == "true"]
     assert parent.info.status == "KILLED"
     (job,) = [r for r in _runs(client) if r.data.tags.get("config_hash")]
@@ -435,7 +440,7 @@ def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes_it_exactly(tmp_path
     assert steps == sorted(set(steps)) and steps[-1] == 64  # no gap, no point twice
     # The stopped sweep compared afterwards: its one run is shown FINISHED, and said why.
     cmp = run_cvsweep(
-        ["compare", parent.info.run_id, "--tracking-uri", db_uri(tmp_path)],
+        ["compare", parent.info.run_id, "--tracking-uri", store_uri(tmp_path)],
         tmp_path,
         cli_env(data_dir),
         timeout=120,

@@ -23,10 +23,10 @@ from .conftest import (
     QUICK,
     REPO,
     cli_env,
-    db_uri,
     read_until,
     run_train,
     start_train,
+    store_uri,
     tracking_processes,
     wait_group_gone,
 )
@@ -42,12 +42,12 @@ LONG_RUN = [
 
 def _start(tmp: Path, data: Path) -> subprocess.Popen[str]:
     return start_train(
-        [*LONG_RUN, f"tracking.uri={db_uri(tmp)}", f"hydra.run.dir={tmp}/run"], tmp, data
+        [*LONG_RUN, f"tracking.uri={store_uri(tmp)}", f"hydra.run.dir={tmp}/run"], tmp, data
     )
 
 
 def _only_run(tmp: Path):
-    client = MlflowClient(db_uri(tmp))
+    client = MlflowClient(store_uri(tmp))
     exp = client.get_experiment_by_name("cvsweep")
     (run,) = client.search_runs([exp.experiment_id])
     return client, run
@@ -116,7 +116,7 @@ def test_a_run_whose_tracking_was_lost_trains_on_and_exits_3_unless_optional(
 ):
     """The tracking process dies mid-run: training goes on and its files are complete; the
     exit code says the store is incomplete (3), or only warns with tracking.required=false."""
-    args = [*LONG_RUN, "trainer.epochs=8", f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*LONG_RUN, "trainer.epochs=8", f"tracking.uri={store_uri(tmp_path)}"]
     args += [f"hydra.run.dir={tmp_path}/run", f"tracking.required={str(required).lower()}"]
     proc = start_train(args, tmp_path, data_dir)
     seen = read_until(proc, "step     16 |")
@@ -160,7 +160,7 @@ def test_a_sweep_goes_on_tracking_after_its_tracking_process_is_lost(tmp_path, d
     the first, which trains on and loses its writes; the second job and the comparison report
     get a new one, instead of failing on the dead one without training."""
     args = ["-m", "optimizer=sgd,adam", *LONG_RUN, "trainer.epochs=2"]
-    args += [f"tracking.uri={db_uri(tmp_path)}", f"hydra.sweep.dir={tmp_path}/sweep"]
+    args += [f"tracking.uri={store_uri(tmp_path)}", f"hydra.sweep.dir={tmp_path}/sweep"]
     proc = start_train(args, tmp_path, data_dir)
     seen = read_until(proc, "step     16 |")
     _wait_until_stored(tmp_path, "test_acc", 8)
@@ -173,7 +173,7 @@ def test_a_sweep_goes_on_tracking_after_its_tracking_process_is_lost(tmp_path, d
     assert "did not finish" not in output.split("comparison report:")[-1]  # both jobs trained
     results = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/job_result.json")]
     assert sorted(r["status"] for r in results) == ["FINISHED", "FINISHED"]
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     exp = client.get_experiment_by_name("cvsweep")
     runs = client.search_runs([exp.experiment_id])
     by_optimizer = {r.data.params.get("optimizer"): r for r in runs}
@@ -193,13 +193,15 @@ def test_a_tracking_process_lost_before_anything_was_written_is_replaced(tmp_pat
     """Killed while the command still starts (before the store answered): nothing was written,
     so the job (or the sweep, for its parent run) starts another and is tracked in full,
     instead of failing before training."""
-    args = [*QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*QUICK, f"tracking.uri={store_uri(tmp_path)}"]
     if what == "sweep":
         args = ["-m", *args, "optimizer=adam", f"hydra.sweep.dir={tmp_path}/sweep"]
     else:
         args += [f"hydra.run.dir={tmp_path}/run"]
     # A store that exists already: the job waits for its answer (a new one it need not).
-    earlier = run_train([*QUICK, "seed=1", f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    earlier = run_train(
+        [*QUICK, "seed=1", f"tracking.uri={store_uri(tmp_path)}"], tmp_path, data_dir
+    )
     assert earlier.returncode == 0, earlier.stderr[-2000:]
     proc = start_train(args, tmp_path, data_dir)
     deadline = time.time() + 60
@@ -219,7 +221,7 @@ def test_a_tracking_process_lost_before_anything_was_written_is_replaced(tmp_pat
     assert "warning" not in output
     printed = re.search(r"mlflow run: (\w+)", output)
     assert printed is not None, output[-3000:]
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     run = client.get_run(printed[1])
     assert run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")]
@@ -258,7 +260,7 @@ def test_a_tracking_process_dead_as_it_started_is_replaced_with_a_note(monkeypat
 def test_the_trainer_never_imports_mlflow(tmp_path, data_dir):
     # -X importtime reports this interpreter's imports only; the tracking process is another.
     proc = run_train(
-        [*QUICK, f"tracking.uri={db_uri(tmp_path)}"],
+        [*QUICK, f"tracking.uri={store_uri(tmp_path)}"],
         tmp_path,
         data_dir,
         python_flags=("-X", "importtime"),
@@ -315,7 +317,7 @@ def test_a_run_finished_while_orphans_are_looked_for_stays_finished(tmp_path):
 
     from cvsweep.tracking import mark_orphans
 
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     exp = client.create_experiment("cvsweep")
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -382,7 +384,7 @@ def test_a_resumed_run_sends_no_point_the_store_already_has():
 def test_a_second_launch_of_a_running_config_leaves_the_live_run_alone(tmp_path, data_dir):
     """The same command in a second terminal while the first still trains (with a checkpoint
     uploaded): it must start its own run, not resume the live one (two writers, one history)."""
-    args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={store_uri(tmp_path)}"]
     first = start_train([*args, f"hydra.run.dir={tmp_path}/first"], tmp_path, data_dir)
     try:
         read_until(first, "epoch   2/3")  # epoch 1's checkpoint was written and sent
@@ -390,7 +392,7 @@ def test_a_second_launch_of_a_running_config_leaves_the_live_run_alone(tmp_path,
         # The tracking process may still be creating the store's tables (it works through
         # its queue behind training): open it under the same lock, as cvsweep does.
         # On a loaded machine it may not even have made the experiment and run yet.
-        client = client_for(db_uri(tmp_path))
+        client = client_for(store_uri(tmp_path))
         deadline = time.monotonic() + 60
         run = None
         while time.monotonic() < deadline:
@@ -491,7 +493,7 @@ def _stop_at_step_40(tmp: Path, data: Path, args: list[str]) -> None:
 def test_a_damaged_job_folder_checkpoint_is_passed_over_for_the_stores(tmp_path, data_dir):
     """The stopped run's own folder holds a damaged state (here: random bytes): the relaunch
     says so in one line and resumes from the state the store got as the run stopped."""
-    args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={store_uri(tmp_path)}"]
     _stop_at_step_40(tmp_path, data_dir, args)
     damaged = tmp_path / "first" / "checkpoint.pt"
     damaged.write_bytes(os.urandom(2000))
@@ -529,7 +531,7 @@ def test_a_dead_owners_pid_taken_by_another_process_is_not_an_owner():
 def test_two_launches_at_once_do_not_both_resume_the_same_run(tmp_path, data_dir):
     """A stopped run, then the same command twice at the same moment: one resumes the run,
     the other trains a run of its own; no point is written twice."""
-    args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*LONG_RUN, "trainer.epochs=3", f"tracking.uri={store_uri(tmp_path)}"]
     _stop_at_step_40(tmp_path, data_dir, args)
     client, stopped = _only_run(tmp_path)
     rid = stopped.info.run_id
@@ -554,7 +556,7 @@ def test_two_launches_at_once_do_not_both_resume_the_same_run(tmp_path, data_dir
 def test_a_resumed_run_writes_the_params_its_first_attempt_could_not(tmp_path, data_dir):
     """Params are written once (MLflow refuses to change one): a resumed run sends only the
     ones the store lacks, e.g. those lost when the store went away right after the run began."""
-    args = [*LONG_RUN, "trainer.epochs=2", f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*LONG_RUN, "trainer.epochs=2", f"tracking.uri={store_uri(tmp_path)}"]
     _stop_at_step_40(tmp_path, data_dir, args)
     client, stopped = _only_run(tmp_path)
     rid, params = stopped.info.run_id, stopped.data.params

@@ -19,7 +19,16 @@ from omegaconf import OmegaConf
 from cvsweep.config import ModelConfig
 from cvsweep.model import build_model
 
-from .conftest import QUICK, REPO, cli_env, db_uri, run_cvsweep, run_python, run_train
+from .conftest import (
+    QUICK,
+    REPO,
+    cli_env,
+    db_uri,
+    run_cvsweep,
+    run_python,
+    run_train,
+    store_uri,
+)
 
 LOG_LINE = re.compile(
     r"epoch +\d+/\d+ +batch +\d+/\d+ +step +\d+ \| train loss [\d.]+ acc +[\d.]+% "
@@ -130,7 +139,7 @@ def test_the_same_command_again_into_a_fixed_folder_keeps_its_model_the_runs(tmp
     """Run again with a fixed hydra.run.dir, the job is skipped in the folder its run trained
     in: the record says so, and the folder's model is still evaluated as the run's own, also
     where the store is not at hand."""
-    args = [*QUICK, f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*QUICK, f"tracking.uri={store_uri(tmp_path)}"]
     first = run_train(args, tmp_path, data_dir)
     assert first.returncode == 0, first.stderr[-2000:]
     again = run_train(args, tmp_path, data_dir)
@@ -170,12 +179,12 @@ def test_the_logged_command_keeps_the_config_folder_and_name(tmp_path, data_dir)
         "dataset:\n  train_limit: 512\n  test_limit: 500\n"
     )
     args = ["-cd", str(conf), "--config-name", "quick", "trainer.progress=off"]
-    proc = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    proc = run_train([*args, f"tracking.uri={store_uri(tmp_path)}"], tmp_path, data_dir)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     from mlflow import MlflowClient
 
     run_id = re.search(r"mlflow run: (\w+)", proc.stdout).group(1)
-    command = MlflowClient(db_uri(tmp_path)).get_run(run_id).data.tags["command"]
+    command = MlflowClient(store_uri(tmp_path)).get_run(run_id).data.tags["command"]
     assert command.startswith(f"python train.py --config-dir {conf} --config-name quick "), command
 
 
@@ -225,7 +234,7 @@ def test_cnn_c6_prints_its_total(tmp_path, data_dir):
 
 
 def test_shape_report_is_printed_again_when_the_run_is_skipped(tmp_path, data_dir):
-    args = ["trainer.shapes_only=true", f"tracking.uri={db_uri(tmp_path)}"]
+    args = ["trainer.shapes_only=true", f"tracking.uri={store_uri(tmp_path)}"]
     first = run_train(args, tmp_path / "a", data_dir)
     again = run_train(args, tmp_path / "b", data_dir)
     assert first.returncode == 0 and again.returncode == 0, again.stderr[-2000:]
@@ -238,7 +247,7 @@ def test_an_on_off_setting_spelled_another_way_is_the_same_config(tmp_path, data
     """YAML and Hydra read `off` and `false` as a boolean (`False`, as the default was logged
     before it was quoted); `=off` on the command line is the word. One setting: the run is
     skipped, not trained again. The default is the word the docs use."""
-    args = ["trainer.shapes_only=true", f"tracking.uri={db_uri(tmp_path)}"]
+    args = ["trainer.shapes_only=true", f"tracking.uri={store_uri(tmp_path)}"]
     first = run_train(args, tmp_path / "a", data_dir)
     assert first.returncode == 0, first.stderr[-2000:]
     saved = (tmp_path / "a" / "run" / ".hydra" / "config.yaml").read_text()
@@ -269,7 +278,12 @@ def test_each_point_shows_the_rate_its_step_trained_with(tmp_path, data_dir):
     # onecycle (the default) steps every mini-batch: the printed and logged lr of step s is
     # the one torch's OneCycleLR gave step s, up to the last step's final rate (no rate
     # of a step after the end).
-    args = [*QUICK, "trainer.epochs=2", "trainer.log_every=3", f"tracking.uri={db_uri(tmp_path)}"]
+    args = [
+        *QUICK,
+        "trainer.epochs=2",
+        "trainer.log_every=3",
+        f"tracking.uri={store_uri(tmp_path)}",
+    ]
     proc = run_train(args, tmp_path, data_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = {
@@ -291,7 +305,7 @@ def test_each_point_shows_the_rate_its_step_trained_with(tmp_path, data_dir):
     assert printed[16] == pytest.approx(0.004 / 25 / 1e4, rel=1e-3)  # onecycle's final rate
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=db_uri(tmp_path))
+    client = MlflowClient(tracking_uri=store_uri(tmp_path))
     (run,) = client.search_runs([client.get_experiment_by_name("cvsweep").experiment_id])
     logged = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "lr")}
     assert logged == pytest.approx({s: trained_with[s] for s in printed}, rel=1e-6)
@@ -301,14 +315,14 @@ def test_phased_schedule_names_its_phases_and_the_overrides_it_does_not_use(tmp_
     quick = [a for a in QUICK if not a.startswith("trainer.epochs=")]
     args = [*quick, "schedule=sgd_then_adam", "trainer.epochs=5", "optimizer.lr=0.1"]
     args += ["optimizer.weight_decay=0.001", "schedule.phases.0.epochs=1"]
-    args += ["schedule.phases.1.epochs=2", f"tracking.uri={db_uri(tmp_path)}"]
+    args += ["schedule.phases.1.epochs=2", f"tracking.uri={store_uri(tmp_path)}"]
     proc = run_train(args, tmp_path, data_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     # MLflow says what trained: the phases' optimizers and total epochs, not the moot settings.
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=db_uri(tmp_path))
+    client = MlflowClient(tracking_uri=store_uri(tmp_path))
     (run,) = client.search_runs([client.get_experiment_by_name("cvsweep").experiment_id])
     assert run.data.params["optimizer"] == "sgd then adam"
     assert run.data.params["trainer.epochs"] == "3"
@@ -326,7 +340,7 @@ def test_phased_schedule_names_its_phases_and_the_overrides_it_does_not_use(tmp_
 
 def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path, data_dir):
     # `python train.py | head -3`: the reader leaves after three lines; the run goes on to its end.
-    args = [*QUICK, "trainer.log_every=1", f"tracking.uri={db_uri(tmp_path)}"]
+    args = [*QUICK, "trainer.log_every=1", f"tracking.uri={store_uri(tmp_path)}"]
     with (tmp_path / "stderr.txt").open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={tmp_path}/run"],
@@ -345,7 +359,7 @@ def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path, data_dir):
     assert (tmp_path / "run" / "model.pth").is_file()
     from mlflow import MlflowClient
 
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (run,) = client.search_runs([client.get_experiment_by_name("cvsweep").experiment_id])
     assert run.info.status == "FINISHED"
     assert len(client.get_metric_history(run.info.run_id, "test_acc")) == 8  # every step
