@@ -15,7 +15,15 @@ from cvsweep.identity import RESULT_FILE
 from cvsweep.server import free_port, start_server, stop_server, wait_ready
 from cvsweep.sweep import NOT_STARTED
 
-from .conftest import QUICK, db_uri, read_until, run_train, start_train, tracking_processes
+from .conftest import (
+    QUICK,
+    db_uri,
+    read_until,
+    run_train,
+    start_train,
+    store_uri,
+    tracking_processes,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +62,7 @@ def _parallel_sweep(uri: str) -> list[str]:
 
 
 def test_joblib_four_parallel_writers_lose_nothing(tmp_path, data_dir):
+    # db_uri: a new store, made as a first command in a folder makes it
     proc = run_train(_parallel_sweep(db_uri(tmp_path)), tmp_path, data_dir, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_sweep(db_uri(tmp_path), 4, list(range(1, 9)))
@@ -76,14 +85,14 @@ def test_submitit_local_launcher(tmp_path, data_dir):
             "hydra/launcher=submitit_local",
             "optimizer=sgd,adam",
             *QUICK,
-            f"tracking.uri={db_uri(tmp_path)}",
+            f"tracking.uri={store_uri(tmp_path)}",
         ],
         tmp_path,
         data_dir,
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _check_sweep(db_uri(tmp_path), 2, [4, 8])
+    _check_sweep(store_uri(tmp_path), 2, [4, 8])
 
 
 def test_four_parallel_writers_through_a_tracking_server(tmp_path, data_dir):
@@ -116,7 +125,7 @@ def _two_workers(tmp: Path, optimizers: str, train_limit: int = 60000) -> list[s
         "trainer.batch_size=8",
         "trainer.log_every=32",
         "trainer.progress=off",
-        f"tracking.uri={db_uri(tmp)}",
+        f"tracking.uri={store_uri(tmp)}",
         f"hydra.sweep.dir={tmp}/sweep",
     ]
 
@@ -200,7 +209,7 @@ def test_a_joblib_worker_killed_by_the_system_is_said_so_and_the_same_command_go
     statuses = [r["status"] for r in results]
     assert len(statuses) == 3 and set(statuses) <= {"FINISHED", "SKIPPED"}, results
     assert "FINISHED" in statuses, results  # at least the job the killed worker cut resumed
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     exp = client.get_experiment_by_name("cvsweep").experiment_id
     runs = [r for r in client.search_runs([exp]) if "cvsweep.sweep" not in r.data.tags]
     # Each config has its finished run, and none is left looking as if it still trained.
@@ -214,13 +223,13 @@ def test_a_launcher_error_leaves_the_sweeps_parent_failed_not_finished(tmp_path,
     the launcher and its error (no traceback of its insides), and the parent says the sweep
     failed, and why, instead of looking like a finished sweep of no runs."""
     args = ["-m", "hydra/launcher=joblib", "hydra.launcher.prefer=nosuch", "seed=0,1", *QUICK]
-    proc = run_train([*args, f"tracking.uri={db_uri(tmp_path)}"], tmp_path, data_dir)
+    proc = run_train([*args, f"tracking.uri={store_uri(tmp_path)}"], tmp_path, data_dir)
     assert proc.returncode == 1, proc.stderr[-2000:]
     said = "error: the launcher (hydra/launcher=joblib) failed: ValueError: prefer=nosuch"
     assert said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "error: the sweep was stopped (exit code 1) with 0 of 2 jobs done" in proc.stderr
     assert "comparison report:" not in proc.stdout  # a report of no runs says nothing
-    client = MlflowClient(db_uri(tmp_path))
+    client = MlflowClient(store_uri(tmp_path))
     (parent,) = client.search_runs([client.get_experiment_by_name("cvsweep").experiment_id])
     assert parent.data.tags["cvsweep.sweep"] == "true" and parent.info.status == "FAILED"
     assert "prefer=nosuch" in parent.data.tags["failure_reason"]

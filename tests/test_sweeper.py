@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import QUICK, REPO, run_python
+from .conftest import QUICK, REPO, run_python, store_uri
 
 
 def _compositions(tmp_path, data_dir, extra: list[str]) -> tuple[int, str]:
@@ -10,7 +10,7 @@ def _compositions(tmp_path, data_dir, extra: list[str]) -> tuple[int, str]:
     proc = run_python(
         ["-m", "bench.timeline", "--all", "--", "train.py", "-m", "optimizer=sgd,adam"]
         + [*QUICK, "trainer.shapes_only=true", *extra]
-        + [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+        + [f"tracking.uri={store_uri(tmp_path)}"]
         + [f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         REPO,
         data_dir,
@@ -34,7 +34,7 @@ def test_a_glob_sweep_is_checked_before_it_starts(tmp_path, data_dir):
     proc = run_python(
         ["train.py", "-m", "optimizer=glob(ad*)", "optimizer.lr=-1", *QUICK]
         + ["trainer.shapes_only=true", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-        + [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"],
+        + [f"tracking.uri={store_uri(tmp_path)}"],
         REPO,
         data_dir,
     )
