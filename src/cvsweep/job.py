@@ -44,6 +44,7 @@ from .report import shape_report
 from .runtime import (
     configure_cudnn,
     configure_threads,
+    cpu_tags,
     device_name,
     keep_freed_memory,
     oversubscribed_note,
@@ -486,6 +487,7 @@ def _log_run_setup(
         "job_num": str(ctx.job_num),
         "device": device_name(device),
         "num_threads": str(threads),
+        **cpu_tags(device),
         "output_dir": str(ctx.output_dir),
         **owner_tags(os.getpid()),
         "mlflow.source.name": "train.py",

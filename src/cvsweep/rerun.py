@@ -316,6 +316,26 @@ def same_threads(cfg: DictConfig, original: Any) -> str | None:
     )
 
 
+def other_cpu(original: Any) -> str | None:
+    """A note where the original trained on a CPU whose torch kernels differ from this one's.
+
+    The kernels follow the instruction set (AVX2, AVX512, ...), and wider vectors add in
+    another order: a bit-exact check can fail for that alone. Runs logged before the tag
+    existed, or trained on a GPU, say nothing here.
+    """
+    import torch
+
+    logged = original.data.tags.get("cpu_capability")
+    here = torch.backends.cpu.get_cpu_capability()
+    if not logged or original.data.tags.get("device") != "cpu" or logged == here:
+        return None
+    return (
+        f"note: the original run trained with torch's {logged} CPU kernels; this machine's are "
+        f"{here}, which add in another order: on its CPU the numbers may differ in the last "
+        "digits (rerun on the same kind of machine, or give --check a --tolerance)"
+    )
+
+
 def logged_run(client: Any, uri: str, run_id: str, hint: str = "") -> Any:
     """The run as the store has it; an unknown id is the user's to fix (RerunError), with
     `hint` saying where its job folder says it was tracked, where that is another store."""
@@ -512,9 +532,9 @@ def rerun_main(args: argparse.Namespace) -> int:
                 print(f"note: {root_note}", flush=True)
             with_tracking = {"uri": uri, "parent_run_id": None, "skip_finished": False}
             cfg = OmegaConf.merge(cfg, {"tracking": with_tracking})
-            note = same_threads(cfg, original)
-            if note:
-                print(note, flush=True)
+            for note in (same_threads(cfg, original), other_cpu(original)):
+                if note:
+                    print(note, flush=True)
             out_dir = _job_folder(args.out, run_id)
             before = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else None
             if args.out:

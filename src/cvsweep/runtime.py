@@ -207,3 +207,12 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return "cpu"
+
+
+def cpu_tags(device: torch.device) -> dict[str, str]:
+    """The CPU kernels a run on the CPU used: torch picks them by the instruction set it finds
+    (AVX2, AVX512, ...), and a kernel for wider vectors adds in another order, so the same run
+    gives other last digits on another kind of CPU. `cvsweep rerun` says so when they differ."""
+    if device.type != "cpu":
+        return {}
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability()}
