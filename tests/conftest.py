@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -167,9 +168,6 @@ def db_uri(tmp: Path) -> str:
     return f"sqlite:///{tmp / 'mlflow.db'}"
 
 
-_TEMPLATE: list[Path] = []  # this test process's empty store, made on first use
-
-
 def store_uri(tmp: Path) -> str:
     """The URI of tmp/mlflow.db, an empty store copied in first if there is none.
 
@@ -191,15 +189,15 @@ def store_uri(tmp: Path) -> str:
     return db_uri(tmp)
 
 
+@functools.cache
 def _empty_store() -> Path:
-    if not _TEMPLATE:
-        from cvsweep.tracking import client_for
+    """This test process's empty store, made on first use."""
+    from cvsweep.tracking import client_for
 
-        folder = Path(tempfile.mkdtemp(prefix="cvsweep-empty-store-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        client_for(db_uri(folder))
-        _TEMPLATE.append(folder / "mlflow.db")
-    return _TEMPLATE[0]
+    folder = Path(tempfile.mkdtemp(prefix="cvsweep-empty-store-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    client_for(db_uri(folder))
+    return folder / "mlflow.db"
 
 
 QUICK = [
