@@ -164,7 +164,7 @@ def test_load_model_names_a_store_uri_missing_its_slashes(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StoreError) as refused:
         load_model(RUN_ID, tracking_uri="file:./mlruns")
-    assert "'file:./mlruns' is not a store URI. Use sqlite:///" in str(refused.value)
+    assert "tracking_uri='file:./mlruns' is not a store URI. Use sqlite:///" in str(refused.value)
     evaluated = run_cvsweep(
         ["evaluate", RUN_ID, "--tracking-uri", "file:./mlruns"],
         tmp_path,
@@ -175,3 +175,39 @@ def test_load_model_names_a_store_uri_missing_its_slashes(
     line = _one_paragraph(evaluated.stderr)
     assert "--tracking-uri='file:./mlruns' is not a store URI. Use sqlite:///" in line
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_load_model_advice_names_its_argument_not_the_commands_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_model's store errors told a Python user to "pass --tracking-uri", a flag they have
+    no command line for; they name its tracking_uri argument, and the command keeps its flag."""
+    from cvsweep.saved_model import load_model
+    from cvsweep.store_errors import StoreError
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "store_folder"
+    folder.mkdir()
+    (folder / "mlflow.db").write_bytes(b"SQLite format 3\x00")  # only named, never opened
+    (tmp_path / "notes.txt").write_text("not a store")
+    cases = {
+        "missing.db": "or pass tracking_uri='sqlite:///path/to/mlflow.db' (or http://HOST:PORT",
+        str(folder): f"the store in it is {folder / 'mlflow.db'}: pass "
+        f"tracking_uri='{folder / 'mlflow.db'}'.",
+        "notes.txt": "Point tracking_uri at the store your runs were logged to",
+    }
+    for given, advice in cases.items():
+        with pytest.raises(StoreError) as refused:
+            load_model(RUN_ID, tracking_uri=given)
+        said = str(refused.value)
+        assert advice in said, said
+        assert "--tracking-uri" not in said, said
+    evaluated = run_cvsweep(
+        ["evaluate", RUN_ID, "--tracking-uri", str(folder)],
+        tmp_path,
+        cli_env(data_root()),
+        timeout=120,
+    )
+    assert evaluated.returncode == 2, evaluated.stderr[-3000:]
+    line = _one_paragraph(evaluated.stderr)
+    assert f"pass --tracking-uri {folder / 'mlflow.db'}." in line, line

@@ -21,7 +21,7 @@ from .engine import evaluate, ready_for
 from .job_folder import data_root_for, launch_dir
 from .optim import optimizers_text, plan_phases
 from .runtime import device_name, keep_freed_memory, speed_settings
-from .saved_model import SavedModel, SavedModelError, load_model
+from .saved_model import SavedModel, SavedModelError, open_saved
 from .store_errors import EXIT_USER_ERROR, StoreError
 from .tracking import TrackingError
 
@@ -60,7 +60,7 @@ def _data_root(saved: SavedModel, given: str | None) -> tuple[str, str | None]:
 def evaluate_main(args: argparse.Namespace) -> int:
     """Exit 0 with the accuracy printed; 2 for a source, store or data the user must fix."""
     try:
-        saved = load_model(args.source, device="cpu", tracking_uri=args.tracking_uri)
+        saved = open_saved(args.source, device="cpu", tracking_uri=args.tracking_uri)
         device = _device(args.device, saved.recorded.device)
         cfg = saved.cfg
         if saved.recorded.threads and device.type == "cpu":

@@ -11,11 +11,12 @@ before they know they will train).
 from __future__ import annotations
 
 import contextlib
-import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .store_option import given
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -130,8 +131,5 @@ def local_store_hint(run_id: str, looked_in: str | None = None) -> str:
                 uri = resolve_uri(uri, launch_dir(found))
             if uri == looked_in:
                 return ""
-            return (
-                f"Run {run_id}'s job folder {found} was tracked in {uri}: pass "
-                f"--tracking-uri {shlex.quote(uri)}."
-            )
+            return f"Run {run_id}'s job folder {found} was tracked in {uri}: pass {given(uri)}."
     return ""

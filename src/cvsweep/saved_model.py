@@ -48,6 +48,7 @@ from .rerun import (
     typed_config,
 )
 from .runtime import speed_settings
+from .store_option import ARGUMENT, option, python_api
 from .user_errors import one_line
 
 CLASSES = {
@@ -405,12 +406,19 @@ def _skipped(
     except (SavedModelError, StoreError, TrackingError) as exc:
         raise SavedModelError(
             f"{folder} holds no {MODEL_NAME}: {skipped}, whose model is the one to evaluate "
-            f"(`cvsweep evaluate {run_id} --tracking-uri STORE`, STORE being the store that run "
-            f"was logged to), but it cannot be loaded from {uri or 'its store'}: {exc}"
+            f"({_load_run(run_id)}, STORE being the store that run was logged to), but it "
+            f"cannot be loaded from {uri or 'its store'}: {exc}"
         ) from None
     model = f"{saved.source}/{MODEL_NAME}" if Path(saved.source).is_dir() else saved.source
     saved.note = f"{folder}: {skipped}; evaluating that run's model ({model})"
     return saved
+
+
+def _load_run(run_id: str) -> str:
+    """How the user loads a run's model from a store they name: the command or the call."""
+    if option() == ARGUMENT:
+        return f"`load_model({run_id!r}, tracking_uri=STORE)`"
+    return f"`cvsweep evaluate {run_id} --tracking-uri STORE`"
 
 
 def _from_folder(path: Path, device: torch.device, tracking_uri: str | None = None) -> SavedModel:
@@ -572,6 +580,17 @@ def load_model(
     job folder whose job was skipped as identical to a finished run gives that run's model
     (looked up in `tracking_uri`, else in the store the job was configured with); `note` says so.
     """
+    with python_api():
+        return open_saved(source, device=device, tracking_uri=tracking_uri)
+
+
+def open_saved(
+    source: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    tracking_uri: str | Path | None = None,
+) -> SavedModel:
+    """`load_model` with its messages naming the command's --tracking-uri (`cvsweep evaluate`)."""
     tracking_uri = _given_store(tracking_uri)
     device = torch.device(device)
     try:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .store_errors import StoreError
+from .store_option import example
 
 SERVED_SCHEME = "mlflow-artifacts:"
 
@@ -64,7 +65,7 @@ class StoreFileClient:
                 f"Run {run_id} was logged through a tracking server, which keeps its artifacts "
                 f"({location}); they are not in {self._root}, where `cvsweep server` keeps them "
                 f"for the store {self._db}. Start the server that logged it and pass "
-                "--tracking-uri http://HOST:PORT, or copy that server's artifacts folder to "
+                f"{example('http://HOST:PORT')}, or copy that server's artifacts folder to "
                 f"{self._root}."
             )
         from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .store_option import example, given, option
 from .tracking import (
     SQLITE_MAGIC,
     STORE_SCHEMES,
@@ -45,10 +46,12 @@ BROKEN_DATABASE = (
 BUSY_DATABASE = ("database is locked", "database table is locked", "database is busy")
 
 
-COMMAND_ADVICE = (
-    "Start it (`cvsweep server --port PORT` in the folder that holds its store), or point "
-    "--tracking-uri at the store your runs were logged to (sqlite:///path/to/mlflow.db)."
-)
+def _server_advice() -> str:
+    """What to do about a tracking server that does not answer."""
+    return (
+        "Start it (`cvsweep server --port PORT` in the folder that holds its store), or point "
+        f"{option()} at the store your runs were logged to (sqlite:///path/to/mlflow.db)."
+    )
 
 
 class StoreError(RuntimeError):
@@ -88,7 +91,7 @@ def _what_to_do(db: Path, served: bool = False) -> str:
     return (
         "Nothing in it was changed. If it should hold your runs, restore it from a backup; "
         f"otherwise move it aside (mv {path} {path}.broken) and run training again to start "
-        "a new store, or point --tracking-uri at the store your runs were logged to "
+        f"a new store, or point {option()} at the store your runs were logged to "
         f"({_stores(served)})."
     )
 
@@ -114,7 +117,7 @@ def _not_sqlite(db: Path, served: bool = False) -> StoreError:
     )
     return StoreError(
         f"The tracking store {db} is not an MLflow database: it is not even an SQLite file. "
-        "Check the path; nothing in the file was changed. Point --tracking-uri at the store "
+        f"Check the path; nothing in the file was changed. Point {option()} at the store "
         f"your runs were logged to ({_stores(served)}).{if_store}"
     )
 
@@ -140,17 +143,18 @@ def check_sqlite_store(db: Path, missing_hint: str = "", *, served: bool = False
             f"There is no MLflow store at {db}: the file does not exist (and was not created). "
             + (
                 missing_hint
-                or "Run from the folder you trained in, or pass --tracking-uri "
-                "sqlite:///path/to/mlflow.db (or http://HOST:PORT for a tracking server)."
+                or "Run from the folder you trained in, or pass "
+                f"{example('sqlite:///path/to/mlflow.db')} (or http://HOST:PORT for a tracking "
+                "server)."
             )
         )
     if not db.is_file():
         # Most often the folder the store is in: the folder is the user's, never to move aside.
         inside = db / "mlflow.db"
         where = (
-            f"the store in it is {inside}: pass --tracking-uri {shlex.quote(str(inside))}"
+            f"the store in it is {inside}: pass {given(str(inside))}"
             if inside.is_file()
-            else f"point --tracking-uri at the store file your runs were logged to ({_stores(served)})"
+            else f"point {option()} at the store file your runs were logged to ({_stores(served)})"
         )
         raise StoreError(
             f"The tracking store {db} is a folder, not an MLflow database file; {where}."
@@ -161,7 +165,7 @@ def check_sqlite_store(db: Path, missing_hint: str = "", *, served: bool = False
     except OSError as exc:
         raise StoreError(
             f"The tracking store {db} cannot be read ({exc.strerror or exc}). Check the file's "
-            "permissions, or point --tracking-uri at a store you can read."
+            f"permissions, or point {option()} at a store you can read."
         ) from None
     if not header:
         raise _not_a_store(db, "is an empty file, not an MLflow database", served)
@@ -193,7 +197,7 @@ def check_sqlite_store(db: Path, missing_hint: str = "", *, served: bool = False
             f"The tracking store {db} was made by another MLflow version (it lacks the tables "
             f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); this command "
             "does not change a store. Back the file up, then upgrade it with `mlflow db upgrade "
-            f"sqlite:///{db}`, or point --tracking-uri at another store."
+            f"sqlite:///{db}`, or point {option()} at another store."
         )
 
 
@@ -230,7 +234,7 @@ def store_failure(uri: str, exc: BaseException) -> StoreError:
         return _not_a_store(db, f"is damaged and cannot be read ({reason})")
     return StoreError(
         f"Cannot read the tracking store {uri} ({type(exc).__name__}: {reason}). Check that it "
-        "is the store your runs were logged to, or point --tracking-uri at another one."
+        f"is the store your runs were logged to, or point {option()} at another one."
     )
 
 
@@ -238,7 +242,7 @@ def existing_store(uri: str | None, missing_hint: str = "") -> str:
     """uri resolved, where it is well formed and not an SQLite file that is missing or not a
     store; a server is not asked here."""
     try:
-        resolved = resolve_uri(uri, name="--tracking-uri")
+        resolved = resolve_uri(uri, name=option())
     except TrackingError as exc:
         raise StoreError(str(exc)) from None
     db = sqlite_path(resolved)
@@ -256,7 +260,7 @@ def open_client(uri: str | None, missing_hint: str = "") -> tuple[Any, str]:
     if resolved.startswith(("http://", "https://")):
         limit_http_retries()  # a server lost half-way fails the command in seconds too
         try:
-            probe_server(resolved, advice=COMMAND_ADVICE)
+            probe_server(resolved, advice=_server_advice())
         except TrackingError as exc:
             raise StoreError(str(exc)) from None
     from .signals import import_held
