@@ -143,6 +143,11 @@ def test_runs_logged_through_the_server_are_read_from_the_store_file(
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "was created through a tracking server" in proc.stderr, proc.stderr
     assert "no logged config" not in proc.stderr
+    # The server to start is the one over this store (a bare one serves ./mlflow.db), and the
+    # rerun's way to log through it is its own flag.
+    said = proc.stderr
+    assert f"`cvsweep server --tracking-uri {db}`" in said, said
+    assert "--tracking-uri ADDRESS for cvsweep rerun" in said, said
 
 
 def get(port: int, path: str, host: str | None = None) -> tuple[int, bytes]:

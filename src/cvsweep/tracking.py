@@ -434,12 +434,17 @@ def ensure_experiment(client: Any, uri: str, name: str) -> str:
                     f"`{restore_command(uri, exp.experiment_id)}` (or the MLflow UI) restores "
                     "it; or choose another tracking.experiment."
                 )
-            if sqlite_path(uri) and str(exp.artifact_location).startswith("mlflow-artifacts:"):
+            db = sqlite_path(uri)
+            if db is not None and str(exp.artifact_location).startswith("mlflow-artifacts:"):
+                # Named with the store: a bare `cvsweep server` serves ./mlflow.db, which in
+                # another folder is a new, empty store. The worker serves train.py and rerun.
                 raise TrackingError(
                     f"Experiment {name!r} in {uri} was created through a tracking server (its "
                     f"artifacts live at {exp.artifact_location}), so its runs can only be logged "
-                    "through that server: start `cvsweep server` and use "
-                    "tracking.uri=http://127.0.0.1:PORT, or choose another tracking.experiment."
+                    "through that server: start it with `cvsweep server --tracking-uri "
+                    f"{shlex.quote(str(db))}` and log to the address it prints (tracking.uri="
+                    "ADDRESS for train.py, --tracking-uri ADDRESS for cvsweep rerun), or choose "
+                    "another tracking.experiment."
                 )
             return exp.experiment_id
         db = sqlite_path(uri)
