@@ -452,6 +452,8 @@ def test_rerun_from_elsewhere_and_what_rerun_refuses(tmp_path, data_dir):
     )
     assert shapes.returncode == 0, shapes.stderr[-2000:]
     (shapes_run,) = [r for r in _runs(client) if r.data.params.get("trainer.shapes_only") == "True"]
+    # Its id is printed like any logged run's: rerun, compare and the UI take it.
+    assert f"mlflow run: {shapes_run.info.run_id}\n" in shapes.stdout, shapes.stdout[-2000:]
     checked = run_cvsweep(
         ["rerun", shapes_run.info.run_id, "--check", "--tracking-uri", str(db)], bare, env
     )

@@ -388,6 +388,8 @@ def _run_job(cfg: DictConfig, ctx: JobContext, held: HeldSignals) -> JobOutcome:
         _console(f"mlflow run: {run_id} (KILLED{how})")
     elif status == "FAILED" and run_id:  # the run the error above belongs to, for the UI
         _console(f"mlflow run: {run_id} (FAILED)")
+    elif status == "FINISHED" and result is None and run_id:  # a shape report, logged
+        _console(f"mlflow run: {run_id}")
     t_end = time.perf_counter()
     if result is not None:
         earlier_s = float(resume_state["elapsed_s"]) if resume_state is not None else 0.0
