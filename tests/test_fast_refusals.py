@@ -80,3 +80,30 @@ def test_a_run_id_is_still_looked_up_in_a_store_that_exists(tmp_path: Path) -> N
     line, imported = _refused(["evaluate", RUN], tmp_path)
     assert line.startswith(f"error: Run {RUN} does not exist in the store sqlite:///{db}."), line
     assert any(m.split(".")[0] == "mlflow" for m in imported)
+
+
+def test_every_option_of_every_command_says_what_it_is_for():
+    """`cvsweep report --help` listed --out with no word of its default or where its figures
+    go, `rerun` its run id bare, `ui` its --port without the default."""
+    import argparse
+
+    from cvsweep.cli import build_parser
+
+    def commands(parser: argparse.ArgumentParser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield name, sub
+                    yield from ((f"{name} {n}", s) for n, s in commands(sub))
+
+    silent = [
+        f"cvsweep {name} {action.dest}"
+        for name, sub in commands(build_parser())
+        for action in sub._actions
+        if not isinstance(action, argparse._SubParsersAction) and not action.help
+    ]
+    assert silent == []
+    ui = subprocess.run(
+        [sys.executable, "-m", "cvsweep.cli", "ui", "--help"], capture_output=True, text=True
+    )
+    assert ui.returncode == 0 and "(default: 5000)" in ui.stdout, ui.stdout

@@ -515,13 +515,18 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=helptext)
         store_args(p)
-        p.add_argument("--port", type=int, default=5000)
+        p.add_argument("--port", type=int, default=5000, help="port to serve on (default: 5000)")
         p.add_argument(
             "--host",
             default="127.0.0.1",
             help="address to bind; anything but loopback needs --allow-remote",
         )
-        p.add_argument("--allow-remote", action="store_true")
+        p.add_argument(
+            "--allow-remote",
+            action="store_true",
+            help="serve on a --host other machines can reach (no login: anyone who reaches it can "
+            "read and delete runs)",
+        )
         p.add_argument("--experiment", default="cvsweep", help="experiment whose link to print")
         p.set_defaults(func=_cmd_ui if name == "ui" else _cmd_server)
 
@@ -538,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rerun", help="train again from a logged run's config")
     store_args(p)
-    p.add_argument("run_id")
+    p.add_argument("run_id", help="the MLflow run id to train again (32 hex digits)")
     p.add_argument(
         "overrides",
         nargs="*",
@@ -587,13 +592,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="dataset files")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     f = data_sub.add_parser("fetch", help="download and verify a dataset")
-    f.add_argument("dataset", nargs="?", choices=["mnist", "fashion_mnist"])
+    f.add_argument(
+        "dataset",
+        nargs="?",
+        choices=["mnist", "fashion_mnist"],
+        help="the dataset to fetch (default: both)",
+    )
     f.add_argument("--root", default=None, help="data folder (default: $CVSWEEP_DATA or data/)")
     f.set_defaults(func=_cmd_data, command_parser=f)
 
     p = sub.add_parser("report", help="write docs/results.md from the presets' runs")
     store_args(p)
-    p.add_argument("--out", default="docs/results.md")
+    p.add_argument(
+        "--out",
+        default="docs/results.md",
+        help="the document to write (default: docs/results.md here); its figures go to img/ "
+        "beside it",
+    )
     p.add_argument(
         "--force",
         action="store_true",
