@@ -448,7 +448,7 @@ def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes_it_exactly(tmp_path
     assert cmp.returncode == 0, cmp.stderr
     assert (
         f"note: the sweep {parent.info.run_name!r} was stopped (interrupted) before all its "
-        in (cmp.stderr)
+        "jobs had finished:" in (cmp.stderr)
     )
     assert "1 run(s) it made, 1 of which finished after it stopped, resumed by a later launch" in (
         cmp.stderr

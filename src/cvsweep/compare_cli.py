@@ -178,7 +178,7 @@ def _stopped_sweep(parent: Any, members: list[Any]) -> str:
     later = [m for m in members if m.info.status == "FINISHED" and (m.info.end_time or 0) > ended]
     head = (
         f"the sweep {parent.info.run_name!r} was stopped ({reason}) before all its jobs had "
-        f"run: this report has the {len(members)} run(s) it made"
+        f"finished: this report has the {len(members)} run(s) it made"
     )
     if later:
         return (
