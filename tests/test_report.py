@@ -123,6 +123,10 @@ def test_relaunched_sweep_compares_the_runs_it_reused(relaunched, data_dir):
     proc = _compare(tmp, data_dir, new, "--out", str(tmp / "cmp-new"))
     assert proc.returncode == 0, proc.stderr
     assert "4 runs; accuracies in %." in proc.stdout
+    # The train loss is a log interval's mean: said, as a rerun with another interval differs.
+    assert "final_train_loss is the mean training loss over each run's last log interval" in (
+        proc.stdout
+    )
     table = proc.stdout.split("## Groups", 1)[0]
     assert all(f"| {rid} | FINISHED |" in table for rid in reused)
     assert new not in table

@@ -455,6 +455,14 @@ def _groups_md(runs: list[RunSummary], by: list[str] | None) -> list[str]:
     return md + (_ungrouped_note(runs, by) if by else [])
 
 
+# The loss a training loop prints, not the trained model's: a rerun with another log_every
+# trains the same weights and shows another number.
+TRAIN_LOSS_NOTE = (
+    "final_train_loss is the mean training loss over each run's last log interval "
+    "(trainer.log_every mini-batches, or fewer at an epoch's end), so it moves with that interval."
+)
+
+
 def write_report(
     runs: list[RunSummary], out_dir: Path, by: list[str] | None = None, title: str = "Comparison"
 ) -> list[Path]:
@@ -515,6 +523,7 @@ def write_report(
         "| " + " | ".join([_marked(label, r), *row[1 : len(shown)]]) + " |"
         for label, r, row in zip(labels, runs, rows, strict=True)
     )
+    md += ["", TRAIN_LOSS_NOTE]
     if note := reused_note(runs, labels):
         md += ["", note]
     if note := left_out_note(runs, keys, labels):

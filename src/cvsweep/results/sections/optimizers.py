@@ -54,6 +54,12 @@ def section_optimizers(doc: Doc, ctx: Context, preset: Preset, v: Variant, suffi
         ],
         rows,
     )
+    doc.add(
+        "Final train loss is each run's mean training loss over its last log interval (the "
+        "number a training loop prints, moving with `trainer.log_every`); final test loss is the "
+        "trained model's on the test images.",
+        "",
+    )
     _plot(doc, v.runs, "optimizer", preset.name, suffix, "test accuracy, SGD vs Adam")
     text = []
     if "sgd" in groups and "adam" in groups:
