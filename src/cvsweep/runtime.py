@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import ConfigError
+from .config import MAX_THREADS, ConfigError
 from .identity import switch_word
 
 
@@ -46,11 +46,24 @@ def configure_threads(num_threads: int) -> int:
     if _TORCH_THREADS is None:
         _TORCH_THREADS = torch.get_num_threads()
     if num_threads <= 0:
-        env = os.environ.get("CVSWEEP_NUM_THREADS")
-        num_threads = int(env) if env and env.isdigit() and int(env) > 0 else _TORCH_THREADS
+        num_threads = _launcher_threads() or _TORCH_THREADS
     if num_threads != torch.get_num_threads():
         torch.set_num_threads(num_threads)
     return torch.get_num_threads()
+
+
+def _launcher_threads() -> int | None:
+    """CVSWEEP_NUM_THREADS, where set: torch asked for 100000 threads ended in a segfault."""
+    env = os.environ.get("CVSWEEP_NUM_THREADS", "").strip()
+    if not env:
+        return None
+    if not env.isdigit() or not 1 <= int(env) <= MAX_THREADS:
+        raise ConfigError(
+            f"CVSWEEP_NUM_THREADS={env!r} is not a thread count from 1 to {MAX_THREADS} (parallel "
+            "launchers set it to each job's share of the cores; trainer.num_threads=0 reads it). "
+            "Unset it, or set a count in that range."
+        )
+    return int(env)
 
 
 # torch's own thread count, before any job set one: the jobs of a sweep run one after another in

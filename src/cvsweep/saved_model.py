@@ -29,6 +29,7 @@ from .checkpoint import (
     quiet_load,
     read_training_state,
 )
+from .config import MAX_THREADS, ConfigError, validate
 from .identity import RESULT_FILE, read_job_result
 from .job_folder import (
     holds_run,
@@ -100,6 +101,23 @@ class Recorded:
     device: str | None = None  # the device type it trained on: "cpu" or "cuda"
     threads: int | None = None  # torch's thread count there
     data_root: Path | None = None  # the dataset.root it read, made absolute
+
+    def __post_init__(self) -> None:
+        """A value no run records (a hand-edited job_result.json: "abc" or 2.5 as an accuracy,
+        100000 threads) is not known: it was compared as "250.00%", or crashed evaluate."""
+        acc = self.test_acc
+        number = isinstance(acc, int | float) and not isinstance(acc, bool)
+        if not (number and 0.0 <= float(acc) <= 1.0):  # type: ignore[arg-type]
+            self.test_acc = None
+        if self.device not in ("cpu", "cuda"):
+            self.device = None
+        threads = self.threads
+        if (
+            isinstance(threads, bool)
+            or not isinstance(threads, int)
+            or not 1 <= threads <= MAX_THREADS
+        ):
+            self.threads = None
 
 
 @dataclass
@@ -193,11 +211,19 @@ def _read_config(path: Path, source: str, shown: str | None = None) -> DictConfi
         lacking = [key for key in ("model", "dataset") if not isinstance(raw.get(key), dict)]
         if lacking:  # a file cut short, or edited: the schema would fill in nothing there
             raise ValueError(f"it has no {' and no '.join(lacking)} section")
-        return typed_config(raw)
+        cfg = typed_config(raw)
     except (yaml.YAMLError, ValueError, RerunError) as exc:
         raise SavedModelError(
             f"The config {shown} of {source} cannot be read: {_yaml_problem(exc)}"
         ) from None
+    try:  # the checks a run's config passed before it trained: an edit since would crash
+        validate(cfg)
+    except ConfigError as exc:
+        raise SavedModelError(
+            f"The config {shown} of {source} is not one cvsweep trains with (edited since the "
+            f"run?): {exc}"
+        ) from None
+    return cfg
 
 
 def _yaml_problem(exc: Exception) -> str:
@@ -260,6 +286,12 @@ def _rebuild(
         raise SavedModelError(
             f"The {what} holds no state_dict ({type(state).__name__}): it is not a "
             f"{MODEL_NAME} that cvsweep wrote."
+        )
+    unnamed = [key for key in state if not isinstance(key, str)]
+    if unnamed:  # torch fails on one with "'int' object has no attribute 'startswith'"
+        raise SavedModelError(
+            f"The {what} holds entries that are not parameter names ({unnamed[0]!r}): it is not "
+            f"a {MODEL_NAME} that cvsweep wrote."
         )
     try:
         model.load_state_dict(state)
@@ -556,12 +588,43 @@ def _from_run(
     return saved
 
 
+def _wanted_device(device: str | torch.device) -> torch.device:
+    """The device to load on, refused by its name: torch blamed the model file for a missing
+    GPU ("cannot be read: Attempting to deserialize object on a CUDA device")."""
+    try:
+        wanted = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SavedModelError(
+            f"device={device!r} is not a device a model loads on: use 'cpu' or 'cuda' "
+            "('cuda:1' for a second GPU)."
+        ) from None
+    if wanted.type not in ("cpu", "cuda"):
+        raise SavedModelError(f"device={device!r}: a saved model loads on 'cpu' or 'cuda'.")
+    if wanted.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise SavedModelError(
+                f"device={device!r}: no CUDA device is available on this machine; use 'cpu'."
+            )
+        if (wanted.index or 0) >= count:
+            raise SavedModelError(
+                f"device={device!r}: this machine has {count} CUDA device(s), cuda:0 to "
+                f"cuda:{count - 1}."
+            )
+    return wanted
+
+
 def _given_store(tracking_uri: str | Path | None) -> str | None:
     """tracking_uri as the command line reads --tracking-uri: `file:./x` is a malformed store
     URI to be named as such, not a path to a file in a folder called `file:.`. A Path object
     is a path whatever its name."""
     if isinstance(tracking_uri, Path):
         return f"sqlite:///{tracking_uri.resolve()}"
+    if tracking_uri is not None and not isinstance(tracking_uri, str):
+        raise SavedModelError(
+            f"tracking_uri={tracking_uri!r} is not a store: give a store URI "
+            "('sqlite:///path/to/mlflow.db', 'http://HOST:PORT') or the path of an mlflow.db."
+        )
     from .store_errors import store_uri_or_path
 
     return store_uri_or_path(tracking_uri) if tracking_uri else None
@@ -592,7 +655,7 @@ def open_saved(
 ) -> SavedModel:
     """`load_model` with its messages naming the command's --tracking-uri (`cvsweep evaluate`)."""
     tracking_uri = _given_store(tracking_uri)
-    device = torch.device(device)
+    device = _wanted_device(device)
     try:
         found = resolve_source(source)
     except SourceError as exc:

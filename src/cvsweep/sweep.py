@@ -174,6 +174,12 @@ def validate_jobs(config: DictConfig) -> int:
         jobs = job_overrides(config, loader)
     except (HydraException, OmegaConfBaseException) as exc:
         _sweep_syntax_error(exc)
+    except ValueError as exc:  # range(0,3,0): Python's range() refuses the step
+        said = str(exc)
+        if "must not be zero" in said:
+            said = "range(start,stop,step) needs a step other than 0"
+        print(f"error: Cannot expand the sweep: {said}.", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     if not jobs:  # an empty range: a parent run and a report of nothing would follow
         swept = " ".join(raw_overrides(config.hydra.overrides.task))
         print(

@@ -79,6 +79,11 @@ def resolve_uri(uri: str | None, launch_dir: Path | None = None, name: str = "tr
             "sqlite:///path/to/mlflow.db, or tracking=none for a run that logs nothing."
         )
     if uri.startswith("sqlite:///"):
+        if "\x00" in str(sqlite_path(uri)):
+            raise TrackingError(
+                f"{name}={uri!r}: its path holds %00, which MLflow's database layer decodes to "
+                "a NUL byte, and no file name can hold one. Use sqlite:///path/to/mlflow.db."
+            )
         path = Path(uri[len("sqlite:///") :])
         if not path.is_absolute():
             path = (Path(launch_dir or os.getcwd()) / path).resolve()
@@ -99,7 +104,11 @@ def resolve_uri(uri: str | None, launch_dir: Path | None = None, name: str = "tr
 
 
 def sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+    """The file an sqlite:/// URI opens. SQLAlchemy decodes its %-escapes (`a%20b.db` is
+    `a b.db`), so every check looks at that file, not at one the URI only spells."""
+    from urllib.parse import unquote
+
+    return Path(unquote(uri[len("sqlite:///") :])) if uri.startswith("sqlite:///") else None
 
 
 UNREACHABLE_CAUSES = (
@@ -305,10 +314,28 @@ def _cached_client(uri: str) -> Any:
                 "into this environment, or use tracking.uri=sqlite:///path/to/mlflow.db."
             ) from None
     refuse_foreign_database(db)
-    with store_creation_lock(db):
+    with store_creation_lock(db), _few_engine_retries():
         client = MlflowClient(tracking_uri=uri)
         with_retry(lambda: client.search_experiments(max_results=1))  # tables made or checked
     return client
+
+
+@contextlib.contextmanager
+def _few_engine_retries() -> Iterator[None]:
+    """MLflow tries to create a store's database engine 10 times over 100 s, for a database
+    server still starting. A store file SQLite cannot open now will not open later, and a run
+    finishing (signals held) waited out those retries for every write: 3 tries, 0.4 s."""
+    import mlflow.store.db.utils as db_utils
+
+    before = getattr(db_utils, "MAX_RETRY_COUNT", None)
+    if before is None:
+        yield
+        return
+    db_utils.MAX_RETRY_COUNT = min(before, 3)
+    try:
+        yield
+    finally:
+        db_utils.MAX_RETRY_COUNT = before
 
 
 def _lock_path(db: Path) -> str:
