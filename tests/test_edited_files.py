@@ -126,3 +126,28 @@ def test_settings_no_command_can_use_are_refused_before_anything_runs(tmp_path, 
     assert nul.returncode == 2, nul.stdout[-2000:] + nul.stderr[-2000:]
     assert "its path holds %00, which MLflow's database layer decodes to a NUL byte" in (nul.stderr)
     assert "training cnn" not in nul.stdout
+    # A mistyped CVSWEEP_DATA got a new folder and a 55 MB download, as dataset.root does not.
+    nowhere = tmp_path / "dtaa"
+    env = {**cli_env(data_dir), "CVSWEEP_DATA": str(nowhere)}
+    typo = run_train([*TINY, "tracking=none"], tmp_path / "typo", data_dir, env=env)
+    assert typo.returncode == 2, typo.stdout[-2000:] + typo.stderr[-2000:]
+    assert f"error: CVSWEEP_DATA={nowhere} names no folder, so mnist is not fetched there" in (
+        typo.stderr
+    )
+    assert not nowhere.exists()
+
+
+def test_a_jobs_record_given_as_its_model_names_the_folder_to_give(job, tmp_path, data_dir):
+    """`evaluate job/.hydra/config.yaml` read the config as weights and then looked for
+    job/.hydra/.hydra/config.yaml; an empty compare target was looked up as a folder."""
+    for record in (job / ".hydra" / "config.yaml", job / "job_result.json"):
+        with pytest.raises(SavedModelError) as refused:
+            load_model(record)
+        assert str(refused.value) == (
+            f"{record} is one of a job's records, not a model: give the job folder ({job}) or "
+            "the model.pth in it."
+        )
+    empty = run_cvsweep(["compare", ""], tmp_path, cli_env(data_dir), timeout=60)
+    assert empty.returncode == 2 and empty.stderr.startswith(
+        "error: compare was given an empty target: give a sweep's folder"
+    ), empty.stderr

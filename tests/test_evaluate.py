@@ -378,6 +378,13 @@ def test_evaluate_needs_only_the_test_files_and_fetch_advice_names_the_root(
         said
     )
     assert "data fetch" not in said
+    # A root that is not there is a typo to correct, not a place to fetch into (that made it).
+    typo = tmp_path / "typo_dir"
+    said = _error(_evaluate([str(folder), "--data-root", str(typo)], tmp_path, data_dir))
+    assert said.startswith(f"error: --data-root {typo}: there is no such folder. Check the path"), (
+        said
+    )
+    assert "data fetch" not in said and not typo.exists()
     # Where the root is the one `cvsweep data fetch` fills anyway, no --root (the root the
     # run read is gone too, or evaluate would read the data there).
     job = tmp_path / "job"

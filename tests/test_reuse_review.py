@@ -272,6 +272,18 @@ def test_a_refused_rerun_leaves_an_out_folder_as_it_was(trained, tmp_path, data_
     refused = _cvsweep(["rerun", run_id, "optimizer.lr=-1", *store], tmp, data_dir)
     assert refused.returncode == 2 and "the learning rate must be > 0" in refused.stderr
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    # A model.pth of the user's own, in a folder no job records, was replaced without a word.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "model.pth").write_bytes(b"my weights")
+    other = ["--tracking-uri", store_uri(tmp), "--out", str(theirs)]
+    kept = _cvsweep(["rerun", run_id, *other], tmp, data_dir)
+    assert kept.returncode == 2, kept.stdout[-2000:] + kept.stderr[-2000:]
+    assert f"--out {theirs}: it holds model.pth of no job that cvsweep records there" in (
+        kept.stderr
+    )
+    assert (theirs / "model.pth").read_bytes() == b"my weights"
+    assert sorted(p.name for p in theirs.iterdir()) == ["model.pth"]
     again = _cvsweep(["rerun", run_id, "--check", *store], tmp, data_dir)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "check passed: largest difference 0.000e+00" in again.stdout

@@ -545,6 +545,11 @@ def compare_main(args: argparse.Namespace) -> int:
     """Exit 0 with the report printed, 2 for a store, target or key the user must fix."""
 
     try:  # what can be checked without the store, before it is read
+        if not args.target.strip():
+            raise CompareError(
+                "compare was given an empty target: give a sweep's folder, its parent run id, "
+                "run ids (comma-separated) or an experiment name."
+            )
         if args.tracking_uri is None:
             args.tracking_uri = sweep_folder_store(args.target)
         args.target = sweep_folder_parent(args.target)

@@ -126,8 +126,18 @@ def check_root_to_fetch_into(root: str | os.PathLike, dataset: str) -> None:
             f"Invalid config value dataset.root={root}{origin}: no such folder, so {dataset} is "
             f"not fetched there. {tilde.rstrip()}"
         )
-    if Path(root).is_dir() or is_default_root(root):
+    if Path(root).is_dir():
         return
+    if is_default_root(root):
+        env = os.environ.get("CVSWEEP_DATA")
+        if not env:
+            return  # data/ beside the user: the Quickstart's first run fills it
+        # A variable set by hand is mistyped as easily as dataset.root (`/data/mnst`).
+        raise DataError(
+            f"CVSWEEP_DATA={env} names no folder, so {dataset} is not fetched there. Check the "
+            f"path; to download it into that new folder, run `cvsweep data fetch {dataset}` "
+            "first (it fills $CVSWEEP_DATA); or unset CVSWEEP_DATA to use data/ here."
+        )
     raise DataError(
         f"Invalid config value dataset.root={root}: no such folder, so {dataset} is not "
         f"fetched there. Check the path; to download it into that new folder, run "

@@ -48,6 +48,13 @@ def _data_root(saved: SavedModel, given: str | None) -> tuple[str, str | None]:
         problem = misread_root(given, str(saved.cfg.dataset.name), "--data-root", "--data-root ")
         if problem:
             raise DataError(problem)
+        if not Path(given).expanduser().exists():  # a typo: fetching there would make it
+            read = saved.recorded.data_root
+            raise DataError(
+                f"--data-root {given}: there is no such folder. Check the path"
+                + (f" (the run read its data from {read})" if read else "")
+                + "; leave --data-root out to read the run's own data root."
+            )
         return given, None
     root = Path(str(saved.cfg.dataset.root))
     launched = None if root.is_absolute() else launch_dir(Path(saved.source))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{40}$")
 MODEL_NAME = "model.pth"
+# Files of a job folder that hold no weights (its config, result, log, shape report).
+JOB_RECORDS = (".yaml", ".yml", ".json", ".log", ".md", ".csv", ".png", ".txt")
 
 
 def _looks_like_a_path(source: str) -> bool:
@@ -34,6 +36,12 @@ def resolve_source(source: str | Path) -> Path | str:
     cannot tell a source apart differently.
     """
     path = Path(source)
+    if path.is_file() and path.suffix.lower() in JOB_RECORDS:
+        folder = path.parent.parent if path.parent.name == ".hydra" else path.parent
+        raise SourceError(
+            f"{source} is one of a job's records, not a model: give the job folder ({folder}) "
+            f"or the {MODEL_NAME} in it."
+        )
     if path.exists():
         return path
     if RUN_ID.match(str(source).lower()):  # MLflow's ids are lowercase; a copy may not be

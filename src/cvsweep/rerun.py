@@ -37,7 +37,7 @@ from .job_folder import (
     setting,
     trained_root,
 )
-from .model_source import RUN_ID
+from .model_source import MODEL_NAME, RUN_ID
 from .outputs import OutputPathError, check_folder
 from .signals import HeldSignals, import_held
 from .store_errors import (
@@ -411,10 +411,14 @@ def _refuse_other_job(folder: Path, run_id: str, cfg_hash: str) -> None:
     """--out may resume a stopped rerun of this config, never replace another job's files."""
     result = read_job_result(folder)
     config = folder / ".hydra" / "config.yaml"
-    if result is None and not config.exists():
+    # The files a job writes, found in a folder no job records: the user's own, not to replace.
+    theirs = [n for n in (MODEL_NAME, "checkpoint.pt") if (folder / n).exists()]
+    if result is None and not config.exists() and not theirs:
         return
     other = ""
-    if result is not None and result.get("run_id") == run_id:
+    if result is None and not config.exists():
+        other = f"it holds {' and '.join(theirs)} of no job that cvsweep records there"
+    elif result is not None and result.get("run_id") == run_id:
         other = f"it is the job folder of run {run_id} itself"
     elif result is not None and result.get("status") == "FINISHED":
         other = f"it holds the finished job of run {result.get('run_id')}"
