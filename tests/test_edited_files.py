@@ -122,6 +122,14 @@ def test_settings_no_command_can_use_are_refused_before_anything_runs(tmp_path, 
     assert step.stderr.strip() == (
         "error: Cannot expand the sweep: range(start,stop,step) needs a step other than 0."
     )
+    for keyless in (["=1"], ["-m", "=1,2"]):  # a key lost to an unset shell variable
+        proc = run_train([*keyless, "trainer.shapes_only=true"], tmp_path / "keyless", data_dir)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.strip() == (
+            f"error: The override {keyless[-1]!r} has no key before its '=': write key=value "
+            "(optimizer.lr=0.01, say)."
+        )
+        assert not (tmp_path / "keyless" / "mlflow.db").exists()
     nul = run_train([*TINY, "tracking.uri=sqlite:///%00"], tmp_path / "nul", data_dir)
     assert nul.returncode == 2, nul.stdout[-2000:] + nul.stderr[-2000:]
     assert "its path holds %00, which MLflow's database layer decodes to a NUL byte" in (nul.stderr)

@@ -86,6 +86,7 @@ def _damage(path: Path) -> None:
             "Override 'seed=abc' does not fit the logged config: Value 'abc' of type 'str' "
             "could not be converted to Integer.\n",
         ),
+        (["=1"], "The override '=1' has no key before its '=': write key=value"),  # key ''
     ],
 )
 def test_rerun_refuses_overrides_that_would_mislabel_or_lose_the_rerun(

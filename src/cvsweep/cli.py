@@ -269,7 +269,7 @@ def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
             if config_composed() or not hydra_errors.raised_for_cvsweep():
                 raise
             # Hydra rejected the command line: said in one paragraph, the user's to fix.
-            listed = hydra_errors.list_item(sys.argv[1:])
+            listed = hydra_errors.list_item(sys.argv[1:]) or hydra_errors.keyless(sys.argv[1:])
             if listed:  # OmegaConf's TypeError or error about a list addressed by a name
                 print(f"error: {listed}", file=sys.stderr, flush=True)
             elif isinstance(exc, HydraException | OmegaConfBaseException):

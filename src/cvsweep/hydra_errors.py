@@ -195,10 +195,22 @@ def _layer_index(name: str, overrides: Iterable[str]) -> tuple[str, int] | None:
     return (chosen, names.index(name)) if name in names else None
 
 
+def keyless(overrides: Iterable[str]) -> str | None:
+    """`=1` (a key lost to a shell variable, `$KEY=1`): Hydra read it as a config group and
+    said "must be a string or a list. Got int", a rerun as an unknown key ''."""
+    for item in overrides:
+        if item.lstrip("+~").startswith("="):
+            return (
+                f"The override {item!r} has no key before its '=': write key=value "
+                "(optimizer.lr=0.01, say)."
+            )
+    return None
+
+
 def explain(exc: BaseException) -> str:
     """One paragraph naming what is wrong on the command line and what would be right."""
     cause = exc.__cause__
-    listed = list_of_options(sys.argv[1:])
+    listed = list_of_options(sys.argv[1:]) or keyless(sys.argv[1:])
     if listed:
         return listed
     several = _SEVERAL_VALUES.match(str(exc))

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from .config import OPTIMIZER_SCHEMAS, ConfigError, TrainConfig
-from .hydra_errors import list_item, past_the_end, renamed_group, unknown_key
+from .hydra_errors import keyless, list_item, past_the_end, renamed_group, unknown_key
 from .identity import GROUPS, config_hash, read_job_result
 from .job_folder import (
     data_root_for,
@@ -134,6 +134,9 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 def _parsed(overrides: list[str]) -> list[Any]:
     """Each override as Hydra's parser reads it on a `train.py` command line."""
+    missing_key = keyless(overrides)
+    if missing_key:
+        raise RerunError(missing_key)
     try:
         return OverridesParser.create().parse_overrides(overrides)
     except HydraException as exc:

@@ -165,6 +165,10 @@ def validate_jobs(config: DictConfig) -> int:
     """
     global _CHECKED
     _CHECKED = _CheckedJobs()
+    missing_key = hydra_errors.keyless(raw_overrides(config.hydra.overrides.task))
+    if missing_key:  # Hydra's composition of such a job fails with a ValueError traceback
+        print(f"error: {missing_key}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
     if "BasicSweeper" not in str(config.hydra.sweeper.get("_target_", "")):
         return 0  # other sweepers choose jobs as they go; each job still validates itself
     from hydra.core.global_hydra import GlobalHydra
