@@ -22,8 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-CHECKPOINT_NAME = "checkpoint.pt"
-
 
 class FileWriteError(OSError):
     """A checkpoint or model file could not be written (disk full, quota, permissions): the

@@ -259,6 +259,10 @@ def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
     from .sweep import config_composed, stop_sweep
 
     hydra_errors.raise_instead_of_printing()
+    missing_key = hydra_errors.keyless(sys.argv[1:])
+    if missing_key:  # Hydra reads `=1` as a config group, failing differently run or sweep
+        print(f"error: {missing_key}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
     try:
         try:
             main()
@@ -269,7 +273,7 @@ def hydra_main(held_ctrl_c: HeldSignals | None = None) -> None:
             if config_composed() or not hydra_errors.raised_for_cvsweep():
                 raise
             # Hydra rejected the command line: said in one paragraph, the user's to fix.
-            listed = hydra_errors.list_item(sys.argv[1:]) or hydra_errors.keyless(sys.argv[1:])
+            listed = hydra_errors.list_item(sys.argv[1:])
             if listed:  # OmegaConf's TypeError or error about a list addressed by a name
                 print(f"error: {listed}", file=sys.stderr, flush=True)
             elif isinstance(exc, HydraException | OmegaConfBaseException):

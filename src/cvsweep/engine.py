@@ -24,11 +24,11 @@ from omegaconf import DictConfig
 from torch import nn
 
 from . import augment as aug
-from .checkpoint import CHECKPOINT_NAME, atomic_save, restore_rng_state, rng_state
+from .checkpoint import atomic_save, restore_rng_state, rng_state
 from .data import DeviceData
 from .identity import config_hash
 from .model import split_conv_bias_grads
-from .model_source import MODEL_NAME
+from .model_source import CHECKPOINT_NAME, MODEL_NAME
 from .optim import Phase, build_optimizer, build_scheduler, current_lr, plan_phases
 from .runtime import SpeedSettings, speed_settings
 from .signals import HeldSignals

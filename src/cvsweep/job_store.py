@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .checkpoint import load_checkpoint
+from .model_source import CHECKPOINT_NAME
 from .store_proxy import Pending, replace_dead, shared_proxy, warn_lost
 from .tracking import TrackingError, as_warning, check_writable, resolve_uri, sqlite_path
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{40}$")
 MODEL_NAME = "model.pth"
+CHECKPOINT_NAME = "checkpoint.pt"  # here, not in checkpoint.py: that module imports torch
 # Files of a job folder that hold no weights (its config, result, log, shape report).
 JOB_RECORDS = (".yaml", ".yml", ".json", ".log", ".md", ".csv", ".png", ".txt")
 

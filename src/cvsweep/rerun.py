@@ -37,7 +37,7 @@ from .job_folder import (
     setting,
     trained_root,
 )
-from .model_source import MODEL_NAME, RUN_ID
+from .model_source import CHECKPOINT_NAME, MODEL_NAME, RUN_ID
 from .outputs import OutputPathError, check_folder
 from .signals import HeldSignals, import_held
 from .store_errors import (
@@ -415,7 +415,7 @@ def _refuse_other_job(folder: Path, run_id: str, cfg_hash: str) -> None:
     result = read_job_result(folder)
     config = folder / ".hydra" / "config.yaml"
     # The files a job writes, found in a folder no job records: the user's own, not to replace.
-    theirs = [n for n in (MODEL_NAME, "checkpoint.pt") if (folder / n).exists()]
+    theirs = [n for n in (MODEL_NAME, CHECKPOINT_NAME) if (folder / n).exists()]
     if result is None and not config.exists() and not theirs:
         return
     other = ""

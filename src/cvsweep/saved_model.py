@@ -22,7 +22,6 @@ import yaml
 from omegaconf import DictConfig
 
 from .checkpoint import (
-    CHECKPOINT_NAME,
     damaged_member,
     damaged_problem,
     load_problem,
@@ -41,7 +40,7 @@ from .job_folder import (
     trained_root,
 )
 from .model import ModelConfigError, build_model
-from .model_source import MODEL_NAME, RUN_ID, SourceError, resolve_source
+from .model_source import CHECKPOINT_NAME, MODEL_NAME, RUN_ID, SourceError, resolve_source
 from .rerun import (
     RerunError,
     deleted_note,

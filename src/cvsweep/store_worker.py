@@ -31,6 +31,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from .model_source import CHECKPOINT_NAME
 from .store_errors import broken_store, busy_store, from_store
 from .tracking import (
     CLAIM_TAG,
@@ -124,9 +125,6 @@ def _logged_steps(client: Any, run: Any) -> dict[str, list[int]]:
     return steps
 
 
-LOCAL_CHECKPOINT = "checkpoint.pt"  # checkpoint.CHECKPOINT_NAME (that module imports torch)
-
-
 def _local_checkpoint(tags: dict[str, str]) -> str | None:
     """The checkpoint in an unfinished run's own job folder, where this host can read it.
 
@@ -137,7 +135,7 @@ def _local_checkpoint(tags: dict[str, str]) -> str | None:
     folder = tags.get("output_dir")
     if not folder or tags.get("cvsweep.host") != socket.gethostname():
         return None
-    path = Path(folder) / LOCAL_CHECKPOINT
+    path = Path(folder) / CHECKPOINT_NAME
     return str(path) if path.is_file() else None
 
 

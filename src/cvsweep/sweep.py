@@ -31,6 +31,7 @@ from . import hydra_errors
 from .config import ConfigError, validate
 from .data import DataError, refuse_unusable_root
 from .identity import RESULT_FILE, raw_overrides, read_job_result, run_name
+from .model_source import CHECKPOINT_NAME, MODEL_NAME
 from .store_proxy import (
     LOST,
     StoreProxy,
@@ -165,10 +166,6 @@ def validate_jobs(config: DictConfig) -> int:
     """
     global _CHECKED
     _CHECKED = _CheckedJobs()
-    missing_key = hydra_errors.keyless(raw_overrides(config.hydra.overrides.task))
-    if missing_key:  # Hydra's composition of such a job fails with a ValueError traceback
-        print(f"error: {missing_key}", file=sys.stderr, flush=True)
-        raise SystemExit(2)
     if "BasicSweeper" not in str(config.hydra.sweeper.get("_target_", "")):
         return 0  # other sweepers choose jobs as they go; each job still validates itself
     from hydra.core.global_hydra import GlobalHydra
@@ -459,7 +456,7 @@ def _refuse_other_config_folder(config: DictConfig) -> None:
     raise SystemExit(2)
 
 
-KEPT_JOB_FILES = ("model.pth", "checkpoint.pt", RESULT_FILE)  # what a job that ran leaves
+KEPT_JOB_FILES = (MODEL_NAME, CHECKPOINT_NAME, RESULT_FILE)  # what a job that ran leaves
 
 
 def _refuse_over_kept_job(config: DictConfig, run_dir: Path) -> None:
